@@ -1,0 +1,28 @@
+"""The signal engine (derivations over a span view) and the collector service."""
+
+from .engine import EngineSpanProcessor, ProcessorErrors, SignalEngine, SignalSpanProcessor
+from .events import EventBus, SignalEvent
+from .families import CounterFamily, GaugeFamily, HistogramFamily, MetricFamily
+from .producer import SignalMetricProducer, attach_producer
+from .red import Dimension, RedSpanProcessor
+from .view import SpanView, view_from_otlp_span, view_from_readable_span
+
+__all__ = [
+    "CounterFamily",
+    "Dimension",
+    "EngineSpanProcessor",
+    "EventBus",
+    "GaugeFamily",
+    "HistogramFamily",
+    "MetricFamily",
+    "ProcessorErrors",
+    "RedSpanProcessor",
+    "SignalEngine",
+    "SignalEvent",
+    "SignalMetricProducer",
+    "SignalSpanProcessor",
+    "SpanView",
+    "attach_producer",
+    "view_from_otlp_span",
+    "view_from_readable_span",
+]

@@ -1,0 +1,178 @@
+"""The signal engine: derivations written once against :class:`~.view.SpanView`.
+
+:class:`SignalSpanProcessor` is the base of every derivation (RED, cost, rate limits, SLOs). It is
+an SDK ``SpanProcessor`` (so one derivation can be added to a ``TracerProvider`` on its own) whose
+real work is :meth:`SignalSpanProcessor.observe`, called with a view. :class:`SignalEngine` runs
+several derivations on one view per span and is what both front doors use: the in-app
+:class:`EngineSpanProcessor` and the collector.
+
+The span path never raises: each derivation call is wrapped, the first failure of each
+derivation is logged with its traceback, later ones at most once a minute, and every failure is
+counted in ``spansignals_processor_errors_total{processor}``.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Sequence
+from typing import Any
+
+from opentelemetry.sdk.trace import SpanProcessor
+
+from .events import EventBus
+from .families import CounterFamily, MetricFamily
+from .view import SpanView, view_from_readable_span
+
+__all__ = ["EngineSpanProcessor", "ProcessorErrors", "SignalEngine", "SignalSpanProcessor"]
+
+_logger = logging.getLogger(__name__)
+
+_LOG_EVERY_S = 60.0
+
+
+class ProcessorErrors:
+    """Counts and rate-limits the logging of derivation failures."""
+
+    def __init__(self) -> None:
+        self.family = CounterFamily(
+            "spansignals.processor.errors",
+            "Exceptions caught in spansignals processors (the span path never raises).",
+            "{error}",
+            ("processor",),
+            max_series=64,
+        )
+        self._last_log: dict[str, float] = {}
+        self._lock = threading.Lock()
+
+    def record(self, processor: str, exc: BaseException) -> None:
+        """Count one failure of ``processor`` and maybe log it."""
+        try:
+            self.family.add((processor,), 1)
+            now = time.monotonic()
+            with self._lock:
+                last = self._last_log.get(processor)
+                if last is not None and now - last < _LOG_EVERY_S:
+                    return
+                self._last_log[processor] = now
+            _logger.error(
+                "spansignals: processor %s failed (%s: %s); counted in spansignals_processor_errors_total,"
+                " further failures logged at most once a minute",
+                processor,
+                type(exc).__name__,
+                exc,
+                exc_info=last is None,
+            )
+        except Exception:  # counting must never raise either
+            pass
+
+    def count(self, processor: str) -> float:
+        """Failures counted so far for ``processor``."""
+        return self.family.value((processor,))
+
+
+class SignalSpanProcessor(SpanProcessor):
+    """Base of every derivation. Subclasses set ``processor_name`` and override :meth:`observe`
+    and :meth:`metric_families`.
+
+    Used on its own as an SDK span processor it converts each ended span to a view; inside a
+    :class:`SignalEngine` the view is built once and shared.
+    """
+
+    processor_name = "signal"
+
+    def __init__(self) -> None:
+        self.errors = ProcessorErrors()
+        self.events = EventBus()
+
+    def observe(self, view: SpanView) -> None:
+        """Derive from one finished span. Runs on the span path: dictionary arithmetic only."""
+
+    def metric_families(self) -> list[MetricFamily]:
+        """The families this derivation writes (registered with a producer by the front door)."""
+        return []
+
+    def on_end(self, span: Any) -> None:
+        try:
+            self.observe(view_from_readable_span(span))
+        except Exception as exc:
+            self.errors.record(self.processor_name, exc)
+
+    def shutdown(self) -> None:
+        """Release resources (background workers); the default holds none."""
+
+    def force_flush(self, timeout_millis: int = 30000) -> bool:
+        return True
+
+
+class SignalEngine:
+    """Runs derivations over views; shares one error counter and one event bus between them."""
+
+    def __init__(self, processors: Sequence[SignalSpanProcessor]) -> None:
+        self.errors = ProcessorErrors()
+        self.events = EventBus()
+        self._processors = tuple(processors)
+        for p in self._processors:
+            p.errors = self.errors
+            p.events = self.events
+        self._observers = tuple((p.processor_name, p.observe) for p in self._processors)
+
+    @property
+    def processors(self) -> tuple[SignalSpanProcessor, ...]:
+        """The derivations, in the order they run."""
+        return self._processors
+
+    def get(self, processor_name: str) -> SignalSpanProcessor | None:
+        """The derivation with this ``processor_name``, if installed."""
+        for p in self._processors:
+            if p.processor_name == processor_name:
+                return p
+        return None
+
+    def process(self, view: SpanView) -> None:
+        """Run every derivation on ``view``; never raises."""
+        for name, observe in self._observers:
+            try:
+                observe(view)
+            except Exception as exc:
+                self.errors.record(name, exc)
+
+    def metric_families(self) -> list[MetricFamily]:
+        """Every family of every derivation, plus the error counter."""
+        families: list[MetricFamily] = []
+        for p in self._processors:
+            families.extend(p.metric_families())
+        families.append(self.errors.family)
+        return families
+
+    def shutdown(self) -> None:
+        """Shut every derivation down; failures are logged, not raised."""
+        for p in self._processors:
+            try:
+                p.shutdown()
+            except Exception as exc:
+                self.errors.record(p.processor_name, exc)
+
+
+class EngineSpanProcessor(SpanProcessor):
+    """The in-app front door: an SDK span processor that feeds every ended span to an engine.
+
+    It sees every *recording* span, sampled or not (see :class:`spansignals.sdk.RecordAllSampler`
+    for keeping derived signals exact while the app samples traces).
+    """
+
+    def __init__(self, engine: SignalEngine) -> None:
+        self.engine = engine
+
+    def on_end(self, span: Any) -> None:
+        try:
+            self.engine.process(view_from_readable_span(span))
+        except Exception as exc:  # a span the adapter cannot read
+            self.engine.errors.record("adapter", exc)
+
+    def shutdown(self) -> None:
+        self.engine.shutdown()
+
+    def force_flush(self, timeout_millis: int = 30000) -> bool:
+        return True

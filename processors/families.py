@@ -1,0 +1,234 @@
+"""Pre-aggregated metric families: the state every derivation writes into on the span path.
+
+Why not OTel instruments per span: on these machines a ``Counter.add`` with three attributes
+costs ~12 µs and ``Histogram.record`` ~17 µs, against ~34 µs for a whole span, while updating a
+dict under a lock costs ~1 µs. So derivations update these families (a dict keyed by the tuple of
+label values) and :mod:`spansignals.processors.producer` turns them into OTel metric data at
+collection time. The OTel Python SDK has no public API to report pre-aggregated histograms
+(``MetricProducer`` is in the spec but not in the SDK), which is why this module exists.
+
+Every family has a cardinality cap (default 2000 series). Past the cap, new label sets are
+folded into one overflow series whose only attribute is ``otel.metric.overflow=true`` (rendered
+``otel_metric_overflow="true"`` in Prometheus), as the metrics SDK specification asks; totals
+are conserved.
+
+Updates are thread-safe (one lock per family) so totals stay exact when many app threads end
+spans at once.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from bisect import bisect_left
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any
+
+__all__ = [
+    "DEFAULT_MAX_SERIES",
+    "OVERFLOW_ATTRIBUTES",
+    "CounterFamily",
+    "GaugeFamily",
+    "HistogramFamily",
+    "MetricFamily",
+]
+
+DEFAULT_MAX_SERIES = 2000
+OVERFLOW_KEY = "otel.metric.overflow"
+OVERFLOW_ATTRIBUTES: dict[str, Any] = {OVERFLOW_KEY: True}
+_OVERFLOW = ("\x00overflow",)  # a label tuple no real span can produce
+
+
+class MetricFamily:
+    """Common part of a named metric with fixed label names and a series cap.
+
+    ``name`` is the OTel instrument name (``spansignals.cost.usd``); ``unit`` follows UCUM as the
+    OTel Prometheus exporter expects (``s`` gives ``_seconds``, ``1`` and ``{...}`` add nothing).
+    """
+
+    kind = "abstract"
+
+    def __init__(
+        self,
+        name: str,
+        description: str,
+        unit: str,
+        label_names: Sequence[str],
+        *,
+        max_series: int = DEFAULT_MAX_SERIES,
+        clock_ns: Callable[[], int] = time.time_ns,
+    ) -> None:
+        if max_series < 1:
+            raise ValueError(f"max_series must be >= 1, got {max_series}")
+        self.name = name
+        self.description = description
+        self.unit = unit
+        self.label_names = tuple(label_names)
+        self.max_series = max_series
+        self._clock_ns = clock_ns
+        self.start_time_ns = clock_ns()
+        self._lock = threading.Lock()
+        self._series: dict[tuple[Any, ...], Any] = {}
+
+    def _key(self, labels: tuple[Any, ...]) -> tuple[Any, ...]:
+        """Return ``labels`` or the overflow key when the family is full. Caller holds the lock."""
+        if labels in self._series or len(self._series) < self.max_series:
+            return labels
+        return _OVERFLOW
+
+    def attributes(self, labels: tuple[Any, ...]) -> dict[str, Any]:
+        """The OTel attribute dict of one series."""
+        if labels is _OVERFLOW or labels == _OVERFLOW:
+            return dict(OVERFLOW_ATTRIBUTES)
+        return {k: v for k, v in zip(self.label_names, labels) if v is not None}
+
+    def series_count(self) -> int:
+        """Number of series held, the overflow series included."""
+        return len(self._series)
+
+    def reset(self) -> None:
+        """Forget every series (tests and restarts)."""
+        with self._lock:
+            self._series.clear()
+            self.start_time_ns = self._clock_ns()
+
+
+class CounterFamily(MetricFamily):
+    """A monotonic sum per label set (exported as a cumulative OTel ``Sum``)."""
+
+    kind = "counter"
+
+    def add(self, labels: tuple[Any, ...], amount: float = 1) -> None:
+        """Add ``amount`` (must be >= 0; negative or NaN amounts are ignored) to one series."""
+        if not amount >= 0:  # also rejects NaN
+            return
+        with self._lock:
+            key = self._key(labels)
+            self._series[key] = self._series.get(key, 0) + amount
+
+    def snapshot(self) -> list[tuple[tuple[Any, ...], float]]:
+        """A consistent copy of ``(labels, value)`` pairs."""
+        with self._lock:
+            return list(self._series.items())
+
+    def value(self, labels: tuple[Any, ...]) -> float:
+        """Current value of one series (0 when absent)."""
+        return float(self._series.get(labels, 0))
+
+
+class GaugeFamily(MetricFamily):
+    """A last-value per label set, set on the span path or computed by ``callback`` at collection.
+
+    ``callback`` returns ``(labels, value)`` pairs; it runs on the collecting thread and is the
+    way to expose values that depend on the current time (projections, time to reset).
+    """
+
+    kind = "gauge"
+
+    def __init__(
+        self,
+        name: str,
+        description: str,
+        unit: str,
+        label_names: Sequence[str],
+        *,
+        callback: Callable[[], Iterable[tuple[tuple[Any, ...], float]]] | None = None,
+        max_series: int = DEFAULT_MAX_SERIES,
+        clock_ns: Callable[[], int] = time.time_ns,
+    ) -> None:
+        super().__init__(name, description, unit, label_names, max_series=max_series, clock_ns=clock_ns)
+        self._callback = callback
+
+    def set(self, labels: tuple[Any, ...], value: float) -> None:
+        """Set one series; NaN is ignored."""
+        if value != value:
+            return
+        with self._lock:
+            self._series[self._key(labels)] = value
+
+    def remove(self, labels: tuple[Any, ...]) -> None:
+        """Stop exporting one series."""
+        with self._lock:
+            self._series.pop(labels, None)
+
+    def snapshot(self) -> list[tuple[tuple[Any, ...], float]]:
+        """Stored values, then the callback's (capped the same way)."""
+        with self._lock:
+            items = list(self._series.items())
+        if self._callback is not None:
+            seen = {labels for labels, _ in items}
+            for labels, value in self._callback():
+                if value != value:
+                    continue
+                if labels not in seen and len(seen) >= self.max_series:
+                    continue  # a gauge cannot be folded into an overflow sum meaningfully
+                seen.add(labels)
+                items.append((labels, value))
+        return items
+
+    def value(self, labels: tuple[Any, ...]) -> float | None:
+        """Current stored value of one series (callback values not included)."""
+        v = self._series.get(labels)
+        return None if v is None else float(v)
+
+
+class _HistogramSeries:
+    __slots__ = ("count", "counts", "max", "min", "sum")
+
+    def __init__(self, buckets: int) -> None:
+        self.counts = [0] * buckets
+        self.count = 0
+        self.sum = 0.0
+        self.min = float("inf")
+        self.max = float("-inf")
+
+
+class HistogramFamily(MetricFamily):
+    """Explicit-bucket histograms per label set (exported as a cumulative OTel ``Histogram``).
+
+    ``bounds`` are upper-inclusive bucket boundaries, as in OTel and Prometheus (``le``).
+    """
+
+    kind = "histogram"
+
+    def __init__(
+        self,
+        name: str,
+        description: str,
+        unit: str,
+        label_names: Sequence[str],
+        bounds: Sequence[float],
+        *,
+        max_series: int = DEFAULT_MAX_SERIES,
+        clock_ns: Callable[[], int] = time.time_ns,
+    ) -> None:
+        super().__init__(name, description, unit, label_names, max_series=max_series, clock_ns=clock_ns)
+        b = [float(x) for x in bounds]
+        if any(y <= x for x, y in zip(b, b[1:])):
+            raise ValueError(f"histogram bounds must be strictly increasing, got {list(bounds)}")
+        self.bounds: tuple[float, ...] = tuple(b)
+
+    def record(self, labels: tuple[Any, ...], value: float, weight: int = 1) -> None:
+        """Record ``value`` ``weight`` times into one series; NaN and negative weights are ignored."""
+        if value != value or weight <= 0:
+            return
+        idx = bisect_left(self.bounds, value)
+        with self._lock:
+            key = self._key(labels)
+            series = self._series.get(key)
+            if series is None:
+                series = self._series[key] = _HistogramSeries(len(self.bounds) + 1)
+            series.counts[idx] += weight
+            series.count += weight
+            series.sum += value * weight
+            if value < series.min:
+                series.min = value
+            if value > series.max:
+                series.max = value
+
+    def snapshot(self) -> list[tuple[tuple[Any, ...], tuple[list[int], int, float, float, float]]]:
+        """``(labels, (bucket_counts, count, sum, min, max))`` copies."""
+        with self._lock:
+            return [
+                (labels, (list(s.counts), s.count, s.sum, s.min, s.max)) for labels, s in self._series.items()
+            ]

@@ -1,0 +1,259 @@
+"""The span view: the one read-only shape every derivation is written against.
+
+Two adapters build it: :func:`view_from_readable_span` (an SDK ``ReadableSpan`` at ``on_end``)
+and :func:`view_from_otlp_span` (a protobuf ``Span`` from an OTLP request, plus its resource).
+Derivations never see either source type, so each is written once and runs the same in the app
+and in the collector.
+
+Kinds and status codes use the OTLP numbering (``SPAN_KIND_SERVER`` = 2, ``STATUS_CODE_ERROR`` = 2)
+whatever the source, because that is what the spanmetrics-compatible labels are named after.
+
+OTLP attributes are indexed lazily (:class:`OtlpAttributes`): a derivation that asks for one key
+pays for building a ``key -> AnyValue`` dict once per span, and only the values it reads are
+converted to Python objects. Plain server spans that no derivation inspects stay cheap.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping, Sequence
+from typing import Any
+
+__all__ = [
+    "KIND_NAMES",
+    "STATUS_NAMES",
+    "OtlpAttributes",
+    "SpanView",
+    "any_value_to_python",
+    "view_from_otlp_span",
+    "view_from_readable_span",
+]
+
+# OTLP enum numbering. Index = enum value.
+KIND_NAMES: tuple[str, ...] = (
+    "SPAN_KIND_UNSPECIFIED",
+    "SPAN_KIND_INTERNAL",
+    "SPAN_KIND_SERVER",
+    "SPAN_KIND_CLIENT",
+    "SPAN_KIND_PRODUCER",
+    "SPAN_KIND_CONSUMER",
+)
+STATUS_NAMES: tuple[str, ...] = ("STATUS_CODE_UNSET", "STATUS_CODE_OK", "STATUS_CODE_ERROR")
+
+KIND_UNSPECIFIED, KIND_INTERNAL, KIND_SERVER, KIND_CLIENT, KIND_PRODUCER, KIND_CONSUMER = range(6)
+STATUS_UNSET, STATUS_OK, STATUS_ERROR = range(3)
+
+_EMPTY: Mapping[str, Any] = {}
+
+
+class SpanView:
+    """A finished span as derivations see it.
+
+    ``attributes`` and ``resource`` are read-only mappings of attribute key to Python value
+    (str, bool, int, float, bytes or a tuple of those). ``kind`` and ``status_code`` are OTLP enum
+    integers (see :data:`KIND_NAMES`, :data:`STATUS_NAMES`). ``weight`` is the number of spans
+    this one stands for (1.0 unless a sampling threshold says otherwise).
+    """
+
+    __slots__ = (
+        "attributes",
+        "end_ns",
+        "kind",
+        "name",
+        "resource",
+        "service_name",
+        "start_ns",
+        "status_code",
+        "weight",
+    )
+
+    def __init__(
+        self,
+        name: str,
+        kind: int,
+        start_ns: int,
+        end_ns: int,
+        status_code: int,
+        attributes: Mapping[str, Any],
+        resource: Mapping[str, Any],
+        *,
+        service_name: str | None = None,
+        weight: float = 1.0,
+    ) -> None:
+        self.name = name
+        self.kind = kind
+        self.start_ns = start_ns
+        self.end_ns = end_ns
+        self.status_code = status_code
+        self.attributes = attributes
+        self.resource = resource
+        if service_name is None:
+            raw = resource.get("service.name")
+            service_name = raw if isinstance(raw, str) and raw else "unknown_service"
+        self.service_name = service_name
+        self.weight = weight
+
+    @property
+    def duration_s(self) -> float:
+        """Duration in seconds; 0.0 when the clock went backwards."""
+        d = self.end_ns - self.start_ns
+        return d / 1e9 if d > 0 else 0.0
+
+    @property
+    def kind_name(self) -> str:
+        """The spanmetrics label value, e.g. ``SPAN_KIND_CLIENT``."""
+        k = self.kind
+        return KIND_NAMES[k] if 0 <= k < 6 else KIND_NAMES[0]
+
+    @property
+    def status_name(self) -> str:
+        """The spanmetrics label value, e.g. ``STATUS_CODE_ERROR``."""
+        s = self.status_code
+        return STATUS_NAMES[s] if 0 <= s < 3 else STATUS_NAMES[0]
+
+    def __repr__(self) -> str:
+        return f"SpanView(name={self.name!r}, kind={self.kind_name}, service={self.service_name!r})"
+
+
+# --- SDK adapter -------------------------------------------------------------------------------
+
+# opentelemetry.trace.SpanKind values: INTERNAL=0 SERVER=1 CLIENT=2 PRODUCER=3 CONSUMER=4.
+_SDK_KIND_TO_OTLP = (KIND_INTERNAL, KIND_SERVER, KIND_CLIENT, KIND_PRODUCER, KIND_CONSUMER)
+# opentelemetry.trace.StatusCode values: UNSET=0 OK=1 ERROR=2, the same as OTLP.
+
+
+def view_from_readable_span(span: Any, service_name: str | None = None) -> SpanView:
+    """Build a view of an SDK ``ReadableSpan`` without copying its attributes.
+
+    ``service_name`` may be passed when the caller already knows it (it is the same for every span
+    of a provider), saving a resource lookup per span.
+    """
+    kind = span.kind.value
+    status = span.status.status_code.value
+    resource = span.resource
+    end = span.end_time
+    start = span.start_time
+    return SpanView(
+        span.name,
+        _SDK_KIND_TO_OTLP[kind] if 0 <= kind < 5 else KIND_UNSPECIFIED,
+        start if start is not None else 0,
+        end if end is not None else 0,
+        status,
+        span.attributes or _EMPTY,
+        resource.attributes if resource is not None else _EMPTY,
+        service_name=service_name,
+    )
+
+
+# --- OTLP adapter ------------------------------------------------------------------------------
+
+
+def any_value_to_python(value: Any) -> Any:
+    """Convert an OTLP ``AnyValue`` to the Python value the SDK would hold.
+
+    Arrays become tuples; key-value lists become dicts; an empty ``AnyValue`` becomes ``None``.
+    """
+    which = value.WhichOneof("value")
+    if which == "string_value":
+        return value.string_value
+    if which == "int_value":
+        return value.int_value
+    if which == "double_value":
+        return value.double_value
+    if which == "bool_value":
+        return value.bool_value
+    if which == "bytes_value":
+        return value.bytes_value
+    if which == "array_value":
+        return tuple(any_value_to_python(v) for v in value.array_value.values)
+    if which == "kvlist_value":
+        return {kv.key: any_value_to_python(kv.value) for kv in value.kvlist_value.values}
+    return None
+
+
+class OtlpAttributes(Mapping[str, Any]):
+    """A read-only mapping over a protobuf ``repeated KeyValue``, indexed on first use.
+
+    Duplicate keys resolve to the last occurrence (what a dict built from the list would give).
+    """
+
+    __slots__ = ("_index", "_kvs")
+
+    def __init__(self, kvs: Sequence[Any]) -> None:
+        self._kvs = kvs
+        self._index: dict[str, Any] | None = None
+
+    def _ensure(self) -> dict[str, Any]:
+        index = self._index
+        if index is None:
+            index = self._index = {kv.key: kv.value for kv in self._kvs}
+        return index
+
+    def __getitem__(self, key: str) -> Any:
+        return any_value_to_python(self._ensure()[key])
+
+    def get(self, key: str, default: Any = None) -> Any:
+        if not self._kvs:
+            return default
+        raw = self._ensure().get(key)
+        if raw is None:
+            return default
+        return any_value_to_python(raw)
+
+    def __contains__(self, key: object) -> bool:
+        return bool(self._kvs) and key in self._ensure()
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._ensure())
+
+    def __len__(self) -> int:
+        return len(self._ensure())
+
+    def keys_with_prefix(self, prefix: str) -> list[str]:
+        """Keys starting with ``prefix`` (e.g. ``http.response.header.``), without converting values."""
+        return [k for k in self._ensure() if k.startswith(prefix)]
+
+
+def _sampling_weight(trace_state: str) -> float:
+    """The adjusted count from an OTel ``th`` sampling threshold in the W3C tracestate, else 1.0.
+
+    Per the OTel probability-sampling spec, ``ot=th:T`` with T a hex threshold of up to 14 digits
+    (right-padded with zeros) means spans are kept with probability ``1 - T / 2**56``; each kept
+    span stands for ``1 / p`` spans.
+    """
+    if "ot=" not in trace_state:
+        return 1.0
+    for member in trace_state.split(","):
+        key, _, value = member.strip().partition("=")
+        if key != "ot":
+            continue
+        for field in value.split(";"):
+            fkey, _, fval = field.partition(":")
+            if fkey != "th" or not fval or len(fval) > 14:
+                continue
+            try:
+                threshold = int(fval.ljust(14, "0"), 16)
+            except ValueError:
+                return 1.0
+            keep = 1.0 - threshold / float(1 << 56)
+            return 1.0 / keep if keep > 0 else 1.0
+    return 1.0
+
+
+def view_from_otlp_span(span: Any, resource: Mapping[str, Any], service_name: str) -> SpanView:
+    """Build a view of a protobuf ``opentelemetry.proto.trace.v1.Span``.
+
+    ``resource`` is the (shared, already indexed) resource attribute mapping of the enclosing
+    ``ResourceSpans`` and ``service_name`` its ``service.name``, resolved once per resource.
+    """
+    trace_state = span.trace_state
+    return SpanView(
+        span.name,
+        span.kind,
+        span.start_time_unix_nano,
+        span.end_time_unix_nano,
+        span.status.code,
+        OtlpAttributes(span.attributes),
+        resource,
+        service_name=service_name,
+        weight=_sampling_weight(trace_state) if trace_state else 1.0,
+    )
