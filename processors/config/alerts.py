@@ -1,0 +1,197 @@
+"""Config block ``alerts`` (issue #7): rules, receivers, routes, silences, maintenance, escalation."""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from typing import Literal
+
+from pydantic import Field, SecretStr, field_validator, model_validator
+
+from ._types import Duration, StrictModel, TimeZoneName
+
+__all__ = [
+    "AlertRuleConfig",
+    "AlertsConfig",
+    "MaintenanceConfig",
+    "ReceiverConfig",
+    "RouteConfig",
+    "ScheduleConfig",
+    "SilenceConfig",
+]
+
+ACTIVE = False
+
+_CONDITION = re.compile(r"^\s*(>=|<=|==|!=|>|<)\s*(-?\d+(?:\.\d+)?(?:[eE][-+]?\d+)?)\s*$")
+_HHMM = re.compile(r"^([01]\d|2[0-3]):[0-5]\d$")
+WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+
+
+class AlertRuleConfig(StrictModel):
+    """An ``alerts.rules`` entry: fire when ``signal`` (a catalogue metric) with labels matching
+    ``match`` satisfies ``condition`` (e.g. ``">= 2"``) for ``for``."""
+
+    name: str = Field(min_length=1, pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
+    signal: str = Field(min_length=1)
+    match: dict[str, str] = Field(default_factory=dict)
+    condition: str
+    for_: Duration = Field(0.0, alias="for")
+    keep_firing_for: Duration = 0.0
+    severity: Literal["critical", "warning", "info"] = "warning"
+    labels: dict[str, str] = Field(default_factory=dict)
+    annotations: dict[str, str] = Field(default_factory=dict)
+
+    @field_validator("condition")
+    @classmethod
+    def _condition(cls, v: str) -> str:
+        if not _CONDITION.match(v):
+            raise ValueError(f"expected a comparison and a number like '>= 2' or '< 0.1', got {v!r}")
+        return v
+
+
+class AlertmanagerTarget(StrictModel):
+    urls: list[str] = Field(min_length=1)
+    resend_interval: Duration = 60.0
+
+
+class SlackTarget(StrictModel):
+    webhook_url: SecretStr
+
+
+class PagerDutyTarget(StrictModel):
+    routing_key: SecretStr
+    url: str = "https://events.pagerduty.com/v2/enqueue"
+
+
+class WebhookTarget(StrictModel):
+    url: str
+    secret: SecretStr | None = None
+    headers: dict[str, SecretStr] = Field(default_factory=dict)
+
+
+class EmailTarget(StrictModel):
+    to: list[str] = Field(min_length=1)
+    sender: str = Field(alias="from")
+    smarthost: str
+    username: str | None = None
+    password: SecretStr | None = None
+    starttls: bool = True
+
+
+class ReceiverConfig(StrictModel):
+    """A named notification destination; exactly one target kind."""
+
+    name: str = Field(min_length=1)
+    alertmanager: AlertmanagerTarget | None = None
+    slack: SlackTarget | None = None
+    pagerduty: PagerDutyTarget | None = None
+    webhook: WebhookTarget | None = None
+    email: EmailTarget | None = None
+    log: bool | None = None
+    digest: Duration | None = None
+    rate_limit_per_hour: int | None = Field(None, ge=1)
+
+    @model_validator(mode="after")
+    def _one_target(self) -> ReceiverConfig:
+        kinds = [k for k in ("alertmanager", "slack", "pagerduty", "webhook", "email", "log")
+                 if getattr(self, k)]
+        if len(kinds) != 1:
+            raise ValueError(f"a receiver needs exactly one of alertmanager, slack, pagerduty, webhook, email, log; got {kinds or 'none'}")
+        return self
+
+
+class EscalationLevel(StrictModel):
+    after: Duration
+    receiver: str
+
+
+class RouteConfig(StrictModel):
+    """An ``alerts.routes`` entry (first match wins unless ``continue``)."""
+
+    match: dict[str, str] = Field(default_factory=dict)
+    receiver: str
+    group_by: list[str] = Field(default_factory=lambda: ["alertname"])
+    group_wait: Duration = 30.0
+    group_interval: Duration = 300.0
+    repeat_interval: Duration = 14400.0
+    continue_: bool = Field(False, alias="continue")
+    escalation: list[EscalationLevel] = Field(default_factory=list)
+
+
+class ScheduleConfig(StrictModel):
+    """A recurring window: on ``weekdays`` (default every day) from ``start`` to ``end`` (HH:MM)."""
+
+    weekdays: list[Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]] = Field(
+        default_factory=lambda: list(WEEKDAYS)
+    )
+    start: str
+    end: str
+    timezone: TimeZoneName = "UTC"
+
+    @field_validator("start", "end")
+    @classmethod
+    def _hhmm(cls, v: str) -> str:
+        if not _HHMM.match(v):
+            raise ValueError(f"expected HH:MM (24h), got {v!r}")
+        return v
+
+
+class MaintenanceConfig(StrictModel):
+    """A maintenance window: one-off (``starts_at``/``ends_at``) or recurring (``schedule``)."""
+
+    name: str = Field(min_length=1)
+    schedule: ScheduleConfig | None = None
+    starts_at: dt.datetime | None = None
+    ends_at: dt.datetime | None = None
+    match: dict[str, str] = Field(default_factory=dict)
+    mute: bool = True
+
+    @model_validator(mode="after")
+    def _when(self) -> MaintenanceConfig:
+        one_off = self.starts_at is not None or self.ends_at is not None
+        if (self.schedule is None) == (not one_off):
+            raise ValueError("give either schedule, or starts_at and ends_at")
+        if one_off and (self.starts_at is None or self.ends_at is None or self.ends_at <= self.starts_at):
+            raise ValueError("a one-off window needs starts_at < ends_at")
+        return self
+
+
+class SilenceConfig(StrictModel):
+    matchers: dict[str, str] = Field(min_length=1)
+    starts_at: dt.datetime | None = None
+    ends_at: dt.datetime | None = None
+    schedule: ScheduleConfig | None = None
+    author: str = "config"
+    comment: str = ""
+
+
+class InhibitRuleConfig(StrictModel):
+    source_match: dict[str, str]
+    target_match: dict[str, str]
+    equal: list[str] = Field(default_factory=list)
+
+
+class AlertsConfig(StrictModel):
+    """``alerts``: rules, receivers, routes, inhibition, silences, maintenance, default rules."""
+
+    rules: list[AlertRuleConfig] = Field(default_factory=list)
+    receivers: list[ReceiverConfig] = Field(default_factory=list)
+    routes: list[RouteConfig] = Field(default_factory=list)
+    inhibit_rules: list[InhibitRuleConfig] = Field(default_factory=list)
+    silences: list[SilenceConfig] = Field(default_factory=list)
+    maintenance: list[MaintenanceConfig] = Field(default_factory=list)
+    default_rules: bool = True
+    evaluation_interval: Duration = 15.0
+    ssrf_allowlist: list[str] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _references(self) -> AlertsConfig:
+        names = [r.name for r in self.receivers]
+        dupes = {n for n in names if names.count(n) > 1}
+        if dupes:
+            raise ValueError(f"receiver names must be unique, repeated: {sorted(dupes)}")
+        for i, route in enumerate(self.routes):
+            for target in [route.receiver, *(e.receiver for e in route.escalation)]:
+                if target not in names:
+                    raise ValueError(f"routes[{i}] names receiver {target!r}, which is not defined (have {names})")
+        return self

@@ -1,0 +1,27 @@
+"""Build the signal engine a configuration asks for: the one place both front doors call.
+
+Each derivation appears here once, in the order it runs: RED first (cheapest), then the
+derivations of later issues as they land.
+"""
+
+from __future__ import annotations
+
+from .config import SpansignalsConfig
+from .engine import SignalEngine, SignalSpanProcessor
+from .red import DEFAULT_BUCKETS_S, Dimension, RedSpanProcessor
+
+__all__ = ["build_engine"]
+
+
+def build_engine(config: SpansignalsConfig) -> SignalEngine:
+    """A :class:`SignalEngine` with every derivation ``config`` enables."""
+    processors: list[SignalSpanProcessor] = []
+    if config.red.enabled:
+        processors.append(
+            RedSpanProcessor(
+                dimensions=[Dimension(d.name, d.default) for d in config.red.dimensions],
+                buckets_s=config.red.buckets or DEFAULT_BUCKETS_S,
+                max_series=config.red.max_series,
+            )
+        )
+    return SignalEngine(processors)
