@@ -47,7 +47,7 @@ class SloConfig(StrictModel):
 
     name: str = Field(min_length=1)
     match: SloMatch = Field(default_factory=SloMatch)
-    objective: float
+    objective: float = Field(gt=0, lt=1)
     period: Duration = 30 * 86400.0
     latency_threshold: Duration | None = None
     bad_status_codes: list[int] | None = None
@@ -57,8 +57,6 @@ class SloConfig(StrictModel):
 
     @model_validator(mode="after")
     def _check(self) -> SloConfig:
-        if not 0 < self.objective < 1:
-            raise ValueError(f"objective must be in (0, 1), got {self.objective}")
         longest = max((a.long_window for a in self.burn_alerts), default=0.0)
         if self.period <= longest:
             raise ValueError(f"period must be longer than the longest alert window ({longest:g}s)")
