@@ -1,0 +1,77 @@
+"""Listening endpoints: parse ``host:port`` strings and bind loopback-by-default sockets.
+
+Endpoints are written as the OTel Collector writes them (``127.0.0.1:4317``, ``[::1]:4318``,
+``localhost:9464``); port ``0`` asks the OS for a free port, which tests use. Binding the socket
+ourselves (instead of letting a server library do it) lets the caller read the bound port and
+report a clear error when the address is taken.
+"""
+
+from __future__ import annotations
+
+import socket
+from dataclasses import dataclass
+
+__all__ = ["Endpoint", "ListenError", "bind_tcp", "parse_endpoint"]
+
+
+class ListenError(OSError):
+    """A receiver or the metrics server could not listen on its endpoint."""
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """A TCP listening address; ``port`` 0 means any free port."""
+
+    host: str
+    port: int
+
+    def __str__(self) -> str:
+        return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
+
+    def with_port(self, port: int) -> Endpoint:
+        """The same host with another port (the bound one)."""
+        return Endpoint(self.host, port)
+
+
+def parse_endpoint(text: str) -> Endpoint:
+    """Parse ``host:port`` (IPv6 hosts in brackets); an ``http://`` prefix is tolerated.
+
+    Raises ``ValueError`` naming the rule when ``text`` is not of that shape.
+    """
+    value = text.strip()
+    for scheme in ("http://", "https://"):
+        if value.startswith(scheme):
+            value = value[len(scheme) :].rstrip("/")
+    host, sep, port_text = value.rpartition(":")
+    if not sep or not host or not port_text.isdigit():
+        raise ValueError(f"endpoint must be host:port (for example 127.0.0.1:4317), got {text!r}")
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    port = int(port_text)
+    if port > 65535:
+        raise ValueError(f"endpoint port must be in 0..65535, got {port}")
+    return Endpoint(host, port)
+
+
+def bind_tcp(endpoint: Endpoint, *, backlog: int = 512) -> socket.socket:
+    """A listening TCP socket bound to ``endpoint``; raises :class:`ListenError` on failure."""
+    try:
+        infos = socket.getaddrinfo(
+            endpoint.host, endpoint.port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+        )
+    except socket.gaierror as exc:
+        raise ListenError(f"cannot resolve {endpoint}: {exc.strerror}") from None
+    last_error: OSError | None = None
+    for family, kind, proto, _, address in infos:
+        sock = socket.socket(family, kind, proto)
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            sock.bind(address)
+            sock.listen(backlog)
+            sock.setblocking(False)
+            return sock
+        except OSError as exc:
+            sock.close()
+            last_error = exc
+    reason = last_error.strerror if last_error is not None else "no usable address"
+    raise ListenError(f"cannot listen on {endpoint}: {reason}")
