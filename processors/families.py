@@ -22,6 +22,7 @@ import threading
 import time
 from bisect import bisect_left
 from collections.abc import Callable, Iterable, Sequence
+from itertools import pairwise
 from typing import Any
 
 __all__ = [
@@ -80,7 +81,7 @@ class MetricFamily:
         """The OTel attribute dict of one series."""
         if labels is _OVERFLOW or labels == _OVERFLOW:
             return dict(OVERFLOW_ATTRIBUTES)
-        return {k: v for k, v in zip(self.label_names, labels) if v is not None}
+        return {k: v for k, v in zip(self.label_names, labels, strict=False) if v is not None}
 
     def series_count(self) -> int:
         """Number of series held, the overflow series included."""
@@ -204,7 +205,7 @@ class HistogramFamily(MetricFamily):
     ) -> None:
         super().__init__(name, description, unit, label_names, max_series=max_series, clock_ns=clock_ns)
         b = [float(x) for x in bounds]
-        if any(y <= x for x, y in zip(b, b[1:])):
+        if any(y <= x for x, y in pairwise(b)):
             raise ValueError(f"histogram bounds must be strictly increasing, got {list(bounds)}")
         self.bounds: tuple[float, ...] = tuple(b)
 

@@ -4,7 +4,8 @@ The OpenTelemetry metrics specification defines a ``MetricProducer``: a source o
 aggregated metrics that a ``MetricReader`` merges into each collection. The Python SDK does not
 implement it yet, so :func:`attach_producer` adds it to any SDK reader (Prometheus,
 periodic OTLP, in-memory): it wraps the collect callback the ``MeterProvider`` installed on the
-reader (``MetricReader._collect``, set through ``_set_collect_callback``) so that every
+reader (``MetricReader._collect``, set through ``_set_collect_callback``; the provider's readers
+are found in ``MeterProvider._metric_readers``) so that every
 collection returns the provider's own metrics plus ours, under the instrumentation scope
 ``spansignals``. This is the one private SDK attribute we touch; it has been stable since the
 metrics SDK went GA, and a test pins it.
@@ -19,7 +20,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from typing import Any
 
 from opentelemetry.sdk.metrics import Counter, Histogram
@@ -41,7 +42,7 @@ from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 
 from .families import CounterFamily, GaugeFamily, HistogramFamily, MetricFamily
 
-__all__ = ["SignalMetricProducer", "attach_producer"]
+__all__ = ["SignalMetricProducer", "attach_producer", "attach_to_meter_provider", "readers_of"]
 
 _logger = logging.getLogger(__name__)
 
@@ -65,10 +66,12 @@ class SignalMetricProducer:
     yet; otherwise our scope joins the provider's first ``ResourceMetrics``.
     """
 
-    def __init__(self, *, resource: Resource | None = None, clock_ns: Callable[[], int] = time.time_ns) -> None:
+    def __init__(
+        self, *, resource: Resource | None = None, clock_ns: Callable[[], int] = time.time_ns
+    ) -> None:
         self._families: list[MetricFamily] = []
         self._names: set[str] = set()
-        self._resource = resource or Resource.create()
+        self._resource = resource
         self._clock_ns = clock_ns
         self._lock = threading.Lock()
         self.scope = InstrumentationScope(SCOPE_NAME, _version())
@@ -134,10 +137,13 @@ class SignalMetricProducer:
                     prev = delta.get(key)
                     delta[key] = (counts, count, total, now)
                     if prev is not None:
-                        counts = [a - b for a, b in zip(counts, prev[0])]
+                        counts = [a - b for a, b in zip(counts, prev[0], strict=True)]
                         count, total, point_start = count - prev[1], total - prev[2], prev[3]
-                hpoints.append(HistogramDataPoint(family.attributes(labels), point_start, now, count, total,
-                                                  counts, bounds, lo, hi))
+                hpoints.append(
+                    HistogramDataPoint(
+                        family.attributes(labels), point_start, now, count, total, counts, bounds, lo, hi
+                    )
+                )
             if not hpoints:
                 return None
             data = HistogramData(data_points=hpoints, aggregation_temporality=temporality)
@@ -152,9 +158,11 @@ class SignalMetricProducer:
         if metrics_data is None or not metrics_data.resource_metrics:
             if not metrics:
                 return metrics_data if metrics_data is not None else MetricsData(resource_metrics=[])
+            resource = self._resource or Resource.create()
             return MetricsData(
-                resource_metrics=[ResourceMetrics(resource=self._resource, scope_metrics=[scope_metrics],
-                                                  schema_url="")]
+                resource_metrics=[
+                    ResourceMetrics(resource=resource, scope_metrics=[scope_metrics], schema_url="")
+                ]
             )
         if not metrics:
             return metrics_data
@@ -168,9 +176,11 @@ class SignalMetricProducer:
 
 
 def _prefers_delta(reader: MetricReader) -> bool:
-    temporality = getattr(reader, "_instrument_class_temporality", {})
-    return temporality.get(Counter) is AggregationTemporality.DELTA or (
-        temporality.get(Histogram) is AggregationTemporality.DELTA
+    """Whether the reader asks for delta sums (keyed by the SDK's instrument classes)."""
+    temporality: dict[type, AggregationTemporality] = getattr(reader, "_instrument_class_temporality", {})
+    return any(
+        t is AggregationTemporality.DELTA and issubclass(cls, (Counter, Histogram))
+        for cls, t in temporality.items()
     )
 
 
@@ -199,7 +209,24 @@ def attach_producer(reader: MetricReader, producer: SignalMetricProducer) -> Non
     reader._collect = collect  # type: ignore[method-assign]
 
 
-def readers_of(meter_provider: Any) -> Iterable[MetricReader]:
+def readers_of(meter_provider: Any) -> tuple[MetricReader, ...]:
     """The readers of an SDK ``MeterProvider`` (empty for any other provider)."""
+    readers = getattr(meter_provider, "_metric_readers", None)
+    if readers is None:  # older SDKs kept them on the configuration
+        readers = getattr(getattr(meter_provider, "_sdk_config", None), "metric_readers", ())
+    return tuple(readers or ())
+
+
+def attach_to_meter_provider(meter_provider: Any, producer: SignalMetricProducer) -> int:
+    """Attach ``producer`` to every reader of an SDK ``MeterProvider``; returns how many.
+
+    The producer adopts the provider's resource (used when the provider has produced nothing of
+    its own yet) unless it was given one.
+    """
     config = getattr(meter_provider, "_sdk_config", None)
-    return tuple(getattr(config, "metric_readers", ()) or ())
+    if producer._resource is None and config is not None:
+        producer._resource = config.resource
+    readers = readers_of(meter_provider)
+    for reader in readers:
+        attach_producer(reader, producer)
+    return len(readers)

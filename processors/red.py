@@ -24,7 +24,22 @@ __all__ = ["DEFAULT_BUCKETS_S", "Dimension", "RedSpanProcessor"]
 
 # The spanmetrics connector's default explicit buckets (2ms … 15s), in seconds.
 DEFAULT_BUCKETS_S: tuple[float, ...] = (
-    0.002, 0.004, 0.006, 0.008, 0.01, 0.05, 0.1, 0.2, 0.4, 0.8, 1.0, 1.4, 2.0, 5.0, 10.0, 15.0,
+    0.002,
+    0.004,
+    0.006,
+    0.008,
+    0.01,
+    0.05,
+    0.1,
+    0.2,
+    0.4,
+    0.8,
+    1.0,
+    1.4,
+    2.0,
+    5.0,
+    10.0,
+    15.0,
 )
 _BASE_LABELS = ("service.name", "span.name", "span.kind", "status.code")
 
@@ -56,12 +71,19 @@ class RedSpanProcessor(SignalSpanProcessor):
         self.dimensions = tuple(dimensions)
         labels = _BASE_LABELS + tuple(d.name for d in self.dimensions)
         self.calls = CounterFamily(
-            "traces.span.metrics.calls", "Number of spans (spanmetrics-compatible).", "1", labels,
+            "traces.span.metrics.calls",
+            "Number of spans (spanmetrics-compatible).",
+            "1",
+            labels,
             max_series=max_series,
         )
         self.duration = HistogramFamily(
-            "traces.span.metrics.duration", "Span duration (spanmetrics-compatible).", "s", labels,
-            buckets_s, max_series=max_series,
+            "traces.span.metrics.duration",
+            "Span duration (spanmetrics-compatible).",
+            "s",
+            labels,
+            buckets_s,
+            max_series=max_series,
         )
 
     def metric_families(self) -> list[MetricFamily]:

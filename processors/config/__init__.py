@@ -80,7 +80,9 @@ def _validate(data: Any, lines: Mapping[tuple[Any, ...], int], source: str) -> S
     if data is None:
         data = {}
     if not isinstance(data, Mapping):
-        raise ConfigError([("(top level)", 1, "expected a mapping of blocks (service, providers, …)")], source)
+        raise ConfigError(
+            [("(top level)", 1, "expected a mapping of blocks (service, providers, …)")], source
+        )
     try:
         return SpansignalsConfig.model_validate(data)
     except ValidationError as exc:
@@ -91,7 +93,7 @@ def _validate(data: Any, lines: Mapping[tuple[Any, ...], int], source: str) -> S
             if err["type"] == "extra_forbidden":
                 msg = "unknown key"
             elif msg.startswith("Value error, "):
-                msg = msg[len("Value error, "):]
+                msg = msg[len("Value error, ") :]
             if err["type"] not in ("missing", "extra_forbidden") and "input" in err and not _secret_path(loc):
                 shown = repr(err["input"])
                 if len(shown) <= 60 and "got" not in msg:
@@ -130,11 +132,15 @@ def load_config(
     try:
         text = FsPath(path_str).read_text(encoding="utf-8")
     except OSError as exc:
-        raise ConfigError([("(file)", None, f"cannot read {path_str}: {exc.strerror or exc}")], path_str) from None
+        raise ConfigError(
+            [("(file)", None, f"cannot read {path_str}: {exc.strerror or exc}")], path_str
+        ) from None
     return loads_config(text, source=path_str, env=environ)
 
 
-def loads_config(text: str, *, source: str = "config", env: Mapping[str, str] | None = None) -> SpansignalsConfig:
+def loads_config(
+    text: str, *, source: str = "config", env: Mapping[str, str] | None = None
+) -> SpansignalsConfig:
     """Validate YAML text (see :func:`load_config`)."""
     data, lines = compose_yaml(text, source, env)
     return _validate(data, lines, source)

@@ -31,8 +31,10 @@ class ConfigError(ValueError):
     def __init__(self, errors: list[tuple[str, int | None, str]], source: str = "config") -> None:
         self.errors = errors
         self.source = source
-        lines = [f"{source}:{line}: {path}: {msg}" if line else f"{source}: {path}: {msg}"
-                 for path, line, msg in errors]
+        lines = [
+            f"{source}:{line}: {path}: {msg}" if line else f"{source}: {path}: {msg}"
+            for path, line, msg in errors
+        ]
         super().__init__("invalid configuration\n  " + "\n  ".join(lines))
 
 

@@ -96,7 +96,9 @@ def _check_tz(value: Any) -> str:
     try:
         ZoneInfo(value)
     except (ZoneInfoNotFoundError, ValueError):
-        raise ValueError(f"unknown time zone {value!r} (expected an IANA name like UTC or Europe/Berlin)") from None
+        raise ValueError(
+            f"unknown time zone {value!r} (expected an IANA name like UTC or Europe/Berlin)"
+        ) from None
     return value
 
 

@@ -93,10 +93,14 @@ class ReceiverConfig(StrictModel):
 
     @model_validator(mode="after")
     def _one_target(self) -> ReceiverConfig:
-        kinds = [k for k in ("alertmanager", "slack", "pagerduty", "webhook", "email", "log")
-                 if getattr(self, k)]
+        kinds = [
+            k for k in ("alertmanager", "slack", "pagerduty", "webhook", "email", "log") if getattr(self, k)
+        ]
         if len(kinds) != 1:
-            raise ValueError(f"a receiver needs exactly one of alertmanager, slack, pagerduty, webhook, email, log; got {kinds or 'none'}")
+            raise ValueError(
+                "a receiver needs exactly one of alertmanager, slack, pagerduty, webhook, email, log;"
+                f" got {kinds or 'none'}"
+            )
         return self
 
 
@@ -193,5 +197,7 @@ class AlertsConfig(StrictModel):
         for i, route in enumerate(self.routes):
             for target in [route.receiver, *(e.receiver for e in route.escalation)]:
                 if target not in names:
-                    raise ValueError(f"routes[{i}] names receiver {target!r}, which is not defined (have {names})")
+                    raise ValueError(
+                        f"routes[{i}] names receiver {target!r}, which is not defined (have {names})"
+                    )
         return self

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from itertools import pairwise
 from typing import Literal
 
 from pydantic import Field, field_validator
@@ -48,7 +49,7 @@ class RedConfig(StrictModel):
         if v is not None:
             if not v:
                 raise ValueError("must not be empty (omit it for the defaults)")
-            if any(b <= a for a, b in zip(v, v[1:])):
+            if any(b <= a for a, b in pairwise(v)):
                 raise ValueError(f"must be strictly increasing, got {v}")
         return v
 
