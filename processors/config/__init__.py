@@ -81,7 +81,8 @@ def _validate(data: Any, lines: Mapping[tuple[Any, ...], int], source: str) -> S
         data = {}
     if not isinstance(data, Mapping):
         raise ConfigError(
-            [("(top level)", 1, "expected a mapping of blocks (service, providers, …)")], source
+            [("(top level)", lines.get((), 1), "expected a mapping of blocks (service, providers, …)")],
+            source,
         )
     try:
         return SpansignalsConfig.model_validate(data)
