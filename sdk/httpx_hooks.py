@@ -1,0 +1,378 @@
+"""spansignals' httpx hooks, and the extension point other signals plug into.
+
+The hooks run inside ``opentelemetry-instrumentation-httpx``'s request and response hooks, on the
+client span before it ends (an SDK span is read-only once ended):
+
+- the request hook resolves the provider from the request host (:mod:`~spansignals.processors.providers`)
+  and sets ``spansignals.provider`` (and ``gen_ai.provider.name`` for LLM providers), then
+  redacts ``url.full`` / ``http.url`` and captured request-header attributes
+  (:mod:`~spansignals.processors.redaction`), so even a request that fails without a response
+  exports nothing secret;
+- the response hook lets enrichers add their attributes, then redacts captured header attributes
+  again (response headers, and anything an enricher captured).
+
+**Extension point.** Work that needs the request or response (token usage from bodies, rate-limit
+headers) is an :class:`HttpxEnricher`: ``on_request`` returns any per-request state (or ``None``),
+and ``on_response`` receives it back. Enrichers are plain synchronous methods, called from both
+the sync and the async hooks; they must not do I/O or block. They are built per ``configure()``
+call by *enricher factories* (``factory(config, engine) -> HttpxEnricher | None``), so they can
+read the configuration and reach the engine's derivations. Register a factory in one of two
+ways: add its ``"module:attribute"`` path to :data:`BUILTIN_ENRICHER_FACTORIES` (for enrichers
+shipped with spansignals: usage extraction, rate-limit headers), or call
+:func:`register_enricher_factory` before ``configure()`` (apps and tests).
+
+To see a **streamed body** without changing what the app receives, an enricher calls
+:func:`observe_response_body` from ``on_response``: every raw chunk the app reads is passed to
+``on_chunk`` as it goes by (no buffering), and ``on_done(complete)`` is called once when the
+stream ends or is closed. By then the span may have ended, so the observer must record its
+result directly into a derivation (the engine is available to the factory), not on the span.
+Chunks are the bytes on the wire (still gzip/br encoded when ``Content-Encoding`` says so).
+
+Every hook body catches its own exceptions (counted in ``spansignals_processor_errors_total``
+with ``processor="httpx_hooks"``) and never changes the request or the response.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import importlib
+import logging
+import os
+import threading
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from typing import Any, Protocol, runtime_checkable
+
+from spansignals.processors.engine import ProcessorErrors
+from spansignals.processors.providers import (
+    ATTR_GENAI_PROVIDER,
+    ATTR_PROVIDER,
+    ProviderInfo,
+    ProviderTable,
+    default_table,
+)
+from spansignals.processors.redaction import (
+    HEADER_ATTRIBUTE_PREFIXES,
+    URL_ATTRIBUTES,
+    redact_attributes,
+    redact_url,
+)
+
+__all__ = [
+    "BUILTIN_ENRICHER_FACTORIES",
+    "ERROR_PROCESSOR_NAME",
+    "EnricherFactory",
+    "HttpxEnricher",
+    "HttpxHooks",
+    "build_enrichers",
+    "observe_response_body",
+    "register_enricher_factory",
+]
+
+_logger = logging.getLogger(__name__)
+
+ERROR_PROCESSOR_NAME = "httpx_hooks"
+
+BUILTIN_ENRICHER_FACTORIES: list[str] = []
+"""``"module:attribute"`` paths of the enricher factories shipped with spansignals (loaded lazily;
+a factory that fails to import or build is logged and skipped)."""
+
+_CAPTURE_REQUEST_ENV = "OTEL_INSTRUMENTATION_HTTP_CAPTURE_HEADERS_CLIENT_REQUEST"
+
+
+@runtime_checkable
+class HttpxEnricher(Protocol):
+    """Adds attributes to httpx client spans (or feeds derivations) from requests and responses.
+
+    ``request`` and ``response`` are the instrumentation's ``RequestInfo`` (``method`` bytes,
+    ``url`` an ``httpx.URL``, ``headers``, ``stream``, ``extensions``) and ``ResponseInfo``
+    (``status_code``, ``headers``, ``stream``, ``extensions``). ``provider`` is ``None`` for hosts
+    no table entry knows. Both methods run on the request path: keep them to microseconds, and
+    never read a body here (use :func:`observe_response_body`).
+    """
+
+    name: str
+
+    def on_request(self, span: Any, request: Any, provider: ProviderInfo | None) -> Any:
+        """Called after the span starts; the return value comes back as ``state``."""
+
+    def on_response(
+        self, span: Any, request: Any, response: Any, provider: ProviderInfo | None, state: Any
+    ) -> None:
+        """Called when response headers arrive, before the span ends."""
+
+
+EnricherFactory = Callable[[Any, Any], "HttpxEnricher | None"]
+"""``factory(config, engine)``: build an enricher for one ``configure()`` call, or ``None`` when the
+configuration does not need it. ``config`` is a ``SpansignalsConfig``, ``engine`` a
+``SignalEngine``."""
+
+_extra_factories: list[EnricherFactory] = []
+_factories_lock = threading.Lock()
+
+
+def register_enricher_factory(factory: EnricherFactory) -> Callable[[], None]:
+    """Have every later ``configure()`` build an enricher with ``factory``; returns an unregister
+    function."""
+    with _factories_lock:
+        _extra_factories.append(factory)
+
+    def unregister() -> None:
+        with _factories_lock:
+            if factory in _extra_factories:
+                _extra_factories.remove(factory)
+
+    return unregister
+
+
+def _load_factory(path: str) -> EnricherFactory:
+    module_name, _, attr = path.partition(":")
+    return getattr(importlib.import_module(module_name), attr)  # type: ignore[no-any-return]
+
+
+def build_enrichers(config: Any, engine: Any) -> list[HttpxEnricher]:
+    """Run every registered factory (built-ins first); failures are logged and skipped."""
+    with _factories_lock:
+        factories: list[Any] = [*BUILTIN_ENRICHER_FACTORIES, *_extra_factories]
+    enrichers: list[HttpxEnricher] = []
+    for factory in factories:
+        try:
+            fn = _load_factory(factory) if isinstance(factory, str) else factory
+            enricher = fn(config, engine)
+        except Exception:
+            _logger.exception("spansignals: httpx enricher factory %r failed; skipped", factory)
+            continue
+        if enricher is not None:
+            enrichers.append(enricher)
+    return enrichers
+
+
+# Per-request state between the request and the response hook. Both run in the same thread
+# (sync) or task (async) inside the instrumentation's span, so a context variable carries it
+# without touching the request; the span identity check guards against any mismatch.
+_request_state: contextvars.ContextVar[tuple[Any, ProviderInfo | None, tuple[Any, ...] | None] | None] = (
+    contextvars.ContextVar("spansignals_httpx_request_state", default=None)
+)
+
+
+def _host_of(url: Any) -> str | None:
+    host = getattr(url, "host", None)
+    if host is not None:
+        return host  # type: ignore[no-any-return]
+    if isinstance(url, tuple) and len(url) >= 2:  # httpx < 0.20 raw tuples
+        raw = url[1]
+        return raw.decode("ascii", "replace") if isinstance(raw, bytes) else str(raw)
+    return None
+
+
+def _needs_url_redaction(url: Any) -> bool:
+    query = getattr(url, "query", None)
+    if query is None:
+        return True  # unknown shape: check the attribute text
+    return bool(query) or bool(getattr(url, "userinfo", b""))
+
+
+class HttpxHooks:
+    """The four hooks for ``HTTPXClientInstrumentor`` (sync and async), bound to one configuration.
+
+    ``table`` (default: the built-in provider table) resolves hosts; ``errors`` counts hook
+    failures (default: a private counter); ``enrichers`` run in order on every request.
+    ``capture_request_headers`` says whether request headers may be captured as attributes
+    (default: whether ``OTEL_INSTRUMENTATION_HTTP_CAPTURE_HEADERS_CLIENT_REQUEST`` is set).
+    """
+
+    def __init__(
+        self,
+        table: ProviderTable | None = None,
+        *,
+        errors: ProcessorErrors | None = None,
+        enrichers: Sequence[HttpxEnricher] = (),
+        capture_request_headers: bool | None = None,
+    ) -> None:
+        self.table = table if table is not None else default_table()
+        self.errors = errors if errors is not None else ProcessorErrors()
+        self.enrichers: tuple[HttpxEnricher, ...] = tuple(enrichers)
+        if capture_request_headers is None:
+            capture_request_headers = bool(os.environ.get(_CAPTURE_REQUEST_ENV, "").strip())
+        self._scan_request_headers = capture_request_headers
+
+    # -- sync hooks (the instrumentation checks ``callable`` / ``iscoroutinefunction``) ----------
+
+    def request_hook(self, span: Any, request: Any) -> None:
+        """Provider attributes, URL and request-header redaction, then enrichers' ``on_request``."""
+        try:
+            if not span.is_recording():
+                return
+            url = request.url
+            provider = self.table.resolve(_host_of(url))
+            if provider is not None:
+                if provider.genai_name is not None:
+                    span.set_attributes(
+                        {ATTR_PROVIDER: provider.name, ATTR_GENAI_PROVIDER: provider.genai_name}
+                    )
+                else:
+                    span.set_attribute(ATTR_PROVIDER, provider.name)
+            if _needs_url_redaction(url):
+                attrs = span.attributes
+                for key in URL_ATTRIBUTES:
+                    value = attrs.get(key)
+                    if isinstance(value, str):
+                        clean = redact_url(value)
+                        if clean != value:
+                            span.set_attribute(key, clean)
+            if self._scan_request_headers:
+                changes = redact_attributes(span.attributes)
+                if changes:
+                    span.set_attributes(changes)
+        except Exception as exc:
+            self.errors.record(ERROR_PROCESSOR_NAME, exc)
+            return
+        states: tuple[Any, ...] | None = None
+        if self.enrichers:
+            states = tuple(self._enricher_request(e, span, request, provider) for e in self.enrichers)
+        _request_state.set((span, provider, states))
+
+    def _enricher_request(
+        self, enricher: HttpxEnricher, span: Any, request: Any, provider: ProviderInfo | None
+    ) -> Any:
+        try:
+            return enricher.on_request(span, request, provider)
+        except Exception as exc:
+            self.errors.record(ERROR_PROCESSOR_NAME, exc)
+            return None
+
+    def response_hook(self, span: Any, request: Any, response: Any) -> None:
+        """Enrichers' ``on_response``, then redaction of every captured header attribute."""
+        try:
+            saved = _request_state.get()
+            if saved is None or saved[0] is not span:
+                return  # not recording (the request hook stopped early), or instrumented elsewhere
+            _request_state.set(None)
+            _, provider, states = saved
+            if states is not None:
+                for enricher, state in zip(self.enrichers, states, strict=False):
+                    try:
+                        enricher.on_response(span, request, response, provider, state)
+                    except Exception as exc:
+                        self.errors.record(ERROR_PROCESSOR_NAME, exc)
+            attrs = span.attributes
+            for key in attrs:
+                if key.startswith(HEADER_ATTRIBUTE_PREFIXES):
+                    changes = redact_attributes(attrs)
+                    if changes:
+                        span.set_attributes(changes)
+                    break
+        except Exception as exc:
+            self.errors.record(ERROR_PROCESSOR_NAME, exc)
+
+    # -- async hooks: same work, no awaiting ------------------------------------------------------
+
+    async def async_request_hook(self, span: Any, request: Any) -> None:
+        """:meth:`request_hook` for ``httpx.AsyncClient``."""
+        self.request_hook(span, request)
+
+    async def async_response_hook(self, span: Any, request: Any, response: Any) -> None:
+        """:meth:`response_hook` for ``httpx.AsyncClient``."""
+        self.response_hook(span, request, response)
+
+    def instrument_kwargs(self) -> dict[str, Any]:
+        """Keyword arguments for ``HTTPXClientInstrumentor().instrument()``."""
+        return {
+            "request_hook": self.request_hook,
+            "response_hook": self.response_hook,
+            "async_request_hook": self.async_request_hook,
+            "async_response_hook": self.async_response_hook,
+        }
+
+
+# -- body observation -------------------------------------------------------------------------
+
+
+class _ObservedStream:
+    """Wraps httpcore's response stream: yields the same chunks and shows each to an observer."""
+
+    def __init__(
+        self,
+        inner: Any,
+        on_chunk: Callable[[bytes], None],
+        on_done: Callable[[bool], None],
+        errors: ProcessorErrors | None,
+    ) -> None:
+        self._inner = inner
+        self._on_chunk: Callable[[bytes], None] | None = on_chunk
+        self._on_done = on_done
+        self._errors = errors
+        self._done = False
+
+    def _chunk(self, chunk: bytes) -> None:
+        on_chunk = self._on_chunk
+        if on_chunk is None:
+            return
+        try:
+            on_chunk(chunk)
+        except Exception as exc:
+            self._on_chunk = None  # a broken observer stops observing; the app keeps reading
+            self._fail(exc)
+
+    def _finish(self, complete: bool) -> None:
+        if self._done:
+            return
+        self._done = True
+        try:
+            self._on_done(complete)
+        except Exception as exc:
+            self._fail(exc)
+
+    def _fail(self, exc: Exception) -> None:
+        if self._errors is not None:
+            self._errors.record(ERROR_PROCESSOR_NAME, exc)
+        else:
+            _logger.debug("spansignals: body observer failed", exc_info=True)
+
+    def __iter__(self) -> Iterator[bytes]:
+        for chunk in self._inner:
+            self._chunk(chunk)
+            yield chunk
+        self._finish(True)
+
+    def close(self) -> None:
+        try:
+            if hasattr(self._inner, "close"):
+                self._inner.close()
+        finally:
+            self._finish(False)
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        async for chunk in self._inner:
+            self._chunk(chunk)
+            yield chunk
+        self._finish(True)
+
+    async def aclose(self) -> None:
+        try:
+            if hasattr(self._inner, "aclose"):
+                await self._inner.aclose()
+        finally:
+            self._finish(False)
+
+
+def observe_response_body(
+    response: Any,
+    on_chunk: Callable[[bytes], None],
+    on_done: Callable[[bool], None],
+    *,
+    errors: ProcessorErrors | None = None,
+) -> bool:
+    """Show each raw body chunk of ``response`` (a ``ResponseInfo``) to ``on_chunk`` as the app
+    reads it, and call ``on_done(complete)`` once at the end (``complete`` is false when the
+    stream was closed before its end, e.g. the app never read the body).
+
+    The app receives exactly the same bytes, unbuffered. Observer exceptions are counted in
+    ``errors`` and stop the observation, never the app. Returns ``False`` (and observes nothing)
+    when the transport's stream is not httpx's own (custom or mock transports).
+    """
+    stream = getattr(response, "stream", None)
+    inner = getattr(stream, "_httpcore_stream", None)
+    if inner is None or isinstance(inner, _ObservedStream):
+        return False
+    stream._httpcore_stream = _ObservedStream(inner, on_chunk, on_done, errors)  # type: ignore[union-attr]
+    return True
