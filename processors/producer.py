@@ -206,7 +206,7 @@ def attach_producer(reader: MetricReader, producer: SignalMetricProducer) -> Non
             return data
 
     collect._spansignals_producer = producer  # type: ignore[attr-defined]
-    reader._collect = collect  # type: ignore[method-assign]
+    reader._collect = collect  # type: ignore[assignment]
 
 
 def readers_of(meter_provider: Any) -> tuple[MetricReader, ...]:
