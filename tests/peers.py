@@ -35,6 +35,7 @@ __all__ = [
     "REQUIRE_PEERS_ENV",
     "CollectorProcess",
     "ManagedProcess",
+    "PeerExited",
     "PrometheusPeer",
     "RotelAgent",
     "find_prometheus",
@@ -67,6 +68,10 @@ def missing_peer(reason: str) -> NoReturn:
     if peers_required():
         pytest.fail(f"required peer missing ({REQUIRE_PEERS_ENV}/CI set): {reason}", pytrace=False)
     pytest.skip(reason)
+
+
+class PeerExited(RuntimeError):
+    """A peer process exited while we waited for it; :func:`poll_until` gives up at once."""
 
 
 # --- ports, polling, HTTP ----------------------------------------------------------------------
@@ -105,6 +110,8 @@ def poll_until(
     while True:
         try:
             value = probe()
+        except PeerExited:
+            raise
         except Exception as exc:  # the peer may not be up yet
             last = exc
         else:
@@ -179,9 +186,9 @@ class ManagedProcess:
         return self.log_path.read_text(errors="replace")
 
     def check_running(self, name: str) -> None:
-        """Raise with the process output when it has exited."""
+        """Raise :class:`PeerExited` with the process output when it has exited."""
         if not self.running():
-            raise RuntimeError(f"{name} exited with {self.popen.returncode}:\n{self.logs()[-4000:]}")
+            raise PeerExited(f"{name} exited with {self.popen.returncode}:\n{self.logs()[-4000:]}")
 
     def stop(self, timeout: float = 10.0, sig: int = signal.SIGTERM) -> int:
         """Send ``sig`` to the PID, wait up to ``timeout``, then SIGKILL; return the exit code."""
