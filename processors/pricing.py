@@ -1,0 +1,447 @@
+"""Exact prices for LLM token usage and per-request API calls: :class:`PriceCatalog`.
+
+LLM prices come from `genai-prices` (cache read/write prices, long-context tiers, price history by
+date), with ``pricing.models`` config entries as additions or overrides (an override wins for
+its provider + model from its ``valid_from`` date on). Non-LLM APIs are priced per request by
+provider + HTTP method + route template (``pricing.apis``).
+
+Money is a :class:`~decimal.Decimal` everywhere here; floats appear only at the metric boundary.
+
+Why not call ``genai_prices.calc_price`` per span: it costs ~95 µs on these machines (it
+re-validates the price table on every call), against a per-LLM-call budget of 70 µs for all of
+spansignals. So a :class:`PricePlan` is compiled once per price set (per model and price period)
+and replays genai-prices' own algorithm: every priced unit is charged its *leaf* count (its
+reported count minus the counts of its priced, more specific units — ``input_tokens`` includes
+``cache_read_tokens``, so cached tokens are counted once, at the cache price), tiers are chosen
+by the total input tokens with genai-prices' threshold rule, and each unit costs
+``price * count / per``. Tests pin plan == ``calc_price`` to the last digit over the whole
+bundled price table.
+
+Lookups are cached: per (provider, model) the genai-prices model (misses included), per price
+set the compiled plan, per (provider, method, path) the API price. Every cache is bounded.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import re
+import threading
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any
+
+__all__ = [
+    "GENAI_PRICES_PROVIDER_IDS",
+    "ApiRoutePrice",
+    "InvalidUsage",
+    "PriceCatalog",
+    "PricePlan",
+    "TokenUsage",
+]
+
+_logger = logging.getLogger(__name__)
+
+_CACHE_MAX = 4096
+_ZERO = Decimal(0)
+
+GENAI_PRICES_PROVIDER_IDS: Mapping[str, str] = {
+    # our provider name (processors/providers.py) or a gen_ai.provider.name value -> genai-prices id
+    "openai": "openai",
+    "anthropic": "anthropic",
+    "gemini": "google",
+    "gcp.gemini": "google",
+    "vertex_ai": "google",
+    "gcp.vertex_ai": "google",
+    "google": "google",
+    "azure_openai": "azure",
+    "azure.ai.openai": "azure",
+    "azure_ai_inference": "azure",
+    "azure.ai.inference": "azure",
+    "bedrock": "aws",
+    "aws.bedrock": "aws",
+    "mistral_ai": "mistral",
+    "mistral": "mistral",
+    "groq": "groq",
+    "deepseek": "deepseek",
+    "x_ai": "x-ai",
+    "xai": "x-ai",
+    "cohere": "cohere",
+    "perplexity": "perplexity",
+    "together": "together",
+    "openrouter": "openrouter",
+    "fireworks": "fireworks",
+    "cerebras": "cerebras",
+    "voyage": "voyageai",
+    "moonshot": "moonshotai",
+}
+"""How provider names map to genai-prices provider ids; other names are tried as ids directly."""
+
+
+class InvalidUsage(ValueError):
+    """Reported counts that cannot be priced (e.g. cached tokens exceeding input tokens)."""
+
+
+@dataclass(frozen=True, slots=True)
+class TokenUsage:
+    """Token counts of one call, as the GenAI conventions define them; ``None`` means not reported.
+
+    ``input`` includes ``cache_read`` and ``cache_write``; ``output`` includes ``reasoning``.
+    """
+
+    input: int | None = None
+    output: int | None = None
+    cache_read: int | None = None
+    cache_write: int | None = None
+    reasoning: int | None = None
+    cache_write_1h: int | None = None
+    """The part of ``cache_write`` written with a 1-hour lifetime (Anthropic prices it apart)."""
+
+    def is_empty(self) -> bool:
+        """Whether nothing at all was reported."""
+        return (
+            self.input is None
+            and self.output is None
+            and self.cache_read is None
+            and self.cache_write is None
+            and self.reasoning is None
+        )
+
+    def as_genai_prices(self) -> dict[str, int]:
+        """The reported counts under genai-prices usage keys."""
+        out: dict[str, int] = {}
+        values = (
+            self.input,
+            self.output,
+            self.cache_read,
+            self.cache_write,
+            self.reasoning,
+            self.cache_write_1h,
+        )
+        for key, value in zip(_USAGE_KEYS, values, strict=True):
+            if value is not None:
+                out[key] = value
+        return out
+
+
+_USAGE_KEYS = (
+    "input_tokens",
+    "output_tokens",
+    "cache_read_tokens",
+    "cache_write_tokens",
+    "output_reasoning_tokens",
+    "cache_write_1h_tokens",
+)
+
+
+class _Unit:
+    __slots__ = ("descendants", "key", "per", "price", "tiered")
+
+    def __init__(self, key: str, price: Any, per: int, tiered: bool) -> None:
+        self.key = key
+        self.price = price
+        self.per = per
+        self.tiered = tiered
+        self.descendants: tuple[int, ...] = ()
+
+
+class PricePlan:
+    """A compiled price set: ``cost(usage)`` in USD, exactly as genai-prices computes it.
+
+    Built from genai-prices price keys (``input_mtok``, ``cache_read_mtok``, tiers …) by
+    :meth:`from_price_keys`. Usage kinds the plan does not price (audio, images …) are never
+    reported by our parsers, so their counts are 0; a plan whose price set needs a count we
+    cannot have (``requests_kcount`` aside) still works, those units just cost 0 as in
+    genai-prices.
+    """
+
+    __slots__ = ("_order", "_requests", "_units", "has_tiers", "per_request", "source")
+
+    def __init__(
+        self,
+        units: Sequence[_Unit],
+        order: Sequence[int],
+        requests: Decimal | None,
+        per_request: Decimal | None,
+        source: str,
+    ) -> None:
+        self._units = tuple(units)
+        self._order = tuple(order)  # price-key order, the order genai-prices sums in
+        self._requests = requests
+        self.per_request = per_request
+        self.has_tiers = any(u.tiered for u in units)
+        self.source = source
+
+    @classmethod
+    def from_price_keys(
+        cls, prices: Mapping[str, Any], *, per_request: Decimal | None = None, source: str = "genai-prices"
+    ) -> PricePlan:
+        """Compile ``{price_key: Decimal | TieredPrices}``; raises ``ValueError`` for an invalid set."""
+        from genai_prices.types import TieredPrices
+        from genai_prices.units import _get_registry  # the unit table genai-prices prices with
+        from genai_prices.validation import validate_priced_units
+
+        registry = _get_registry()
+        known = [(k, v) for k, v in prices.items() if v is not None and not k.startswith("_")]
+        resolved = []
+        for key, value in known:
+            try:
+                resolved.append((registry.unit_for_price_key(key), value))
+            except KeyError:
+                continue  # genai-prices warns and skips unknown keys too
+        validate_priced_units(tuple(u for u, _ in resolved), registry)
+        requests: Decimal | None = None
+        token_units = []
+        for unit, value in resolved:
+            if unit.usage_key == "requests":
+                requests = value
+                continue
+            token_units.append((unit, value))
+        # Most specific first (genai-prices' decomposition order), each with its priced descendants.
+        ordered = sorted(token_units, key=lambda uv: (-len(uv[0].dimensions), uv[0].usage_key))
+        units = [_Unit(u.usage_key, v, u.per, isinstance(v, TieredPrices)) for u, v in ordered]
+        for i, (unit, _) in enumerate(ordered):
+            units[i].descendants = tuple(
+                j
+                for j, (other, _) in enumerate(ordered)
+                if j != i and unit.dimensions.items() <= other.dimensions.items()
+            )
+        position = {u.usage_key: i for i, (u, _) in enumerate(ordered)}
+        order = [position[u.usage_key] for u, _ in token_units]
+        return cls(units, order, requests, per_request, source)
+
+    def cost(self, usage: TokenUsage) -> Decimal:
+        """USD for ``usage``; raises :class:`InvalidUsage` when the counts contradict each other."""
+        reported = usage.as_genai_prices()
+        units = self._units
+        leaves: list[Any] = [0] * len(units)
+        for i, unit in enumerate(units):
+            value = reported.get(unit.key)
+            if value is None:
+                value = self._inferred(unit, reported)
+            leaf = value - sum(leaves[j] for j in unit.descendants) if unit.descendants else value
+            if leaf < 0:
+                raise InvalidUsage(f"more specific token counts exceed {unit.key} ({value}): {reported}")
+            leaves[i] = leaf
+        total_input = 0
+        if self.has_tiers:
+            total_input = reported.get("input_tokens")
+            if total_input is None:
+                total_input = 0
+                if any(reported.get(k, 0) > 0 for k in ("cache_read_tokens", "cache_write_tokens")):
+                    raise InvalidUsage(f"cached token counts without input_tokens: {reported}")
+        total = _ZERO
+        for i in self._order:
+            unit = units[i]
+            price = unit.price
+            if unit.tiered:
+                applicable = price.base
+                for tier in reversed(price.tiers):
+                    if total_input > tier.start:
+                        applicable = tier.price
+                        break
+                price = applicable
+            total += price * Decimal(leaves[i]) / unit.per
+        if self._requests is not None:
+            total += self._requests * Decimal(1) / 1000
+        if self.per_request is not None:
+            total += self.per_request
+        return total
+
+    @staticmethod
+    def _inferred(unit: _Unit, reported: Mapping[str, int]) -> int:
+        # genai-prices refuses to guess an unreported total when a more specific count was reported.
+        if unit.key == "input_tokens" and (
+            reported.get("cache_read_tokens", 0) > 0 or reported.get("cache_write_tokens", 0) > 0
+        ):
+            raise InvalidUsage(f"cached token counts without input_tokens: {dict(reported)}")
+        if unit.key == "cache_write_tokens" and reported.get("cache_write_1h_tokens", 0) > 0:
+            raise InvalidUsage(f"1-hour cache writes without cache_write_tokens: {dict(reported)}")
+        if unit.key == "output_tokens" and reported.get("output_reasoning_tokens", 0) > 0:
+            raise InvalidUsage(f"reasoning tokens without output_tokens: {dict(reported)}")
+        return 0
+
+
+@dataclass(frozen=True, slots=True)
+class ApiRoutePrice:
+    """A compiled ``pricing.apis`` entry."""
+
+    provider: str
+    method: str  # upper case, "*" for any
+    route: str  # the template as configured, "*" for any; the ``operation`` label
+    per_request: Decimal
+    pattern: re.Pattern[str] | None  # None: any path
+
+    @property
+    def operation(self) -> str:
+        """The ``operation`` label: ``METHOD route`` (a template, so low-cardinality)."""
+        return f"{self.method} {self.route}"
+
+
+def compile_route(route: str) -> re.Pattern[str] | None:
+    """``/2010-04-01/Accounts/{sid}/Messages.json`` → a regex; ``{name}`` is one path segment,
+    ``*`` any characters; ``"*"`` alone (or empty) matches every path (``None``)."""
+    route = route.strip()
+    if route in ("", "*"):
+        return None
+    out = []
+    for piece in re.split(r"(\{[^/{}]*\}|\*)", route):
+        if piece == "*":
+            out.append(".*")
+        elif piece.startswith("{") and piece.endswith("}"):
+            out.append("[^/]+")
+        else:
+            out.append(re.escape(piece))
+    return re.compile("".join(out) + r"/?\Z")
+
+
+class PriceCatalog:
+    """Prices for LLM usage (genai-prices + overrides) and API requests (per-request table).
+
+    ``models`` are ``pricing.models`` entries, ``apis`` ``pricing.apis`` entries (config models
+    or anything with the same attributes). ``snapshot`` is a genai-prices ``DataSnapshot``
+    (default: the one genai-prices is using, bundled or auto-updated).
+    """
+
+    def __init__(self, models: Iterable[Any] = (), apis: Iterable[Any] = (), *, snapshot: Any = None) -> None:
+        self._snapshot = snapshot
+        self._overrides: dict[tuple[str, str], list[tuple[dt.date, PricePlan]]] = {}
+        for m in models:
+            plan = PricePlan.from_price_keys(
+                {
+                    "input_mtok": m.input_per_mtok,
+                    "output_mtok": m.output_per_mtok,
+                    "cache_read_mtok": m.cache_read_per_mtok,
+                    "cache_write_mtok": m.cache_write_per_mtok,
+                    "output_reasoning_mtok": m.reasoning_per_mtok,
+                },
+                per_request=m.per_request,
+                source="config",
+            )
+            since = m.valid_from or dt.date.min
+            key = (m.provider.lower(), m.model.lower())
+            self._overrides.setdefault(key, []).append((since, plan))
+        for entries in self._overrides.values():
+            entries.sort(key=lambda e: e[0])
+        self._apis: dict[str, list[ApiRoutePrice]] = {}
+        for a in apis:
+            method = (a.method or "*").upper()
+            entry = ApiRoutePrice(
+                a.provider, method, a.route or "*", a.per_request, compile_route(a.route or "*")
+            )
+            self._apis.setdefault(a.provider, []).append(entry)
+        self._models: dict[tuple[str, str], Any] = {}
+        self._plans: dict[int, tuple[Any, PricePlan | None]] = {}
+        self._api_cache: dict[tuple[str, str, str], ApiRoutePrice | None] = {}
+        self._lock = threading.Lock()
+
+    @property
+    def has_api_prices(self) -> bool:
+        """Whether any ``pricing.apis`` entry is configured."""
+        return bool(self._apis)
+
+    def api_providers(self) -> frozenset[str]:
+        """Providers with per-request prices."""
+        return frozenset(self._apis)
+
+    # --- LLM ------------------------------------------------------------------------------------
+
+    def plan(self, provider: str, model: str, at: dt.datetime) -> PricePlan | None:
+        """The price plan for ``model`` of ``provider`` at time ``at`` (aware), or ``None`` if unknown."""
+        overrides = self._overrides.get((provider.lower(), model.lower()))
+        if overrides:
+            day = at.astimezone(dt.timezone.utc).date()
+            chosen = None
+            for since, plan in overrides:
+                if since <= day:
+                    chosen = plan
+            if chosen is not None:
+                return chosen
+        info = self._model_info(provider, model)
+        if info is None:
+            return None
+        try:
+            model_price = info.get_prices(at)
+        except Exception:
+            return None
+        cached = self._plans.get(id(model_price))
+        if cached is not None and cached[0] is model_price:
+            return cached[1]
+        plan: PricePlan | None
+        try:
+            plan = PricePlan.from_price_keys(model_price.__dict__)
+        except Exception as exc:
+            _logger.warning(
+                "spansignals: genai-prices has an unusable price set for %s/%s: %s", provider, model, exc
+            )
+            plan = None
+        with self._lock:
+            if len(self._plans) >= _CACHE_MAX:
+                self._plans.clear()
+            self._plans[id(model_price)] = (model_price, plan)
+        return plan
+
+    def plan_for(
+        self, provider: str, models: Sequence[str | None], at: dt.datetime
+    ) -> tuple[PricePlan, str] | None:
+        """The first of ``models`` (e.g. response model, then request model) that has a price."""
+        for model in models:
+            if model:
+                plan = self.plan(provider, model, at)
+                if plan is not None:
+                    return plan, model
+        return None
+
+    def _model_info(self, provider: str, model: str) -> Any:
+        key = (provider, model)
+        try:
+            return self._models[key]
+        except KeyError:
+            pass
+        info = self._lookup_model(provider, model)
+        with self._lock:
+            if len(self._models) >= _CACHE_MAX:
+                self._models.clear()
+            self._models[key] = info
+        return info
+
+    def _lookup_model(self, provider: str, model: str) -> Any:
+        from genai_prices.data_snapshot import find_provider_by_id, get_snapshot
+
+        snapshot = self._snapshot or get_snapshot()
+        provider_id = GENAI_PRICES_PROVIDER_IDS.get(provider.lower(), provider.lower())
+        try:
+            gp_provider = find_provider_by_id(snapshot.providers, provider_id)
+            if gp_provider is None:
+                return None
+            return gp_provider.find_model(model, all_providers=snapshot.providers)
+        except Exception:
+            return None
+
+    # --- APIs -----------------------------------------------------------------------------------
+
+    def api_price(self, provider: str, method: str, path: str) -> ApiRoutePrice | None:
+        """The per-request price of ``method path`` at ``provider``, or ``None``; first entry wins."""
+        entries = self._apis.get(provider)
+        if not entries:
+            return None
+        key = (provider, method, path)
+        try:
+            return self._api_cache[key]
+        except KeyError:
+            pass
+        upper = method.upper()
+        found = None
+        for entry in entries:
+            if entry.method != "*" and entry.method != upper:
+                continue
+            if entry.pattern is not None and not entry.pattern.match(path):
+                continue
+            found = entry
+            break
+        with self._lock:
+            if len(self._api_cache) >= _CACHE_MAX:
+                self._api_cache.clear()
+            self._api_cache[key] = found
+        return found

@@ -1,0 +1,236 @@
+"""PriceCatalog and PricePlan: exact prices, equal to genai-prices' own calc_price."""
+
+from __future__ import annotations
+
+import datetime as dt
+import random
+import warnings
+from decimal import Decimal
+from types import SimpleNamespace
+
+import pytest
+from genai_prices import Usage, calc_price
+from genai_prices.data_snapshot import get_snapshot
+
+from spansignals.processors.pricing import InvalidUsage, PriceCatalog, PricePlan, TokenUsage, compile_route
+
+NOW = dt.datetime(2026, 11, 22, 12, 0, tzinfo=dt.timezone.utc)
+
+
+def _usages(rng: random.Random) -> list[TokenUsage]:
+    out = [
+        TokenUsage(input=1000, output=50),
+        TokenUsage(input=1000, output=50, cache_read=200),
+        TokenUsage(input=1000, output=500, cache_read=200, cache_write=300, reasoning=100),
+        TokenUsage(input=250_000, output=1000, cache_read=10_000),
+        TokenUsage(input=12),
+        TokenUsage(input=5000, output=10, cache_read=100, cache_write=3000, cache_write_1h=2000),
+    ]
+    for _ in range(6):
+        inp = rng.randint(0, 400_000)
+        cr = rng.randint(0, inp // 2)
+        cw = rng.randint(0, inp - cr)
+        out_t = rng.randint(0, 20_000)
+        out.append(
+            TokenUsage(
+                input=inp, output=out_t, cache_read=cr, cache_write=cw, reasoning=rng.randint(0, out_t)
+            )
+        )
+    return out
+
+
+def test_plan_equals_genai_prices_for_every_bundled_model() -> None:
+    """For every model in the bundled table, the compiled plan gives calc_price's total to the last digit."""
+    rng = random.Random(7)
+    usages = _usages(rng)
+    checked = 0
+    catalog = PriceCatalog()
+    for provider in get_snapshot().providers:
+        for model in provider.models:
+            for usage in usages:
+                try:
+                    with warnings.catch_warnings():
+                        warnings.simplefilter("ignore")
+                        expected = calc_price(
+                            Usage(**usage.as_genai_prices()),
+                            model.id,
+                            provider_id=provider.id,
+                            genai_request_timestamp=NOW,
+                        ).total_price
+                except Exception:
+                    expected = None
+                plan = catalog.plan(provider.id, model.id, NOW)
+                if expected is None:
+                    if plan is not None:
+                        with pytest.raises((ValueError, ArithmeticError)):
+                            plan.cost(usage)
+                    continue
+                assert plan is not None, (provider.id, model.id)
+                assert plan.cost(usage) == expected, (provider.id, model.id, usage)
+                checked += 1
+    assert checked > 1000
+
+
+def test_cached_tokens_are_counted_once_at_the_cache_price() -> None:
+    """input_tokens includes cache reads: 200 of 1000 cached cost 800 at input + 200 at cache price."""
+    plan = PricePlan.from_price_keys(
+        {"input_mtok": Decimal("2.5"), "output_mtok": Decimal("10"), "cache_read_mtok": Decimal("1.25")}
+    )
+    cost = plan.cost(TokenUsage(input=1000, output=50, cache_read=200))
+    assert cost == Decimal("800") * Decimal("2.5") / 1_000_000 + Decimal("200") * Decimal(
+        "1.25"
+    ) / 1_000_000 + (Decimal("50") * 10 / 1_000_000)
+
+
+def test_long_context_tier_applies_to_all_tokens_above_threshold() -> None:
+    """A tiered model (claude-sonnet-4-5) uses the tier price once total input passes 200k."""
+    plan = PriceCatalog().plan("anthropic", "claude-sonnet-4-5", NOW)
+    assert plan is not None and plan.has_tiers
+    small = plan.cost(TokenUsage(input=200_000, output=0))
+    large = plan.cost(TokenUsage(input=200_001, output=0))
+    assert small == Decimal("0.6")
+    assert large > small * 2 - Decimal("0.01")
+
+
+def test_invalid_usage_raises_invalid_usage() -> None:
+    """Cache reads larger than the input total are refused, not priced negative."""
+    plan = PriceCatalog().plan("openai", "gpt-4o", NOW)
+    assert plan is not None
+    with pytest.raises(InvalidUsage):
+        plan.cost(TokenUsage(input=10, output=1, cache_read=20))
+    with pytest.raises(InvalidUsage):
+        plan.cost(TokenUsage(output=1, cache_read=20))
+
+
+def test_unknown_model_and_provider_have_no_plan() -> None:
+    """Unknown models and providers yield None (never a silent $0)."""
+    catalog = PriceCatalog()
+    assert catalog.plan("openai", "no-such-model-xyz", NOW) is None
+    assert catalog.plan("internal-llm", "gpt-4o", NOW) is None
+
+
+def test_provider_aliases_map_to_genai_prices_ids() -> None:
+    """Our provider names and gen_ai.provider.name values both find genai-prices providers."""
+    catalog = PriceCatalog()
+    for name in ("gemini", "gcp.gemini", "vertex_ai"):
+        assert catalog.plan(name, "gemini-2.5-flash", NOW) is not None, name
+    assert catalog.plan("azure_openai", "gpt-4o", NOW) is not None
+    assert catalog.plan("x_ai", "grok-3", NOW) is not None
+
+
+def _override(**kw: object) -> SimpleNamespace:
+    base = dict(
+        provider="openai",
+        model="my-finetune-1",
+        input_per_mtok=Decimal("3"),
+        output_per_mtok=Decimal("12"),
+        cache_read_per_mtok=None,
+        cache_write_per_mtok=None,
+        reasoning_per_mtok=None,
+        per_request=None,
+        valid_from=None,
+    )
+    base.update(kw)
+    return SimpleNamespace(**base)
+
+
+def test_config_override_wins_and_follows_price_history() -> None:
+    """pricing.models overrides genai-prices; the entry valid on the request's date is used."""
+    catalog = PriceCatalog(
+        models=[
+            _override(model="gpt-4o", input_per_mtok=Decimal("1"), output_per_mtok=Decimal("1")),
+            _override(
+                model="gpt-4o",
+                input_per_mtok=Decimal("2"),
+                output_per_mtok=Decimal("2"),
+                valid_from=dt.date(2026, 11, 22),
+            ),
+        ]
+    )
+    before = catalog.plan("openai", "GPT-4o", NOW - dt.timedelta(days=1))
+    after = catalog.plan("openai", "gpt-4o", NOW)
+    assert before is not None and after is not None
+    assert before.cost(TokenUsage(input=1_000_000, output=0)) == Decimal(1)
+    assert after.cost(TokenUsage(input=1_000_000, output=0)) == Decimal(2)
+    assert after.source == "config"
+
+
+def test_override_cache_price_and_per_request() -> None:
+    """An override's cache-read price applies to cached tokens, uncached at input price, plus per_request."""
+    catalog = PriceCatalog(
+        models=[_override(cache_read_per_mtok=Decimal("0.30"), per_request=Decimal("0.001"))]
+    )
+    plan = catalog.plan("openai", "my-finetune-1", NOW)
+    assert plan is not None
+    cost = plan.cost(TokenUsage(input=1_000_000, output=1_000_000, cache_read=500_000))
+    assert cost == Decimal("1.5") + Decimal("0.15") + Decimal("12") + Decimal("0.001")
+
+
+def test_genai_prices_history_by_date() -> None:
+    """A model whose price changed is priced by the request date (genai-prices conditional prices)."""
+    catalog = PriceCatalog()
+    found = False
+    for provider in get_snapshot().providers:
+        for model in provider.models:
+            if isinstance(model.prices, list) and any(
+                getattr(cp.constraint, "start_date", None) for cp in model.prices
+            ):
+                start = next(
+                    cp.constraint.start_date
+                    for cp in model.prices
+                    if getattr(cp.constraint, "start_date", None)
+                )
+                at_before = dt.datetime.combine(start - dt.timedelta(days=1), dt.time(12), dt.timezone.utc)
+                at_after = dt.datetime.combine(start, dt.time(12), dt.timezone.utc)
+                usage = TokenUsage(input=1_000_000, output=1_000_000)
+                for at in (at_before, at_after):
+                    plan = catalog.plan(provider.id, model.id, at)
+                    expected = calc_price(
+                        Usage(**usage.as_genai_prices()),
+                        model.id,
+                        provider_id=provider.id,
+                        genai_request_timestamp=at,
+                    ).total_price
+                    assert plan is not None and plan.cost(usage) == expected
+                found = True
+                break
+        if found:
+            break
+    assert found
+
+
+@pytest.mark.parametrize(
+    ("route", "path", "matches"),
+    [
+        ("/2010-04-01/Accounts/{sid}/Messages.json", "/2010-04-01/Accounts/AC123/Messages.json", True),
+        ("/2010-04-01/Accounts/{sid}/Messages.json", "/2010-04-01/Accounts/AC123/Calls.json", False),
+        ("/2010-04-01/Accounts/{sid}/Messages.json", "/2010-04-01/Accounts/a/b/Messages.json", False),
+        ("/v1/charges*", "/v1/charges/ch_1/refund", True),
+        ("/v1/charges", "/v1/charges/", True),
+    ],
+)
+def test_route_templates(route: str, path: str, matches: bool) -> None:
+    """Route templates: {name} is one segment, * anything, a trailing slash is tolerated."""
+    pattern = compile_route(route)
+    assert pattern is not None
+    assert bool(pattern.match(path)) is matches
+
+
+def test_api_price_matches_method_and_route_first_entry_wins() -> None:
+    """pricing.apis: method must match (or be *), the first matching entry wins."""
+    apis = [
+        SimpleNamespace(
+            provider="twilio",
+            method="POST",
+            route="/2010-04-01/Accounts/{sid}/Messages.json",
+            per_request=Decimal("0.0079"),
+        ),
+        SimpleNamespace(provider="twilio", method="*", route="*", per_request=Decimal("0.0001")),
+    ]
+    catalog = PriceCatalog(apis=apis)
+    hit = catalog.api_price("twilio", "post", "/2010-04-01/Accounts/AC1/Messages.json")
+    assert hit is not None and hit.per_request == Decimal("0.0079")
+    assert hit.operation == "POST /2010-04-01/Accounts/{sid}/Messages.json"
+    other = catalog.api_price("twilio", "GET", "/2010-04-01/Accounts/AC1/Messages.json")
+    assert other is not None and other.per_request == Decimal("0.0001")
+    assert catalog.api_price("stripe", "POST", "/v1/charges") is None
