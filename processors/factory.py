@@ -8,7 +8,9 @@ from __future__ import annotations
 
 from .config import SpansignalsConfig
 from .engine import SignalEngine, SignalSpanProcessor
+from .providers import ProviderTable
 from .red import DEFAULT_BUCKETS_S, Dimension, RedSpanProcessor
+from .slo import SloSpanProcessor
 
 __all__ = ["build_engine"]
 
@@ -22,6 +24,15 @@ def build_engine(config: SpansignalsConfig) -> SignalEngine:
                 dimensions=[Dimension(d.name, d.default) for d in config.red.dimensions],
                 buckets_s=config.red.buckets or DEFAULT_BUCKETS_S,
                 max_series=config.red.max_series,
+            )
+        )
+    if config.slos:
+        processors.append(
+            SloSpanProcessor(
+                config.slos,
+                maintenance=config.alerts.maintenance,
+                providers=ProviderTable.from_config(config.providers),
+                evaluation_interval=config.alerts.evaluation_interval,
             )
         )
     return SignalEngine(processors)

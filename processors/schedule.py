@@ -192,7 +192,7 @@ def windows_from_config(configs: Iterable[Any]) -> list[MaintenanceWindow]:
 
 
 class ActiveCache:
-    """Whether any of ``windows`` is active at ``t``, cached between state changes.
+    """Which of ``windows`` is active at ``t``, cached between state changes.
 
     For the span path: while ``t`` stays inside the interval over which the answer is known to be
     constant, :meth:`active` is two comparisons. Safe to share between threads (a stale read only
@@ -203,16 +203,20 @@ class ActiveCache:
 
     def __init__(self, windows: Sequence[MaintenanceWindow]) -> None:
         self._windows = tuple(windows)
-        self._state: tuple[float, float, bool] = (math.inf, -math.inf, False)
+        self._state: tuple[float, float, str | None] = (math.inf, -math.inf, None)
+
+    def which(self, t: float) -> str | None:
+        """The name of the first window (in the given order) active at epoch second ``t``, or None."""
+        lo, hi, name = self._state
+        if lo <= t < hi:
+            return name
+        if not self._windows:
+            return None
+        name = next((w.name for w in self._windows if w.is_active(t)), None)
+        hi = min(w.next_change(t) for w in self._windows)
+        self._state = (t, hi, name)
+        return name
 
     def active(self, t: float) -> bool:
         """Whether any window covers epoch second ``t``."""
-        lo, hi, value = self._state
-        if lo <= t < hi:
-            return value
-        if not self._windows:
-            return False
-        value = any(w.is_active(t) for w in self._windows)
-        hi = min(w.next_change(t) for w in self._windows)
-        self._state = (t, hi, value)
-        return value
+        return self.which(t) is not None

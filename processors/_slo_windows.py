@@ -1,0 +1,157 @@
+"""Rolling event windows for SLOs in bounded memory: two time-bucketed rings per SLO.
+
+Each ring holds ``(total, bad)`` weighted event counts per fixed-width time bucket, indexed by
+``bucket number % size``; a slot is reused (zeroed) when a newer bucket claims it, so memory is
+fixed at construction and does not grow with traffic.
+
+- The **fine** ring has 10 s buckets and covers the longest window up to 6 h (5m, 30m, 1h, 2h, 6h
+  by default: 2,160 buckets).
+- The **coarse** ring has 5 min buckets and covers the period (30 d: 8,640 buckets); it serves
+  the windows longer than 6 h (1d, 3d, the period). Periods over 30 d use wider buckets
+  (period / 8,640, rounded up to a whole minute).
+
+Resolution: a window of length ``W`` evaluated at ``now`` sums the bucket containing ``now`` and
+the ``W / width - 1`` buckets before it, i.e. the events with time in
+``[(floor(now / width) + 1) * width - W, now]``. It therefore covers between ``W - width`` and
+``W`` of history: at most one bucket (10 s or 5 min) short at its old edge. ``W`` is rounded up
+to a whole number of buckets. About 260 KB per SLO at the defaults.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+from array import array
+from collections.abc import Sequence
+
+__all__ = ["FINE_MAX_WINDOW_S", "FINE_WIDTH_S", "BucketRing", "SloWindows", "window_label"]
+
+FINE_WIDTH_S = 10.0
+FINE_MAX_WINDOW_S = 6 * 3600.0
+COARSE_WIDTH_S = 300.0
+_COARSE_MAX_BUCKETS = 8640
+
+
+def window_label(seconds: float) -> str:
+    """``300`` → ``5m``, ``86400`` → ``1d`` (the ``window`` label and Prometheus range syntax)."""
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60), ("s", 1)):
+        if seconds >= size and seconds % size == 0:
+            return f"{int(seconds // size)}{unit}"
+    return f"{max(1, round(seconds * 1000))}ms"
+
+
+class BucketRing:
+    """Weighted ``(total, bad)`` sums per time bucket over a fixed horizon. Not locked: the owner
+    (:class:`SloWindows`) serializes access."""
+
+    __slots__ = ("bad", "index", "size", "total", "width")
+
+    def __init__(self, width: float, size: int) -> None:
+        if width <= 0 or size < 1:
+            raise ValueError(f"bucket ring needs width > 0 and size >= 1, got {width}, {size}")
+        self.width = width
+        self.size = size
+        self.index = array("q", [-1]) * size
+        self.total = array("d", [0.0]) * size
+        self.bad = array("d", [0.0]) * size
+
+    def add(self, t: float, total: float, bad: float) -> bool:
+        """Count events at time ``t``; False when ``t`` is older than what the ring still holds."""
+        bucket = int(t // self.width)
+        slot = bucket % self.size
+        held = self.index[slot]
+        if held == bucket:
+            self.total[slot] += total
+            self.bad[slot] += bad
+            return True
+        if held > bucket:
+            return False
+        self.index[slot] = bucket
+        self.total[slot] = total
+        self.bad[slot] = bad
+        return True
+
+    def copy(self) -> BucketRing:
+        """A snapshot (for evaluating outside the owner's lock)."""
+        other = BucketRing.__new__(BucketRing)
+        other.width, other.size = self.width, self.size
+        other.index, other.total, other.bad = (
+            array("q", self.index),
+            array("d", self.total),
+            array("d", self.bad),
+        )
+        return other
+
+    def sums(self, now: float, windows: Sequence[float]) -> dict[float, tuple[float, float]]:
+        """``{window: (total, bad)}`` for windows (seconds, each <= the horizon) ending at ``now``."""
+        current = int(now // self.width)
+        wanted = sorted((max(1, math.ceil(w / self.width - 1e-9)), w) for w in windows)
+        out: dict[float, tuple[float, float]] = {}
+        total = bad = 0.0
+        index, totals, bads, size = self.index, self.total, self.bad, self.size
+        done = 0
+        for back in range(wanted[-1][0] if wanted else 0):
+            bucket = current - back
+            slot = bucket % size
+            if index[slot] == bucket:
+                total += totals[slot]
+                bad += bads[slot]
+            while done < len(wanted) and wanted[done][0] == back + 1:
+                out[wanted[done][1]] = (total, bad)
+                done += 1
+        return out
+
+
+class SloWindows:
+    """The fine and coarse rings of one SLO, thread-safe.
+
+    ``windows`` are the window lengths to evaluate (seconds); ``period`` the longest.
+    """
+
+    def __init__(self, windows: Sequence[float], period: float) -> None:
+        self.windows = tuple(sorted(set(windows) | {period}))
+        self.period = period
+        fine = [w for w in self.windows if w <= FINE_MAX_WINDOW_S]
+        coarse = [w for w in self.windows if w > FINE_MAX_WINDOW_S]
+        self._fine_windows = tuple(fine)
+        self._coarse_windows = tuple(coarse)
+        self._fine = BucketRing(FINE_WIDTH_S, math.ceil(max(fine) / FINE_WIDTH_S)) if fine else None
+        coarse_width = COARSE_WIDTH_S
+        if coarse and max(coarse) / coarse_width > _COARSE_MAX_BUCKETS:
+            coarse_width = math.ceil(max(coarse) / _COARSE_MAX_BUCKETS / 60) * 60.0
+        self._coarse = BucketRing(coarse_width, math.ceil(max(coarse) / coarse_width)) if coarse else None
+        self._rings = tuple(r for r in (self._fine, self._coarse) if r is not None)
+        self._lock = threading.Lock()
+
+    def resolution(self, window: float) -> float:
+        """Bucket width (seconds) used for ``window``."""
+        ring = self._fine if window <= FINE_MAX_WINDOW_S else self._coarse
+        return ring.width if ring is not None else 0.0
+
+    def add(self, t: float, total: float, bad: float) -> None:
+        """Count ``total`` events of which ``bad`` are bad, at time ``t`` (epoch seconds)."""
+        with self._lock:
+            for ring in self._rings:
+                # BucketRing.add, inlined: this runs once per SLO event.
+                bucket = int(t // ring.width)
+                slot = bucket % ring.size
+                held = ring.index[slot]
+                if held == bucket:
+                    ring.total[slot] += total
+                    ring.bad[slot] += bad
+                elif held < bucket:
+                    ring.index[slot] = bucket
+                    ring.total[slot] = total
+                    ring.bad[slot] = bad
+
+    def sums(self, now: float) -> dict[float, tuple[float, float]]:
+        """``{window: (total, bad)}`` for every window, ending at ``now``."""
+        with self._lock:
+            fine = self._fine.copy() if self._fine is not None else None
+            coarse = self._coarse.copy() if self._coarse is not None else None
+        out: dict[float, tuple[float, float]] = {}
+        if fine is not None:
+            out.update(fine.sums(now, self._fine_windows))
+        if coarse is not None:
+            out.update(coarse.sums(now, self._coarse_windows))
+        return out

@@ -1,0 +1,459 @@
+"""SLOs evaluated at the source: good/bad events, error budgets and multi-window burn rates.
+
+For every ``slos:`` entry (:class:`~spansignals.processors.config.slos.SloConfig`) each matching
+span is one event (its sampling adjusted count when it carries a threshold), classified against
+the exact definition rather than a histogram bucket:
+
+- **availability**: bad when the span status is ERROR. With ``bad_status_codes``, a span that
+  carries ``http.response.status_code`` (or the older ``http.status_code``) is bad exactly when
+  its code is listed (so a 404 client span, ERROR by the HTTP conventions, can stay good), and a
+  span without a code falls back to its status.
+- **latency**: bad when the duration is strictly above ``latency_threshold``.
+
+Series (labels ``slo`` and ``service_name``, the span's service):
+``spansignals_slo_events_total``, ``spansignals_slo_bad_events_total`` (both created together, so
+a ratio never lacks its numerator) and ``spansignals_slo_excluded_events_total{maintenance}``.
+Gauges computed at collection time (label ``slo``): ``spansignals_slo_objective_ratio``,
+``spansignals_slo_error_budget_remaining_ratio`` (``1 - period burn rate``; negative when
+overspent) and ``spansignals_slo_burn_rate{window}`` for 5m, 30m, 1h, 2h, 6h, 1d, 3d, every
+configured alert window and the period. The burn rate of a window is
+``(bad / total) / (1 - objective)``; a window without events burns at 0.
+
+Windows are in-process and rolling (see :mod:`._slo_windows` for resolution and memory: 10 s
+buckets up to 6 h, 5 min beyond); they start empty when the process starts. Prometheus, fed by the
+counters, holds the global and durable view (``spansignals rules``).
+
+**Burn conditions.** A condition (``factor``, ``long_window``, ``short_window``) holds when the
+error ratio over *both* windows is ``>= factor * (1 - objective)`` (the threshold is computed in
+decimal, so 14.4 x 0.001 is exactly 0.0144). The SLO state is ``page`` if any page condition
+holds, else ``ticket`` if any ticket condition holds, else ``ok``; each change is emitted as a
+``SignalEvent(source="slo", name=<slo>, state=...)`` on the event bus. Conditions are evaluated at
+each metrics collection, by :meth:`SloSpanProcessor.evaluate`, and every ``evaluation_interval``
+seconds on a background thread when one is given.
+
+**Maintenance correction.** When an SLO sets ``exclude_maintenance: true``, the
+``alerts.maintenance`` windows apply to it; windows listed under the SLO's own ``maintenance``
+always apply to it. An event is excluded when the *end time* of its span lies inside an applicable
+window (see :mod:`spansignals.processors.schedule` for the window semantics) and the window's
+``match`` (if any) holds for the event: ``slo`` is compared with the SLO name and
+``service``/``service_name`` with the span's service; a window whose ``match`` names any other
+label concerns alerts only and never excludes SLO events. Excluded events are counted in neither
+``events`` nor ``bad_events`` nor any window, so the error budget, burn rates and Prometheus rules
+all see the period as if the maintenance traffic had not happened (good and bad alike; a window
+does not add or refund budget for time without traffic). They are counted in
+``spansignals_slo_excluded_events_total{slo, service_name, maintenance}``, so the exclusion stays
+visible.
+
+An event's time is the end time of its span, clamped to the processor's clock when in the future;
+spans older than a ring's horizon are counted in the counters but not in that ring's windows.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any
+
+from ._slo_windows import SloWindows, window_label
+from .config.alerts import MaintenanceConfig
+from .config.slos import SloConfig
+from .engine import SignalSpanProcessor
+from .events import SignalEvent
+from .families import CounterFamily, GaugeFamily, MetricFamily
+from .providers import ProviderTable, resolve_view
+from .schedule import ActiveCache, MaintenanceWindow
+from .view import KIND_NAMES, STATUS_ERROR, SpanView
+
+__all__ = ["STANDARD_WINDOWS_S", "SloSpanProcessor", "SloStatus", "error_ratio_threshold"]
+
+_logger = logging.getLogger(__name__)
+
+STANDARD_WINDOWS_S: tuple[float, ...] = (300.0, 1800.0, 3600.0, 7200.0, 21600.0, 86400.0, 259200.0)
+"""The windows every SLO reports a burn rate for: 5m, 30m, 1h, 2h, 6h, 1d, 3d (plus its period)."""
+
+_MAINTENANCE_MATCH_KEYS = frozenset({"slo", "service", "service_name"})
+_STATUS_ATTRS = ("http.response.status_code", "http.status_code")
+_MATCH_CACHE_MAX = 4096
+_SEVERITY_RANK = {"ok": 0, "ticket": 1, "page": 2}
+
+
+def error_ratio_threshold(factor: float, objective: float) -> float:
+    """``factor * (1 - objective)`` computed in decimal (``14.4, 0.999`` → exactly ``0.0144``)."""
+    return float(Decimal(repr(factor)) * (Decimal(1) - Decimal(repr(objective))))
+
+
+@dataclass(frozen=True)
+class SloStatus:
+    """One SLO evaluated at ``at``: window sums, burn rates, budget and the condition state."""
+
+    name: str
+    sli: str
+    objective: float
+    period_s: float
+    at: float
+    state: str
+    burn_rates: Mapping[str, float]
+    window_events: Mapping[str, tuple[float, float]]
+    error_budget_remaining: float
+    firing: tuple[str, ...] = ()
+    details: Mapping[str, Any] = field(default_factory=dict)
+
+
+class _Condition:
+    __slots__ = ("factor", "label", "long_s", "severity", "short_s", "threshold")
+
+    def __init__(self, severity: str, factor: float, long_s: float, short_s: float, objective: float) -> None:
+        self.severity = severity
+        self.factor = factor
+        self.long_s = long_s
+        self.short_s = short_s
+        self.threshold = error_ratio_threshold(factor, objective)
+        self.label = f"{factor:g}x {window_label(long_s)}/{window_label(short_s)}"
+
+
+class _Slo:
+    """Per-SLO precomputed matcher, classifier, maintenance and windows."""
+
+    def __init__(self, config: SloConfig, maintenance: Sequence[MaintenanceConfig]) -> None:
+        self.config = config
+        self.name = config.name
+        m = config.match
+        self.services = frozenset(m.service) if m.service else None
+        self.span_names = frozenset(m.span_name) if m.span_name else None
+        self.kinds = (
+            frozenset(KIND_NAMES.index(f"SPAN_KIND_{k.upper()}") for k in m.span_kind)
+            if m.span_kind
+            else None
+        )
+        self.routes = frozenset(m.route) if m.route else None
+        self.providers = frozenset(m.provider) if m.provider else None
+        self.attributes = tuple(m.attributes.items())
+        self.dynamic = bool(self.routes or self.providers or self.attributes)
+        self.latency = config.latency_threshold
+        self.bad_codes = frozenset(config.bad_status_codes) if config.bad_status_codes else None
+        self.objective = config.objective
+        self.budget = float(Decimal(1) - Decimal(repr(config.objective)))
+        self.conditions = tuple(
+            _Condition(a.severity, a.factor, a.long_window, a.short_window, config.objective)
+            for a in config.burn_alerts
+        )
+        windows = {w for w in STANDARD_WINDOWS_S if w <= config.period}
+        for c in self.conditions:
+            windows.update((c.long_s, c.short_s))
+        self.windows = SloWindows(sorted(windows), config.period)
+        self.period = config.period
+        # Maintenance: windows that always apply to this SLO, and ones limited to some services.
+        applicable = [*config.maintenance] + ([*maintenance] if config.exclude_maintenance else [])
+        unconditional: list[MaintenanceWindow] = []
+        per_service: list[tuple[frozenset[str], ActiveCache]] = []
+        for entry in applicable:
+            match = entry.match
+            if set(match) - _MAINTENANCE_MATCH_KEYS:
+                continue  # concerns alerts only
+            if "slo" in match and match["slo"] != self.name:
+                continue
+            services = {v for k, v in match.items() if k in ("service", "service_name")}
+            window = MaintenanceWindow.from_config(entry)
+            if services:
+                if len(services) == 1:
+                    per_service.append((frozenset(services), ActiveCache([window])))
+            else:
+                unconditional.append(window)
+        self.maintenance = ActiveCache(unconditional) if unconditional else None
+        self.maintenance_by_service = tuple(per_service)
+        self.has_maintenance = bool(unconditional or per_service)
+        self.state = "ok"
+
+    def static_match(self, service: str, name: str, kind: int) -> bool:
+        return (
+            (self.services is None or service in self.services)
+            and (self.span_names is None or name in self.span_names)
+            and (self.kinds is None or kind in self.kinds)
+        )
+
+    def dynamic_match(self, view: SpanView, provider: Callable[[], str | None]) -> bool:
+        attrs = view.attributes
+        if self.routes is not None and attrs.get("http.route") not in self.routes:
+            return False
+        for key, expected in self.attributes:
+            value = attrs.get(key)
+            if value is None:
+                value = view.resource.get(key)
+            if value is None or str(value) != expected:
+                return False
+        return self.providers is None or provider() in self.providers
+
+    def is_bad(self, view: SpanView) -> bool:
+        if self.latency is not None:
+            return view.duration_s > self.latency
+        if self.bad_codes is not None:
+            attrs = view.attributes
+            for key in _STATUS_ATTRS:
+                code = attrs.get(key)
+                if code is not None:
+                    try:
+                        return int(code) in self.bad_codes
+                    except (TypeError, ValueError):
+                        break
+        return view.status_code == STATUS_ERROR
+
+    def maintenance_at(self, t: float, service: str) -> str | None:
+        if self.maintenance is not None:
+            name = self.maintenance.which(t)
+            if name is not None:
+                return name
+        for services, cache in self.maintenance_by_service:
+            if service in services:
+                name = cache.which(t)
+                if name is not None:
+                    return name
+        return None
+
+
+class SloSpanProcessor(SignalSpanProcessor):
+    """Good/bad SLO events, rolling burn rates and burn-condition events (module docstring).
+
+    ``slos`` are the ``slos:`` entries; ``maintenance`` the ``alerts.maintenance`` entries (used
+    by SLOs that set ``exclude_maintenance``); ``providers`` resolves the ``provider`` selector
+    (default: the built-in table). ``clock`` returns epoch seconds (default: ``time.time``);
+    ``evaluation_interval`` (default: none) starts a daemon thread that evaluates the burn
+    conditions that often, so events flow even when nobody scrapes.
+    """
+
+    processor_name = "slo"
+
+    def __init__(
+        self,
+        slos: Sequence[SloConfig],
+        *,
+        maintenance: Sequence[MaintenanceConfig] = (),
+        providers: ProviderTable | None = None,
+        max_series: int = 2000,
+        evaluation_interval: float | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        super().__init__()
+        names = [s.name for s in slos]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"slos: names must be unique, repeated: {dupes}")
+        self._slos = tuple(_Slo(s, maintenance) for s in slos)
+        self._providers = providers
+        self._clock = clock
+        self._match_cache: dict[tuple[str, str, int], tuple[_Slo, ...]] = {}
+        self._seen: set[tuple[str, str]] = set()
+        self._eval_lock = threading.Lock()
+        self._last: tuple[float, dict[str, SloStatus]] | None = None
+        labels = ("slo", "service.name")
+        self.events_total = CounterFamily(
+            "spansignals.slo.events",
+            "SLO events (spans matching an SLO), maintenance exclusions left out.",
+            "{event}",
+            labels,
+            max_series=max_series,
+        )
+        self.bad_events_total = CounterFamily(
+            "spansignals.slo.bad_events",
+            "SLO events classified bad (error or over the latency threshold).",
+            "{event}",
+            labels,
+            max_series=max_series,
+        )
+        self.excluded_events_total = CounterFamily(
+            "spansignals.slo.excluded_events",
+            "SLO events left out of the SLO math by a maintenance window.",
+            "{event}",
+            (*labels, "maintenance"),
+            max_series=max_series,
+        )
+        self.objective_ratio = GaugeFamily(
+            "spansignals.slo.objective.ratio",
+            "SLO objective (good ratio).",
+            "1",
+            ("slo",),
+            callback=self._objective_points,
+        )
+        self.budget_remaining_ratio = GaugeFamily(
+            "spansignals.slo.error_budget_remaining.ratio",
+            "Error budget left over the rolling period (1 - period burn rate; negative when overspent).",
+            "1",
+            ("slo",),
+            callback=self._budget_points,
+        )
+        self.burn_rate = GaugeFamily(
+            "spansignals.slo.burn_rate",
+            "Error budget burn rate per rolling window (1 = exactly on budget).",
+            "1",
+            ("slo", "window"),
+            callback=self._burn_points,
+        )
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        if evaluation_interval is not None and self._slos:
+            if evaluation_interval <= 0:
+                raise ValueError(f"evaluation_interval must be > 0, got {evaluation_interval}")
+            self._thread = threading.Thread(
+                target=self._run, args=(evaluation_interval,), name="spansignals-slo-eval", daemon=True
+            )
+            self._thread.start()
+
+    def metric_families(self) -> list[MetricFamily]:
+        return [
+            self.events_total,
+            self.bad_events_total,
+            self.excluded_events_total,
+            self.objective_ratio,
+            self.budget_remaining_ratio,
+            self.burn_rate,
+        ]
+
+    # --- span path ------------------------------------------------------------------------------
+
+    def observe(self, view: SpanView) -> None:
+        if not self._slos:
+            return
+        service = view.service_name
+        key = (service, view.name, view.kind)
+        candidates = self._match_cache.get(key)
+        if candidates is None:
+            candidates = tuple(s for s in self._slos if s.static_match(*key))
+            if len(self._match_cache) >= _MATCH_CACHE_MAX:
+                self._match_cache.clear()
+            self._match_cache[key] = candidates
+        if not candidates:
+            return
+        provider_memo: list[str | None] = []
+
+        def provider() -> str | None:
+            if not provider_memo:
+                info = resolve_view(view, self._providers)
+                provider_memo.append(info.name if info is not None else None)
+            return provider_memo[0]
+
+        now = self._clock()
+        t = view.end_ns / 1e9 if view.end_ns else now
+        if t > now:
+            t = now
+        weight = view.weight
+        for slo in candidates:
+            if slo.dynamic and not slo.dynamic_match(view, provider):
+                continue
+            labels = (slo.name, service)
+            if slo.has_maintenance:
+                window = slo.maintenance_at(t, service)
+                if window is not None:
+                    self.excluded_events_total.add((slo.name, service, window), weight)
+                    continue
+            bad = slo.is_bad(view)
+            self.events_total.add(labels, weight)
+            if bad:
+                self.bad_events_total.add(labels, weight)
+            elif labels not in self._seen and len(self._seen) < 10_000:
+                self._seen.add(labels)
+                self.bad_events_total.add(labels, 0)
+            slo.windows.add(t, weight, weight if bad else 0.0)
+
+    # --- evaluation -----------------------------------------------------------------------------
+
+    def evaluate(self, now: float | None = None) -> dict[str, SloStatus]:
+        """Evaluate every SLO at ``now`` (default: the clock), emit state changes, return statuses."""
+        at = self._clock() if now is None else now
+        statuses: dict[str, SloStatus] = {}
+        changes: list[SignalEvent] = []
+        with self._eval_lock:
+            for slo in self._slos:
+                status = self._status(slo, at)
+                statuses[slo.name] = status
+                if status.state != slo.state:
+                    slo.state = status.state
+                    changes.append(self._event(status))
+            self._last = (at, statuses)
+        for event in changes:
+            self.events.emit(event)
+        return statuses
+
+    def _status(self, slo: _Slo, at: float) -> SloStatus:
+        sums = slo.windows.sums(at)
+        ratios = {w: (bad / total if total > 0 else 0.0) for w, (total, bad) in sums.items()}
+        burn = {window_label(w): r / slo.budget for w, r in ratios.items()}
+        firing = [
+            c for c in slo.conditions if ratios[c.long_s] >= c.threshold and ratios[c.short_s] >= c.threshold
+        ]
+        state = max((c.severity for c in firing), key=_SEVERITY_RANK.__getitem__, default="ok")
+        top = [c for c in firing if c.severity == state]
+        details: dict[str, Any] = {"objective": slo.objective, "sli": slo.config.sli}
+        if top:
+            worst = max(top, key=lambda c: ratios[c.long_s])
+            details.update(
+                condition=worst.label,
+                factor=worst.factor,
+                long_window=window_label(worst.long_s),
+                short_window=window_label(worst.short_s),
+                long_burn_rate=ratios[worst.long_s] / slo.budget,
+                short_burn_rate=ratios[worst.short_s] / slo.budget,
+            )
+        remaining = 1.0 - ratios[slo.period] / slo.budget
+        details["error_budget_remaining"] = remaining
+        return SloStatus(
+            name=slo.name,
+            sli=slo.config.sli,
+            objective=slo.objective,
+            period_s=slo.period,
+            at=at,
+            state=state,
+            burn_rates=burn,
+            window_events={window_label(w): s for w, s in sums.items()},
+            error_budget_remaining=remaining,
+            firing=tuple(c.label for c in firing),
+            details=details,
+        )
+
+    @staticmethod
+    def _event(status: SloStatus) -> SignalEvent:
+        details = dict(status.details)
+        details["burn_rates"] = dict(status.burn_rates)
+        details["firing"] = list(status.firing)
+        value = details.get("long_burn_rate", status.burn_rates.get(window_label(status.period_s)))
+        return SignalEvent(
+            source="slo",
+            name=status.name,
+            state=status.state,
+            at=status.at,
+            value=value,
+            labels={"slo": status.name, "sli": status.sli},
+            details=details,
+        )
+
+    def _current(self) -> dict[str, SloStatus]:
+        """Statuses for this collection: one evaluation serves all three gauges."""
+        now = self._clock()
+        last = self._last
+        if last is not None and 0 <= now - last[0] < 1.0:
+            return last[1]
+        return self.evaluate(now)
+
+    def _objective_points(self) -> list[tuple[tuple[Any, ...], float]]:
+        return [((s.name,), s.objective) for s in self._slos]
+
+    def _budget_points(self) -> list[tuple[tuple[Any, ...], float]]:
+        return [((name,), s.error_budget_remaining) for name, s in self._current().items()]
+
+    def _burn_points(self) -> list[tuple[tuple[Any, ...], float]]:
+        return [((name, w), v) for name, s in self._current().items() for w, v in s.burn_rates.items()]
+
+    def _run(self, interval: float) -> None:
+        while not self._stop.wait(interval):
+            try:
+                self.evaluate()
+            except Exception as exc:
+                self.errors.record(self.processor_name, exc)
+
+    def shutdown(self) -> None:
+        self._stop.set()
+        thread = self._thread
+        if thread is not None and thread is not threading.current_thread():
+            thread.join(timeout=5)
