@@ -1,0 +1,43 @@
+"""Every example runs alone and prints what its header promises."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+EXAMPLES = Path(__file__).parents[1] / "examples"
+
+# Lines (substrings) each example must print. An example not listed here must still exit 0.
+EXPECTED: dict[str, list[str]] = {
+    "quickstart_app.py": [
+        'span_kind="SPAN_KIND_CLIENT"',
+        'status_code="STATUS_CODE_ERROR"',
+        "ok: 5 client calls counted",
+    ],
+}
+
+
+def _clean_env() -> dict[str, str]:
+    """The environment without OTEL_*/SPANSIGNALS_* settings that would change an example."""
+    return {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "SPANSIGNALS_"))}
+
+
+@pytest.mark.parametrize("example", sorted(p.name for p in EXAMPLES.glob("*.py")))
+def test_example_runs(example: str) -> None:
+    """The example exits 0 within a minute and prints its expected lines."""
+    result = subprocess.run(
+        [sys.executable, str(EXAMPLES / example)],
+        env=_clean_env(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=EXAMPLES.parent,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    for expected in EXPECTED.get(example, []):
+        assert expected in result.stdout, result.stdout
+    assert "sk-demo-secret" not in result.stdout + result.stderr
