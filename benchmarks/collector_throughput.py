@@ -1,0 +1,506 @@
+"""Collector ingest throughput: spansignals collector vs rotel's blackhole, under the same load.
+
+Run:  python benchmarks/collector_throughput.py [--duration 10] [--concurrency 8] [--rate SPANS_PER_S]
+
+A load generator in its own process sends pre-serialized 512-span ``ExportTraceServiceRequest``s
+over OTLP gRPC. Each request gets unique (trace_id, span_id) pairs without re-encoding: the
+template's trace ids hold a per-request counter in their first 8 bytes, patched in place at known
+offsets. The span mix is realistic: mostly server spans across a few services and routes, some
+HTTP client spans to API providers with rate-limit response headers, some LLM spans with
+``gen_ai`` usage.
+
+Targets, one after the other in the same run, each as a child process pinned to one CPU (the load
+generator gets another CPU when there is one):
+
+1. ``spansignals collector`` with the default configuration (every derivation the config enables
+   by default, no downstream: spans are dropped after derivation; forwarding arrives with #6);
+2. ``rotel-agent --exporter blackhole`` when the ``rotel`` wheel is installed.
+
+For each: acknowledged spans/s over the measured window (after a warm-up), CPU share of the target
+(100% = one core, from psutil), RSS at the end, request latency p50/p99, errors, and the load
+generator's own CPU share (near 100% means the generator, not the target, was the limit). Then the
+ratio spansignals / rotel. With ``--rate`` the load is paced (open loop) instead of closed-loop as
+fast as acknowledgements come back, which is how "CPU share at 10k spans/s" is measured.
+The spansignals run ends with an accounting check: spans the collector counted as accepted must
+equal spans acknowledged to the generator.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import multiprocessing as mp
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+SPANS_PER_REQUEST = 512
+EXPORT_METHOD = "/opentelemetry.proto.collector.trace.v1.TraceService/Export"
+_BASE_NS = 1_700_000_000_000_000_000
+
+
+# --- request template ----------------------------------------------------------------------------
+
+
+def _attr(span: Any, key: str, value: object) -> None:
+    kv = span.attributes.add()
+    kv.key = key
+    if isinstance(value, bool):
+        kv.value.bool_value = value
+    elif isinstance(value, int):
+        kv.value.int_value = value
+    elif isinstance(value, float):
+        kv.value.double_value = value
+    else:
+        kv.value.string_value = str(value)
+
+
+def build_template(spans_per_request: int) -> tuple[bytes, list[int]]:
+    """A serialized request and the byte offsets of every span's 8-byte trace-id counter.
+
+    Mix per request: ~85% server spans (4 services x 8 routes, 2% errors), ~10% HTTP client spans
+    to API providers with rate-limit headers, ~5% LLM client spans with token usage.
+    """
+    from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+
+    request = ExportTraceServiceRequest()
+    services = ["checkout", "catalog", "search", "assistant"]
+    per_service = [spans_per_request // len(services)] * len(services)
+    per_service[0] += spans_per_request - sum(per_service)
+    index = 0
+    for service, count in zip(services, per_service, strict=True):
+        rs = request.resource_spans.add()
+        for key, value in (("service.name", service), ("service.version", "1.4.2"), ("host.name", "bench-1")):
+            _attr(rs.resource, key, value)
+        ss = rs.scope_spans.add()
+        ss.scope.name = "opentelemetry.instrumentation.asgi"
+        for _ in range(count):
+            span = ss.spans.add()
+            span.trace_id = b"\x00" * 8 + index.to_bytes(8, "big")
+            span.span_id = (index + 1).to_bytes(8, "big")
+            span.start_time_unix_nano = _BASE_NS + index * 1_000_000
+            span.end_time_unix_nano = span.start_time_unix_nano + (1 + index % 97) * 1_000_000
+            bucket = index % 20
+            if bucket < 17:
+                route = f"/api/v1/{service}/{index % 8}"
+                span.name = f"GET {route}"
+                span.kind = 2  # type: ignore[assignment]
+                _attr(span, "http.request.method", "GET")
+                _attr(span, "http.route", route)
+                _attr(span, "http.response.status_code", 500 if index % 50 == 0 else 200)
+                _attr(span, "url.scheme", "https")
+                if index % 50 == 0:
+                    span.status.code = 2  # type: ignore[assignment]
+            elif bucket < 19:
+                span.name = "POST"
+                span.kind = 3  # type: ignore[assignment]
+                _attr(span, "http.request.method", "POST")
+                _attr(span, "server.address", "api.stripe.com")
+                _attr(span, "url.full", "https://api.stripe.com/v1/charges")
+                _attr(span, "http.response.status_code", 429 if index % 40 == 0 else 200)
+                _attr(span, "http.response.header.x-ratelimit-limit", ("100",))
+                _attr(span, "http.response.header.x-ratelimit-remaining", (str(100 - index % 100),))
+            else:
+                span.name = "chat gpt-4o-mini"
+                span.kind = 3  # type: ignore[assignment]
+                _attr(span, "http.request.method", "POST")
+                _attr(span, "server.address", "api.openai.com")
+                _attr(span, "gen_ai.system", "openai")
+                _attr(span, "gen_ai.operation.name", "chat")
+                _attr(span, "gen_ai.request.model", "gpt-4o-mini")
+                _attr(span, "gen_ai.response.model", "gpt-4o-mini-2024-07-18")
+                _attr(span, "gen_ai.usage.input_tokens", 1200 + index % 300)
+                _attr(span, "gen_ai.usage.output_tokens", 200 + index % 50)
+                _attr(span, "http.response.status_code", 200)
+            index += 1
+    body = request.SerializeToString()
+    offsets = []
+    for i in range(index):
+        offset = body.find(b"\x00" * 8 + i.to_bytes(8, "big"))
+        if offset < 0:
+            raise RuntimeError("trace id not found in the serialized template")
+        offsets.append(offset)
+    return body, offsets
+
+
+# --- load generator (its own process) ----------------------------------------------------------
+
+
+@dataclass
+class LoadResult:
+    spans_in_window: int
+    requests_in_window: int
+    spans_total: int
+    errors: int
+    first_error: str
+    p50_ms: float
+    p99_ms: float
+    cpu_share: float
+
+
+def _percentile(sorted_values: Sequence[float], q: float) -> float:
+    if not sorted_values:
+        return float("nan")
+    return sorted_values[min(len(sorted_values) - 1, int(q * len(sorted_values)))]
+
+
+async def _generate(
+    target: str,
+    template: bytes,
+    offsets: list[int],
+    start_at: float,
+    window: tuple[float, float],
+    concurrency: int,
+    rate: float | None,
+) -> LoadResult:
+    import grpc
+
+    spans = len(offsets)
+    counter = 0
+    latencies: list[float] = []
+    state = {"in_window": 0, "total": 0, "errors": 0, "first_error": ""}
+    interval = spans / rate * concurrency if rate else 0.0
+
+    def next_body() -> bytes:
+        nonlocal counter
+        counter += 1
+        stamp = counter.to_bytes(8, "big")
+        buf = bytearray(template)
+        for off in offsets:
+            buf[off : off + 8] = stamp
+        return bytes(buf)
+
+    async with grpc.aio.insecure_channel(target, options=[("grpc.max_send_message_length", 64 << 20)]) as ch:
+        export = ch.unary_unary(EXPORT_METHOD)
+        await asyncio.wait_for(ch.channel_ready(), 30)
+        while time.time() < start_at:
+            await asyncio.sleep(0.001)
+
+        async def worker(slot: int) -> None:
+            next_send = start_at + slot * interval / concurrency
+            while True:
+                now = time.time()
+                if now >= window[1]:
+                    return
+                if rate:
+                    if next_send > now:
+                        await asyncio.sleep(next_send - now)
+                    next_send += interval
+                body = next_body()
+                sent = time.perf_counter()
+                try:
+                    await export(body, timeout=30)
+                except grpc.aio.AioRpcError as exc:
+                    state["errors"] += 1
+                    state["first_error"] = state["first_error"] or f"{exc.code().name}: {exc.details()}"
+                    continue
+                done = time.time()
+                state["total"] += spans
+                if window[0] <= done < window[1]:
+                    state["in_window"] += spans
+                    latencies.append((time.perf_counter() - sent) * 1000)
+
+        await asyncio.gather(*(worker(i) for i in range(concurrency)))
+    latencies.sort()
+    return LoadResult(
+        spans_in_window=state["in_window"],
+        requests_in_window=len(latencies),
+        spans_total=state["total"],
+        errors=state["errors"],
+        first_error=state["first_error"],
+        p50_ms=_percentile(latencies, 0.50),
+        p99_ms=_percentile(latencies, 0.99),
+        cpu_share=0.0,
+    )
+
+
+def _load_process(args: tuple[Any, ...], results: Any) -> None:
+    target, template, offsets, start_at, window, concurrency, rate, cpu = args
+    if cpu is not None:
+        os.sched_setaffinity(0, {cpu})
+    cpu0 = time.process_time()
+    result = asyncio.run(_generate(target, template, offsets, start_at, window, concurrency, rate))
+    result.cpu_share = (time.process_time() - cpu0) / max(1e-9, window[1] - start_at)
+    results.put(result)
+
+
+# --- targets -------------------------------------------------------------------------------------
+
+
+def _free_ports(n: int) -> list[int]:
+    socks = []
+    for _ in range(n):
+        s = socket.socket()
+        s.bind(("127.0.0.1", 0))
+        socks.append(s)
+    ports = [s.getsockname()[1] for s in socks]
+    for s in socks:
+        s.close()
+    return ports
+
+
+def _wait(probe: Any, proc: subprocess.Popen[bytes], what: str, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"{what} exited with {proc.returncode}")
+        try:
+            if probe():
+                return
+        except OSError:
+            pass
+        time.sleep(0.05)
+    raise TimeoutError(f"{what} not ready after {timeout}s")
+
+
+def _connectable(port: int) -> bool:
+    with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+        return True
+
+
+def _http_ok(url: str) -> bool:
+    with urllib.request.urlopen(url, timeout=1) as resp:
+        return resp.status == 200
+
+
+@dataclass
+class Target:
+    name: str
+    proc: subprocess.Popen[bytes]
+    grpc_endpoint: str
+    metrics_url: str | None = None
+
+
+def _pin(cpu: int | None) -> Any:
+    return (lambda: os.sched_setaffinity(0, {cpu})) if cpu is not None else None
+
+
+def start_spansignals(workdir: Path, cpu: int | None) -> Target:
+    grpc_port, http_port, metrics_port = _free_ports(3)
+    config = {
+        "collector": {
+            "receivers": {
+                "otlp": {
+                    "grpc": {"endpoint": f"127.0.0.1:{grpc_port}"},
+                    "http": {"endpoint": f"127.0.0.1:{http_port}"},
+                }
+            },
+            "prometheus": {"endpoint": f"127.0.0.1:{metrics_port}"},
+        }
+    }
+    path = workdir / "spansignals.yaml"
+    path.write_text(json.dumps(config))
+    argv = [sys.executable, "-m", "spansignals", "--log-level", "WARNING", "collector", "--config", str(path)]
+    with open(workdir / "spansignals.log", "wb") as log:
+        proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, preexec_fn=_pin(cpu))
+    metrics = f"http://127.0.0.1:{metrics_port}"
+    _wait(lambda: _http_ok(f"{metrics}/health/ready"), proc, "spansignals collector")
+    return Target("spansignals collector", proc, f"127.0.0.1:{grpc_port}", f"{metrics}/metrics")
+
+
+def rotel_binary() -> str | None:
+    try:
+        import rotel
+    except ImportError:
+        return None
+    path = os.path.join(os.path.dirname(rotel.__file__), "rotel-agent")
+    return path if os.access(path, os.X_OK) else None
+
+
+def start_rotel(binary: str, workdir: Path, cpu: int | None) -> Target:
+    grpc_port, http_port = _free_ports(2)
+    argv = [binary, "start", "--otlp-grpc-endpoint", f"127.0.0.1:{grpc_port}"]
+    argv += ["--otlp-http-endpoint", f"127.0.0.1:{http_port}", "--exporter", "blackhole"]
+    with open(workdir / "rotel.log", "wb") as log:
+        proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, preexec_fn=_pin(cpu))
+    _wait(lambda: _connectable(grpc_port), proc, "rotel-agent")
+    return Target("rotel blackhole", proc, f"127.0.0.1:{grpc_port}")
+
+
+def stop(target: Target) -> None:
+    if target.proc.poll() is None:
+        target.proc.terminate()
+        try:
+            target.proc.wait(10)
+        except subprocess.TimeoutExpired:
+            target.proc.kill()
+            target.proc.wait(5)
+
+
+def _accepted(metrics_url: str) -> float | None:
+    from prometheus_client.parser import text_string_to_metric_families
+
+    with urllib.request.urlopen(metrics_url, timeout=10) as resp:
+        text = resp.read().decode()
+    total = None
+    for family in text_string_to_metric_families(text):
+        for s in family.samples:
+            if s.name == "spansignals_receiver_spans_total" and s.labels.get("outcome") == "accepted":
+                total = (total or 0.0) + s.value
+    return total
+
+
+@dataclass
+class Measurement:
+    target: str
+    spans_per_s: float
+    requests_per_s: float
+    cpu_share: float
+    rss_mb: float
+    load: LoadResult
+    accounting: str
+
+
+def measure(
+    target: Target, template: bytes, offsets: list[int], args: argparse.Namespace, load_cpu: int | None
+) -> Measurement:
+    import psutil
+
+    ctx = mp.get_context("spawn")
+    results = ctx.Queue()
+    start_at = time.time() + 2.0  # lets the spawned generator import and connect first
+    window = (start_at + args.warmup, start_at + args.warmup + args.duration)
+    generator = ctx.Process(
+        target=_load_process,
+        args=(
+            (
+                target.grpc_endpoint,
+                template,
+                offsets,
+                start_at,
+                window,
+                args.concurrency,
+                args.rate,
+                load_cpu,
+            ),
+            results,
+        ),
+    )
+    generator.start()
+    proc = psutil.Process(target.proc.pid)
+    time.sleep(max(0.0, window[0] - time.time()))  # a benchmark waits for its measuring window
+    cpu_start = proc.cpu_times()
+    wall_start = time.time()
+    time.sleep(max(0.0, window[1] - time.time()))
+    cpu_end = proc.cpu_times()
+    wall = time.time() - wall_start
+    rss_mb = proc.memory_info().rss / 1e6
+    load: LoadResult = results.get(timeout=120)
+    generator.join(30)
+    busy = (cpu_end.user - cpu_start.user) + (cpu_end.system - cpu_start.system)
+    accounting = "n/a"
+    if target.metrics_url:
+        accepted = _accepted(target.metrics_url)
+        if accepted is not None and int(accepted) == load.spans_total:
+            accounting = f"ok: collector accepted {int(accepted):,} = {load.spans_total:,} acknowledged"
+        else:
+            accounting = (
+                f"MISMATCH: collector accepted {accepted}, generator saw {load.spans_total:,} acknowledged"
+            )
+    return Measurement(
+        target.name,
+        load.spans_in_window / args.duration,
+        load.requests_in_window / args.duration,
+        busy / wall,
+        rss_mb,
+        load,
+        accounting,
+    )
+
+
+# --- main ----------------------------------------------------------------------------------------
+
+
+def _cpus() -> tuple[int | None, int | None]:
+    try:
+        available = sorted(os.sched_getaffinity(0))
+    except AttributeError:
+        return None, None
+    if len(available) >= 2:
+        return available[0], available[1]
+    return None, None
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
+    parser.add_argument(
+        "--duration", type=float, default=10.0, help="measured seconds per target (default 10)"
+    )
+    parser.add_argument("--warmup", type=float, default=2.0, help="unmeasured seconds first (default 2)")
+    parser.add_argument("--concurrency", type=int, default=8, help="requests in flight (default 8)")
+    parser.add_argument("--rate", type=float, default=None, help="pace to SPANS_PER_S instead of closed loop")
+    parser.add_argument("--spans-per-request", type=int, default=SPANS_PER_REQUEST)
+    parser.add_argument("--no-rotel", action="store_true", help="skip the rotel blackhole target")
+    args = parser.parse_args(argv)
+
+    template, offsets = build_template(args.spans_per_request)
+    target_cpu, load_cpu = _cpus()
+    rotel = None if args.no_rotel else rotel_binary()
+    from spansignals.processors.config import load_config
+    from spansignals.processors.factory import build_engine
+
+    derivations = ", ".join(p.processor_name for p in build_engine(load_config({})).processors) or "none"
+    mode = f"paced at {args.rate:,.0f} spans/s" if args.rate else f"closed loop, {args.concurrency} in flight"
+    pinning = (
+        f"target pinned to CPU {target_cpu}, load generator on CPU {load_cpu}"
+        if target_cpu is not None
+        else "no CPU pinning (fewer than 2 CPUs available)"
+    )
+    print(
+        f"collector throughput: {len(offsets)}-span requests ({len(template):,} bytes) over OTLP gRPC, {mode}"
+    )
+    print(f"  {args.duration:g} s measured after {args.warmup:g} s warm-up per target; {pinning}")
+    print(f"  spansignals derivations: {derivations}; no downstream (spans dropped after derivation)")
+    if rotel is None:
+        print("  rotel: not installed (pip install rotel==0.0.1a15) or --no-rotel: skipped")
+
+    measurements = []
+    with tempfile.TemporaryDirectory(prefix="spansignals-bench-") as tmp:
+        workdir = Path(tmp)
+        starters = [lambda: start_spansignals(workdir, target_cpu)]
+        if rotel is not None:
+            starters.append(lambda: start_rotel(rotel, workdir, target_cpu))
+        for start in starters:
+            target = start()
+            try:
+                measurements.append(measure(target, template, offsets, args, load_cpu))
+            finally:
+                stop(target)
+
+    header = f"{'target':<24}{'spans/s':>12}{'req/s':>9}{'CPU':>8}{'RSS MB':>9}{'p50 ms':>9}{'p99 ms':>9}"
+    print()
+    print(header + f"{'errors':>8}{'gen CPU':>9}")
+    for m in measurements:
+        print(
+            f"{m.target:<24}{m.spans_per_s:>12,.0f}{m.requests_per_s:>9,.1f}{m.cpu_share:>8.0%}{m.rss_mb:>9.1f}"
+            f"{m.load.p50_ms:>9.1f}{m.load.p99_ms:>9.1f}{m.load.errors:>8}{m.load.cpu_share:>9.0%}"
+        )
+    for m in measurements:
+        if not args.rate and m.cpu_share < 0.9:
+            print(
+                f"  {m.target}: used {m.cpu_share:.0%} of its core, so it was latency-bound, not saturated;"
+                " more --concurrency may raise its figure"
+            )
+        if m.load.first_error:
+            print(f"  {m.target}: first error: {m.load.first_error}")
+        if m.accounting != "n/a":
+            print(f"  {m.target}: accounting {m.accounting}")
+    if len(measurements) == 2 and measurements[1].spans_per_s > 0:
+        ratio = measurements[0].spans_per_s / measurements[1].spans_per_s
+        print(
+            f"\nratio spansignals / rotel blackhole: {ratio:.2f}x  (issue #6 goal: >= 0.45x with forwarding)"
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
