@@ -9,6 +9,7 @@ from __future__ import annotations
 from .config import SpansignalsConfig
 from .engine import SignalEngine, SignalSpanProcessor
 from .providers import ProviderTable
+from .ratelimit import RateLimitSpanProcessor
 from .red import DEFAULT_BUCKETS_S, Dimension, RedSpanProcessor
 from .slo import SloSpanProcessor
 
@@ -24,6 +25,14 @@ def build_engine(config: SpansignalsConfig) -> SignalEngine:
                 dimensions=[Dimension(d.name, d.default) for d in config.red.dimensions],
                 buckets_s=config.red.buckets or DEFAULT_BUCKETS_S,
                 max_series=config.red.max_series,
+            )
+        )
+    if config.ratelimits.enabled:
+        processors.append(
+            RateLimitSpanProcessor(
+                config.ratelimits,
+                providers=ProviderTable.from_config(config.providers),
+                service_name=config.service.name,
             )
         )
     if config.slos:

@@ -13,6 +13,7 @@ See :func:`configure` for the settings and their environment variables,
 from ._configure import active_telemetry, configure
 from ._instrument import instrument_client
 from ._telemetry import Telemetry
+from .guard import RequestBlocked, guard
 from .httpx_hooks import HttpxEnricher, HttpxHooks, observe_response_body, register_enricher_factory
 from .sampling import RecordAllSampler
 
@@ -20,9 +21,11 @@ __all__ = [
     "HttpxEnricher",
     "HttpxHooks",
     "RecordAllSampler",
+    "RequestBlocked",
     "Telemetry",
     "active_telemetry",
     "configure",
+    "guard",
     "instrument_client",
     "observe_response_body",
     "register_enricher_factory",

@@ -1,16 +1,23 @@
-"""Config block ``ratelimits`` (issue #4)."""
+"""Config block ``ratelimits`` (issue #4): header capture, circuit breakers and ``guard()``.
+
+See :mod:`spansignals.processors.ratelimit` (gauges, throttling, breakers) and
+:mod:`spansignals.sdk.guard` (the pre-request check).
+"""
 
 from __future__ import annotations
 
+import re
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from ._types import Duration, StrictModel
 
 __all__ = ["BreakerConfig", "GuardConfig", "RateLimitsConfig"]
 
-ACTIVE = False
+ACTIVE = True
+
+_STATUS_CLASS = re.compile(r"[1-5][xX][xX]")
 
 
 class BreakerConfig(StrictModel):
@@ -19,6 +26,13 @@ class BreakerConfig(StrictModel):
     Opens when the failure rate over ``window`` reaches ``failure_rate`` with at least
     ``min_calls`` calls, after ``consecutive_failures`` failures in a row, or when the provider
     says the quota is exhausted; stays open ``open_for`` (or until the provider's reset).
+
+    ``failure_status_codes`` (default: 429 and every 5xx) lists HTTP statuses that count as the
+    provider's failure: integers or classes like ``"5xx"``; other statuses (e.g. 400, 401, 404)
+    are the caller's fault and count as successes. ``timeouts_are_failures`` and
+    ``connection_errors_are_failures`` (default: true) decide for calls that got no response.
+    ``key``: one breaker per ``provider`` or per ``provider_route`` (``url.template`` /
+    ``http.route`` when the span has one, else the URL path with ids folded to ``{id}``).
     """
 
     enabled: bool = True
@@ -29,8 +43,20 @@ class BreakerConfig(StrictModel):
     open_for: Duration = 30.0
     half_open_probes: int = Field(1, ge=1)
     key: Literal["provider", "provider_route"] = "provider"
-    failure_status_codes: list[int] = Field(default_factory=lambda: [429, 500, 502, 503, 504])
+    failure_status_codes: list[int | str] = Field(default_factory=lambda: [429, "5xx"])
+    timeouts_are_failures: bool = True
+    connection_errors_are_failures: bool = True
     alerts: bool = True
+
+    @field_validator("failure_status_codes")
+    @classmethod
+    def _check_codes(cls, codes: list[int | str]) -> list[int | str]:
+        for code in codes:
+            if isinstance(code, int) and not 100 <= code <= 599:
+                raise ValueError(f"status codes must be in 100..599, got {code}")
+            if isinstance(code, str) and not _STATUS_CLASS.fullmatch(code):
+                raise ValueError(f"expected an integer status or a class like '5xx', got {code!r}")
+        return codes
 
 
 class GuardConfig(StrictModel):
@@ -41,7 +67,12 @@ class GuardConfig(StrictModel):
 
 
 class RateLimitsConfig(StrictModel):
-    """``ratelimits``: ``breaker``, ``guard`` and the header capture switch."""
+    """``ratelimits``: ``breaker``, ``guard`` and the header capture switch.
+
+    ``capture_headers`` (default: true): the httpx hooks record the known rate-limit headers
+    (and ``Retry-After``) of provider responses as ``http.response.header.<name>`` attributes.
+    ``max_series`` caps every rate-limit metric (default 2000).
+    """
 
     enabled: bool = True
     capture_headers: bool = True

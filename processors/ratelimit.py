@@ -1,0 +1,323 @@
+"""Rate-limit signals from response headers, 429 accounting, and the circuit breakers they feed.
+
+:class:`RateLimitSpanProcessor` reads the rate-limit headers captured on HTTP client spans
+(``http.response.header.*``, see :mod:`.ratelimit_headers`) of every provider in the provider
+table and derives, per ``service_name``, ``provider`` and ``resource``:
+
+- ``spansignals_ratelimit_limit`` and ``spansignals_ratelimit_remaining`` (last reported values),
+- ``spansignals_ratelimit_reset_seconds``: seconds from *collection time* to the reported reset
+  (0 once it has passed),
+- ``spansignals_ratelimit_utilization_ratio``: ``(limit - remaining) / limit``,
+- ``spansignals_ratelimit_throttled_total{provider,status_code}``: 429s, and 403s that carry an
+  exhausted quota or ``Retry-After`` (GitHub),
+- ``spansignals_ratelimit_header_errors_total{provider}``: header values that could not be parsed,
+
+and feeds each call's outcome to a :class:`~.breaker.CircuitBreaker` per provider (or provider +
+route), tripping it until the reset when the quota is exhausted or ``Retry-After`` is given.
+:meth:`RateLimitSpanProcessor.admission` is what ``spansignals.sdk.guard`` asks before a request;
+its decisions are counted in ``spansignals_guard_decisions_total{provider,outcome}``.
+
+Only spans that have an HTTP method attribute and resolve to a provider are read, so an LLM
+instrumentation's own span above the httpx span does not count a call twice.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from .breaker import BreakerSettings, CircuitBreakers, FailureClassifier
+from .engine import SignalSpanProcessor
+from .events import EventBus
+from .families import DEFAULT_MAX_SERIES, CounterFamily, GaugeFamily, MetricFamily
+from .providers import ProviderTable, default_table, resolve_view
+from .ratelimit_headers import parse_rate_limit_headers
+from .view import KIND_CLIENT, STATUS_ERROR, SpanView
+
+__all__ = ["Admission", "RateLimitSpanProcessor", "route_of_path"]
+
+_METHOD_ATTRS = ("http.request.method", "http.method")
+_STATUS_ATTRS = ("http.response.status_code", "http.status_code")
+_ROUTE_ATTRS = ("url.template", "http.route")
+_URL_ATTRS = ("url.full", "http.url")
+_ID_SEGMENT = re.compile(r"^(?:\d+|[0-9a-f]{8,}|[0-9a-f-]{32,36}|[A-Za-z0-9_-]{24,})$", re.IGNORECASE)
+_MAX_ROUTE_SEGMENTS = 4
+
+
+def route_of_path(path: str) -> str:
+    """A low-cardinality route from a URL path: ids (numbers, hex, UUIDs, long tokens) become
+    ``{id}``, at most four segments, no query."""
+    path = path.split("?", 1)[0].split("#", 1)[0]
+    parts = [p for p in path.split("/") if p][:_MAX_ROUTE_SEGMENTS]
+    return "/" + "/".join("{id}" if _ID_SEGMENT.match(p) else p for p in parts)
+
+
+def _route_of(attrs: Any) -> str:
+    for key in _ROUTE_ATTRS:
+        v = attrs.get(key)
+        if isinstance(v, str) and v:
+            return v
+    for key in _URL_ATTRS:
+        url = attrs.get(key)
+        if isinstance(url, str) and "://" in url:
+            rest = url.split("://", 1)[1]
+            return route_of_path(rest[rest.find("/") :] if "/" in rest else "/")
+    return "/"
+
+
+def _int_or_none(value: Any) -> int | None:
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.isdigit():
+        return int(value)
+    return None
+
+
+@dataclass(frozen=True, slots=True)
+class Admission:
+    """Why a request may not go now: ``reason`` and ``retry_after`` seconds (0 when unknown)."""
+
+    provider: str
+    reason: str
+    retry_after: float
+
+
+class RateLimitSpanProcessor(SignalSpanProcessor):
+    """Rate-limit gauges, throttling counts and circuit breakers from HTTP client spans.
+
+    Defaults: breaker per provider (50% failures over 60 s with >= 20 calls, or 5 in a row; open
+    30 s or until the provider's reset), 2000 series per metric. ``config`` is a
+    :class:`~.config.ratelimits.RateLimitsConfig` (``None``: its defaults). ``service_name``
+    labels guard decisions for providers no span has been seen for yet (then the service
+    of the spans; default: ``OTEL_SERVICE_NAME``, else ``unknown_service``).
+    """
+
+    processor_name = "ratelimit"
+
+    def __init__(
+        self,
+        config: Any = None,
+        *,
+        providers: ProviderTable | None = None,
+        service_name: str | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        from .config.ratelimits import RateLimitsConfig
+
+        super().__init__()
+        self.config = config if config is not None else RateLimitsConfig()
+        self.breakers_enabled = self.config.enabled and self.config.breaker.enabled
+        self.by_route = self.config.breaker.key == "provider_route"
+        self.providers = providers or default_table()
+        self.service_name = service_name or os.environ.get("OTEL_SERVICE_NAME") or "unknown_service"
+        self._clock = clock
+        max_series = self.config.max_series or DEFAULT_MAX_SERIES
+        labels = ("service.name", "provider", "resource")
+        self.limit = GaugeFamily(
+            "spansignals.ratelimit.limit",
+            "Quota limit the provider last reported.",
+            "{count}",
+            labels,
+            max_series=max_series,
+        )
+        self.remaining = GaugeFamily(
+            "spansignals.ratelimit.remaining",
+            "Quota the provider last reported as remaining.",
+            "{count}",
+            labels,
+            max_series=max_series,
+        )
+        self.reset = GaugeFamily(
+            "spansignals.ratelimit.reset",
+            "Seconds until the reported quota reset (0 once passed).",
+            "s",
+            labels,
+            callback=self._reset_seconds,
+            max_series=max_series,
+        )
+        self.utilization = GaugeFamily(
+            "spansignals.ratelimit.utilization.ratio",
+            "Used fraction of the reported limit.",
+            "1",
+            labels,
+            max_series=max_series,
+        )
+        self.throttled = CounterFamily(
+            "spansignals.ratelimit.throttled",
+            "Responses that said the caller is rate limited.",
+            "{response}",
+            ("service.name", "provider", "status_code"),
+            max_series=max_series,
+        )
+        self.header_errors = CounterFamily(
+            "spansignals.ratelimit.header.errors",
+            "Rate-limit header values that could not be parsed.",
+            "{header}",
+            ("service.name", "provider"),
+            max_series=max_series,
+        )
+        self.guard_decisions = CounterFamily(
+            "spansignals.guard.decisions",
+            "Decisions of spansignals.sdk.guard before a request.",
+            "{decision}",
+            ("service.name", "provider", "outcome"),
+            max_series=max_series,
+        )
+        b = self.config.breaker
+        self.classifier = FailureClassifier(
+            b.failure_status_codes,
+            timeouts=b.timeouts_are_failures,
+            connection_errors=b.connection_errors_are_failures,
+        )
+        breaker_labels = (
+            ("service.name", "provider", "route") if self.by_route else ("service.name", "provider")
+        )
+        self.breakers = CircuitBreakers(
+            BreakerSettings.from_config(b),
+            label_names=breaker_labels,
+            max_series=max_series,
+            clock=clock,
+        )
+        self.breakers.events = self.events
+        self._reset_at: dict[tuple[str, str, str], float] = {}
+        self._blocked: dict[str, tuple[float, str]] = {}  # provider -> (until, reason)
+        self._keys_by_provider: dict[str, tuple[tuple[str, ...], ...]] = {}
+        self._service_of_provider: dict[str, str] = {}
+        self._lock = threading.Lock()
+
+    @property  # type: ignore[override]
+    def events(self) -> EventBus:
+        """The event bus breaker transitions go to (the engine's shared one once installed)."""
+        return self._events
+
+    @events.setter
+    def events(self, bus: EventBus) -> None:
+        self._events = bus
+        breakers = getattr(self, "breakers", None)
+        if breakers is not None:
+            breakers.events = bus
+
+    def metric_families(self) -> list[MetricFamily]:
+        return [
+            self.limit,
+            self.remaining,
+            self.reset,
+            self.utilization,
+            self.throttled,
+            self.header_errors,
+            self.guard_decisions,
+            self.breakers.state_family,
+        ]
+
+    # --- span path -----------------------------------------------------------------------------
+
+    def observe(self, view: SpanView) -> None:
+        if view.kind != KIND_CLIENT:
+            return
+        attrs = view.attributes
+        if attrs.get(_METHOD_ATTRS[0]) is None and attrs.get(_METHOD_ATTRS[1]) is None:
+            return
+        info = resolve_view(view, self.providers)
+        if info is None:
+            return
+        provider, service = info.name, view.service_name
+        status = _int_or_none(attrs.get(_STATUS_ATTRS[0]))
+        if status is None:
+            status = _int_or_none(attrs.get(_STATUS_ATTRS[1]))
+        end_s = view.end_ns / 1e9 if view.end_ns else self._clock()
+        headers = parse_rate_limit_headers(attrs, info.dialect, end_s)
+        if headers.failures:
+            self.header_errors.add((service, provider), headers.failures)
+        for reading in headers.readings.values():
+            labels = (service, provider, reading.resource)
+            if reading.limit is not None:
+                self.limit.set(labels, reading.limit)
+            if reading.remaining is not None:
+                self.remaining.set(labels, reading.remaining)
+            if reading.reset_at is not None:
+                self._reset_at[labels] = reading.reset_at
+            util = reading.utilization
+            if util is not None:
+                self.utilization.set(labels, util)
+        if headers.is_throttled(status):
+            self.throttled.add((service, provider, str(status)), view.weight)
+        # Retry-After on a 2xx/3xx means "poll later", not a limit.
+        if headers.retry_after_at is not None and status is not None and status < 400:
+            headers.retry_after_at = None
+        until = headers.exhausted_until()
+        reason = ""
+        if until is not None:
+            reason = "rate limited (Retry-After)"
+            if until != headers.retry_after_at:
+                resource = next(
+                    r.resource for r in headers.readings.values() if r.exhausted and r.reset_at == until
+                )
+                reason = f"quota exhausted ({resource})"
+            with self._lock:
+                prev = self._blocked.get(provider)
+                if prev is None or prev[0] < until:
+                    self._blocked[provider] = (until, reason)
+        if not self.breakers_enabled:
+            return
+        key = (service, provider, _route_of(attrs)) if self.by_route else (service, provider)
+        breaker = self.breakers.get(key)
+        if breaker is None:
+            return
+        if key not in self._keys_by_provider.get(provider, ()):
+            with self._lock:
+                self._keys_by_provider[provider] = (*self._keys_by_provider.get(provider, ()), key)
+                self._service_of_provider.setdefault(provider, service)
+        errored = view.status_code == STATUS_ERROR
+        if status is None and not errored and until is None:
+            return  # neither a response nor an error: nothing to learn
+        error_type = attrs.get("error.type")
+        breaker.record(
+            self.classifier.is_failure(status, errored, error_type if isinstance(error_type, str) else None)
+        )
+        if until is not None:
+            breaker.trip_until(until, reason)
+
+    def _reset_seconds(self) -> list[tuple[tuple[str, str, str], float]]:
+        now = self._clock()
+        return [(labels, max(0.0, at - now)) for labels, at in list(self._reset_at.items())]
+
+    # --- guard ---------------------------------------------------------------------------------
+
+    def admission(self, provider: str, route: str | None = None) -> Admission | None:
+        """``None`` when a request to ``provider`` may go now, else why not and for how long.
+
+        Checks the quota the provider last reported (exhausted, or ``Retry-After`` pending), then
+        the breakers of that provider (route-scoped when the breaker key is ``provider_route``).
+        A half-open breaker lets its probe through here. Never raises.
+        """
+        try:
+            now = self._clock()
+            blocked = self._blocked.get(provider)
+            if blocked is not None:
+                until, reason = blocked
+                if until > now:
+                    return Admission(provider, reason, until - now)
+                with self._lock:
+                    if self._blocked.get(provider) == blocked:
+                        del self._blocked[provider]
+            for key in self._keys_by_provider.get(provider, ()):
+                if route is not None and self.by_route and key[2] != route:
+                    continue
+                breaker = self.breakers.get(key, create=False)
+                wait = breaker.allow() if breaker is not None else None
+                if wait is not None:
+                    return Admission(provider, f"circuit breaker {breaker.state.label}", wait)  # type: ignore[union-attr]
+            return None
+        except Exception as exc:
+            self.errors.record(self.processor_name, exc)
+            return None
+
+    def count_decision(self, provider: str, outcome: str) -> None:
+        """Count one guard decision (``allowed``, ``delayed`` or ``rejected``)."""
+        service = self._service_of_provider.get(provider, self.service_name)
+        self.guard_decisions.add((service, provider, outcome))

@@ -1,0 +1,440 @@
+"""Rate-limit response headers of every known dialect, parsed into one shape.
+
+Providers report quotas in incompatible ways; :func:`parse_rate_limit_headers` turns each into
+:class:`RateLimitHeaders`: per *resource* (``requests``, ``tokens``, ``input_tokens``, a GitHub
+resource such as ``core`` or ``search``, an IETF quota unit) a :class:`QuotaReading` with the
+limit, the remaining quota and the **absolute** reset instant (epoch seconds), plus an absolute
+``Retry-After`` instant. Absolute instants let a gauge report "seconds to reset" at collection time.
+
+The provider's dialect (see :mod:`spansignals.processors.providers`) chooses a table of header
+rows; every dialect also reads ``Retry-After`` (seconds or HTTP date; also ``retry-after-ms``) and
+the IETF draft fields (``RateLimit-Policy`` + ``RateLimit`` structured fields, draft-07's
+dictionary form, and the older ``RateLimit-Limit`` / ``-Remaining`` / ``-Reset``).
+
+============  ======================================================================================
+dialect       headers (reset format)
+============  ======================================================================================
+openai        ``x-ratelimit-{limit,remaining,reset}-{requests,tokens}`` (Go durations: ``6m0s``, ``20ms``)
+anthropic     ``anthropic-ratelimit-{requests,tokens,input-tokens,output-tokens}-{limit,remaining,reset}``
+              (RFC 3339)
+github        ``x-ratelimit-{limit,remaining,used,reset,resource}`` (epoch seconds)
+generic       ``x-ratelimit-{limit,remaining,reset}`` (reset: delta seconds, or epoch when > 1e9)
+gemini, ietf  nothing beyond the common fields
+============  ======================================================================================
+
+Headers are read from span attributes ``http.response.header.<lowercase-name>`` (the semantic
+conventions' form: a list of strings; a plain string is accepted too), so the same code serves
+in-app spans and spans from any language arriving at the collector. Parsing is tolerant: garbage
+never raises, it increments :attr:`RateLimitHeaders.failures` and the field is skipped.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any
+
+__all__ = [
+    "ATTR_HEADER_PREFIX",
+    "CAPTURED_HEADERS",
+    "QuotaReading",
+    "RateLimitHeaders",
+    "header_value",
+    "parse_rate_limit_headers",
+]
+
+ATTR_HEADER_PREFIX = "http.response.header."
+_EPOCH_THRESHOLD = 1e9  # a "reset" above this is a Unix time, below it a delta (GitLab, Discord)
+_MAX_RESOURCE_LEN = 32
+
+_LIMIT, _REMAINING, _RESET, _USED = "limit", "remaining", "reset", "used"
+
+
+@dataclass(slots=True)
+class QuotaReading:
+    """One quota as the provider reported it: ``reset_at`` is epoch seconds (``None`` if not sent)."""
+
+    resource: str
+    limit: float | None = None
+    remaining: float | None = None
+    reset_at: float | None = None
+
+    @property
+    def exhausted(self) -> bool:
+        """Whether the provider said no quota is left."""
+        return self.remaining is not None and self.remaining <= 0
+
+    @property
+    def utilization(self) -> float | None:
+        """Used fraction of the limit, ``(limit - remaining) / limit``, or ``None`` when unknown."""
+        if self.limit is None or self.remaining is None or self.limit <= 0:
+            return None
+        return min(1.0, max(0.0, (self.limit - self.remaining) / self.limit))
+
+
+@dataclass(slots=True)
+class RateLimitHeaders:
+    """Everything the rate-limit headers of one response said."""
+
+    readings: dict[str, QuotaReading] = field(default_factory=dict)
+    retry_after_at: float | None = None
+    failures: int = 0
+
+    @property
+    def found(self) -> bool:
+        """Whether any rate-limit information was present."""
+        return bool(self.readings) or self.retry_after_at is not None
+
+    def reading(self, resource: str) -> QuotaReading:
+        """The reading for ``resource``, created empty on first use."""
+        r = self.readings.get(resource)
+        if r is None:
+            r = self.readings[resource] = QuotaReading(resource)
+        return r
+
+    def exhausted_until(self) -> float | None:
+        """The latest instant until which the headers say calls will fail (exhausted quota or
+        ``Retry-After``), or ``None``."""
+        until = self.retry_after_at
+        for r in self.readings.values():
+            if r.exhausted and r.reset_at is not None and (until is None or r.reset_at > until):
+                until = r.reset_at
+        return until
+
+    def is_throttled(self, status_code: int | None) -> bool:
+        """429 always; 403 when quota is exhausted or ``Retry-After`` is given (GitHub's convention)."""
+        if status_code == 429:
+            return True
+        if status_code == 403:
+            return self.retry_after_at is not None or any(r.exhausted for r in self.readings.values())
+        return False
+
+
+# --- value parsers: text -> number (or absolute instant given "now") ---------------------------
+
+
+def _count(text: str) -> float | None:
+    v = float(text.strip())
+    return v if v >= 0 and v == v and v != float("inf") else None
+
+
+_GO_DURATION = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|ms|h|m|s)")
+_GO_UNIT_S = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
+
+
+def _go_duration_s(text: str) -> float | None:
+    """``6m0s``, ``1s``, ``20ms``, ``1h2m3.5s``, or a bare number of seconds."""
+    t = text.strip()
+    try:
+        return _count(t)
+    except ValueError:
+        pass
+    pos, total = 0, 0.0
+    for m in _GO_DURATION.finditer(t):
+        if m.start() != pos:
+            return None
+        total += float(m.group(1)) * _GO_UNIT_S[m.group(2)]
+        pos = m.end()
+    return total if pos == len(t) and t else None
+
+
+def _reset_duration(text: str, now: float) -> float | None:
+    d = _go_duration_s(text)
+    return None if d is None else now + d
+
+
+def _reset_rfc3339(text: str, now: float) -> float | None:
+    t = text.strip()
+    if t.endswith(("Z", "z")):
+        t = t[:-1] + "+00:00"
+    dt = datetime.fromisoformat(t)
+    if dt.tzinfo is None:
+        dt = dt.replace(tzinfo=timezone.utc)
+    return dt.timestamp()
+
+
+def _reset_epoch(text: str, now: float) -> float | None:
+    v = _count(text)
+    return None if v is None else v
+
+
+def _reset_auto(text: str, now: float) -> float | None:
+    v = _count(text)
+    if v is None:
+        return None
+    return v if v > _EPOCH_THRESHOLD else now + v
+
+
+def _retry_after(text: str, now: float) -> float | None:
+    t = text.strip()
+    try:
+        v = _count(t)
+        return None if v is None else now + v
+    except ValueError:
+        dt = email.utils.parsedate_to_datetime(t)
+        if dt.tzinfo is None:
+            dt = dt.replace(tzinfo=timezone.utc)
+        return dt.timestamp()
+
+
+def _retry_after_ms(text: str, now: float) -> float | None:
+    v = _count(text)
+    return None if v is None else now + v / 1000.0
+
+
+# --- dialect tables -----------------------------------------------------------------------------
+
+_Parser = Callable[..., float | None]
+
+
+@dataclass(frozen=True, slots=True)
+class _Row:
+    header: str
+    resource: str | None  # None: taken from the dialect's resource header (GitHub)
+    kind: str
+    parse: _Parser
+    attr: str = ""
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "attr", ATTR_HEADER_PREFIX + self.header)
+
+
+def _openai_rows() -> tuple[_Row, ...]:
+    rows = []
+    for res in ("requests", "tokens"):
+        rows += [
+            _Row(f"x-ratelimit-limit-{res}", res, _LIMIT, _count),
+            _Row(f"x-ratelimit-remaining-{res}", res, _REMAINING, _count),
+            _Row(f"x-ratelimit-reset-{res}", res, _RESET, _reset_duration),
+        ]
+    return tuple(rows)
+
+
+def _anthropic_rows() -> tuple[_Row, ...]:
+    rows = []
+    for res in ("requests", "tokens", "input-tokens", "output-tokens"):
+        label = res.replace("-", "_")
+        rows += [
+            _Row(f"anthropic-ratelimit-{res}-limit", label, _LIMIT, _count),
+            _Row(f"anthropic-ratelimit-{res}-remaining", label, _REMAINING, _count),
+            _Row(f"anthropic-ratelimit-{res}-reset", label, _RESET, _reset_rfc3339),
+        ]
+    return tuple(rows)
+
+
+_GITHUB_ROWS = (
+    _Row("x-ratelimit-limit", None, _LIMIT, _count),
+    _Row("x-ratelimit-remaining", None, _REMAINING, _count),
+    _Row("x-ratelimit-used", None, _USED, _count),
+    _Row("x-ratelimit-reset", None, _RESET, _reset_epoch),
+)
+_GENERIC_ROWS = (
+    _Row("x-ratelimit-limit", "requests", _LIMIT, _count),
+    _Row("x-ratelimit-remaining", "requests", _REMAINING, _count),
+    _Row("x-ratelimit-reset", "requests", _RESET, _reset_auto),
+)
+# The IETF draft's older separate fields (drafts -00 to -06; GitLab still sends them).
+_IETF_LEGACY_ROWS = (
+    _Row("ratelimit-limit", "requests", _LIMIT, _count),
+    _Row("ratelimit-remaining", "requests", _REMAINING, _count),
+    _Row("ratelimit-reset", "requests", _RESET, _reset_auto),
+)
+_GITHUB_RESOURCE_ATTR = ATTR_HEADER_PREFIX + "x-ratelimit-resource"
+_RETRY_AFTER_ATTR = ATTR_HEADER_PREFIX + "retry-after"
+_RETRY_AFTER_MS_ATTR = ATTR_HEADER_PREFIX + "retry-after-ms"
+_RATELIMIT_ATTR = ATTR_HEADER_PREFIX + "ratelimit"
+_POLICY_ATTR = ATTR_HEADER_PREFIX + "ratelimit-policy"
+
+_DIALECT_ROWS: dict[str, tuple[_Row, ...]] = {
+    "openai": _openai_rows() + _IETF_LEGACY_ROWS,
+    "anthropic": _anthropic_rows() + _IETF_LEGACY_ROWS,
+    "github": _GITHUB_ROWS + _IETF_LEGACY_ROWS,
+    "generic": _GENERIC_ROWS + _IETF_LEGACY_ROWS,
+    "gemini": _IETF_LEGACY_ROWS,
+    "ietf": _IETF_LEGACY_ROWS,
+}
+
+CAPTURED_HEADERS: frozenset[str] = frozenset(
+    {row.header for rows in _DIALECT_ROWS.values() for row in rows}
+    | {"x-ratelimit-resource", "retry-after", "retry-after-ms", "ratelimit", "ratelimit-policy"}
+)
+"""Every response header name (lower-case) any dialect reads: what the httpx hooks capture."""
+
+
+def header_value(value: Any) -> str | None:
+    """The text of a captured header attribute: the first string of a list, a plain string, or a
+    number's text; ``None`` otherwise."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, tuple | list):
+        if not value:
+            return None
+        first = value[0]
+        if len(value) > 1 and all(isinstance(v, str) for v in value):
+            return ", ".join(value)  # repeated header lines fold into one list-valued field
+        return first if isinstance(first, str) else None
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return str(value)
+    return None
+
+
+def _resource_label(text: str) -> str:
+    """A low-cardinality resource label from provider text: lower-case ``[a-z0-9_]``, capped."""
+    out = re.sub(r"[^a-z0-9_]+", "_", text.strip().lower()).strip("_")
+    return out[:_MAX_RESOURCE_LEN] or "default"
+
+
+# --- IETF structured fields (RFC 8941 subset: lists of items with parameters) --------------------
+
+
+def _split_members(text: str) -> list[str]:
+    members, buf, quoted = [], [], False
+    for ch in text:
+        if ch == '"':
+            quoted = not quoted
+        if ch == "," and not quoted:
+            members.append("".join(buf).strip())
+            buf = []
+        else:
+            buf.append(ch)
+    members.append("".join(buf).strip())
+    return [m for m in members if m]
+
+
+def _sf_value(text: str) -> Any:
+    t = text.strip()
+    if len(t) >= 2 and t[0] == t[-1] == '"':
+        return t[1:-1]
+    try:
+        return float(t)
+    except ValueError:
+        return t
+
+
+def _sf_members(text: str) -> list[tuple[Any, dict[str, Any]]]:
+    """``"name";k=v;k2=v2, ...`` → ``[(item, {k: v}), ...]``."""
+    out = []
+    for member in _split_members(text):
+        item, *params = member.split(";")
+        kv: dict[str, Any] = {}
+        for p in params:
+            k, _, v = p.partition("=")
+            kv[k.strip().lower()] = _sf_value(v) if v else True
+        out.append((_sf_value(item), kv))
+    return out
+
+
+def _num(v: Any) -> float | None:
+    return float(v) if isinstance(v, float) and 0 <= v < float("inf") else None
+
+
+def _parse_ietf(attrs: Mapping[str, Any], result: RateLimitHeaders, now: float) -> None:
+    policy_text = header_value(attrs.get(_POLICY_ATTR))
+    limits: dict[str, tuple[str, float | None]] = {}  # policy name -> (resource, quota)
+    units_seen: set[str] = set()
+    if policy_text:
+        for item, params in _sf_members(policy_text):
+            if isinstance(item, float):  # draft-07: "100;w=10" (a bare quota)
+                limits.setdefault("", ("requests", _num(item)))
+                continue
+            unit = _resource_label(str(params.get("qu", "requests")))
+            resource = unit if unit not in units_seen else f"{unit}_{_resource_label(str(item))}"
+            units_seen.add(unit)
+            limits[str(item)] = (resource, _num(params.get("q")))
+        for resource, quota in limits.values():
+            if quota is not None:
+                result.reading(resource).limit = quota
+    text = header_value(attrs.get(_RATELIMIT_ATTR))
+    if not text:
+        return
+    members = _split_members(text)
+    if members and all("=" in m.split(";")[0] and not m.startswith('"') for m in members):
+        # draft-07 dictionary: limit=100, remaining=50, reset=30
+        d = {k.strip().lower(): _sf_value(v.split(";")[0]) for k, _, v in (m.partition("=") for m in members)}
+        remaining = _num(d.get("remaining"))
+        if remaining is None:
+            result.failures += 1
+            return
+        r = result.reading("requests")
+        r.limit = _num(d.get("limit")) if "limit" in d else r.limit
+        r.remaining = remaining
+        reset = _num(d.get("reset"))
+        r.reset_at = None if reset is None else now + reset
+        return
+    items = _sf_members(text)
+    for item, params in items:
+        remaining = _num(params.get("r"))
+        if remaining is None:
+            result.failures += 1
+            continue
+        fallback = "requests" if len(items) == 1 else _resource_label(str(item))
+        resource, quota = limits.get(str(item), (fallback, None))
+        r = result.reading(resource)
+        r.remaining = remaining
+        reset = _num(params.get("t"))
+        r.reset_at = None if reset is None else now + reset
+
+
+# --- entry point --------------------------------------------------------------------------------
+
+
+def parse_rate_limit_headers(attrs: Mapping[str, Any], dialect: str, now: float) -> RateLimitHeaders:
+    """Rate-limit information in the captured-header attributes ``attrs`` of one response.
+
+    ``dialect`` picks the header table (unknown dialects are read as ``generic``); relative resets
+    are taken from ``now`` (epoch seconds: the response time, i.e. the span's end). Never raises.
+    """
+    result = RateLimitHeaders()
+    rows = _DIALECT_ROWS.get(dialect) or _DIALECT_ROWS["generic"]
+    github_resource: str | None = None
+    for row in rows:
+        raw = attrs.get(row.attr)
+        if raw is None:
+            continue
+        try:
+            text = header_value(raw)
+            if text is None:
+                raise ValueError("not a string")
+            value = row.parse(text) if row.kind != _RESET else row.parse(text, now)
+            if value is None:
+                raise ValueError("out of range")
+            resource = row.resource
+            if resource is None:
+                if github_resource is None:
+                    github_resource = _resource_label(
+                        header_value(attrs.get(_GITHUB_RESOURCE_ATTR)) or "core"
+                    )
+                resource = github_resource
+            reading = result.reading(resource)
+            if row.kind == _LIMIT:
+                reading.limit = value
+            elif row.kind == _REMAINING:
+                reading.remaining = value
+            elif row.kind == _RESET:
+                reading.reset_at = value
+            elif row.kind == _USED and reading.remaining is None and reading.limit is not None:
+                reading.remaining = max(0.0, reading.limit - value)
+        except Exception:
+            result.failures += 1
+    for attr, parse in ((_RETRY_AFTER_ATTR, _retry_after), (_RETRY_AFTER_MS_ATTR, _retry_after_ms)):
+        raw = attrs.get(attr)
+        if raw is None:
+            continue
+        try:
+            text = header_value(raw)
+            at = parse(text, now) if text is not None else None
+            if at is None:
+                raise ValueError("bad retry-after")
+            if result.retry_after_at is None or at > result.retry_after_at:
+                result.retry_after_at = at
+        except Exception:
+            result.failures += 1
+    if _RATELIMIT_ATTR in attrs or _POLICY_ATTR in attrs:
+        try:
+            _parse_ietf(attrs, result, now)
+        except Exception:
+            result.failures += 1
+    return result

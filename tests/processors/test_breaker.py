@@ -1,0 +1,248 @@
+"""Circuit breaker state machine with an injected clock: rate, consecutive, quota, half-open probes."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+
+from spansignals.processors.breaker import (
+    BreakerSettings,
+    BreakerState,
+    CircuitBreaker,
+    CircuitBreakers,
+    FailureClassifier,
+)
+from spansignals.processors.events import EventBus, SignalEvent
+
+
+class FakeClock:
+    """Epoch seconds that move only when a test says so."""
+
+    def __init__(self, now: float = 1_700_000_000.0) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
+SETTINGS = BreakerSettings(
+    failure_rate=0.5, min_calls=10, window_s=60, consecutive_failures=5, open_for_s=30, half_open_probes=1
+)
+
+
+def _breaker(clock: FakeClock, settings: BreakerSettings = SETTINGS) -> tuple[CircuitBreaker, list[tuple]]:
+    seen: list[tuple] = []
+    b = CircuitBreaker(
+        ("svc", "openai"),
+        settings,
+        clock=clock,
+        on_transition=lambda br, old, new, reason, at: seen.append((old, new, reason)),
+    )
+    return b, seen
+
+
+def test_opens_on_failure_rate_with_min_calls() -> None:
+    """Interleaved failures open it once the window holds min_calls calls at >= failure_rate, not before."""
+    clock = FakeClock()
+    b, seen = _breaker(clock)
+    for i in range(9):
+        b.record(failure=i % 2 == 0)  # 5 failures / 9 calls, never 5 in a row
+        clock.advance(1)
+    assert b.state is BreakerState.CLOSED
+    b.record(failure=False)  # 10th call: 5/10 = 0.5
+    assert b.state is BreakerState.OPEN
+    assert "failure rate 5/10" in seen[-1][2]
+    assert b.allow() == pytest.approx(30)
+
+
+def test_failure_rate_window_slides() -> None:
+    """Failures older than the window stop counting, so the same rate spread over time keeps it closed."""
+    clock = FakeClock()
+    b, _ = _breaker(clock)
+    for _ in range(4):
+        b.record(failure=True)
+    clock.advance(61)
+    for i in range(9):
+        b.record(failure=i == 8)
+    calls, fails = b.window_counts()
+    assert (calls, fails) == (9, 1)
+    assert b.state is BreakerState.CLOSED
+
+
+def test_opens_on_consecutive_failures_and_success_resets_streak() -> None:
+    """Five failures in a row open it; a success in between resets the streak."""
+    clock = FakeClock()
+    b, seen = _breaker(clock, BreakerSettings(min_calls=1000, consecutive_failures=5, open_for_s=30))
+    for _ in range(4):
+        b.record(failure=True)
+    b.record(failure=False)
+    for _ in range(4):
+        b.record(failure=True)
+    assert b.state is BreakerState.CLOSED
+    b.record(failure=True)
+    assert b.state is BreakerState.OPEN
+    assert seen == [(BreakerState.CLOSED, BreakerState.OPEN, "5 consecutive failures")]
+
+
+def test_trip_until_quota_reset_then_probe_closes() -> None:
+    """An exhausted quota opens it until the reset (not open_for); then one probe's success closes it."""
+    clock = FakeClock()
+    b, seen = _breaker(clock)
+    b.trip_until(clock.now + 5, "rate limited (Retry-After)")
+    assert b.state is BreakerState.OPEN and b.allow() == pytest.approx(5)
+    clock.advance(4.9)
+    assert b.allow() == pytest.approx(0.1)
+    clock.advance(0.1)
+    assert b.state is BreakerState.HALF_OPEN
+    assert b.allow() is None  # the probe
+    assert b.allow() is not None  # only one probe at a time
+    b.record(failure=False)
+    assert b.state is BreakerState.CLOSED and b.allow() is None
+    assert [s[1] for s in seen] == [BreakerState.OPEN, BreakerState.HALF_OPEN, BreakerState.CLOSED]
+
+
+def test_half_open_probe_failure_reopens_for_open_for() -> None:
+    """A failed probe reopens the breaker for open_for seconds."""
+    clock = FakeClock()
+    b, seen = _breaker(clock)
+    b.trip_until(clock.now + 1, "quota exhausted (requests)")
+    clock.advance(1)
+    assert b.allow() is None
+    b.record(failure=True)
+    assert b.state is BreakerState.OPEN
+    assert b.open_until == pytest.approx(clock.now + 30)
+    assert seen[-1] == (BreakerState.HALF_OPEN, BreakerState.OPEN, "probe failed")
+
+
+def test_half_open_needs_all_probes_to_succeed() -> None:
+    """With half_open_probes=2, two successes are needed to close; one lets the second probe through."""
+    clock = FakeClock()
+    b, _ = _breaker(clock, BreakerSettings(half_open_probes=2, open_for_s=10))
+    b.trip_until(clock.now + 1, "x")
+    clock.advance(1)
+    assert b.allow() is None and b.allow() is None and b.allow() is not None
+    b.record(failure=False)
+    assert b.state is BreakerState.HALF_OPEN
+    b.record(failure=False)
+    assert b.state is BreakerState.CLOSED
+
+
+def test_lost_probe_expires() -> None:
+    """A probe whose outcome never arrives frees its slot after open_for, so the breaker cannot stick."""
+    clock = FakeClock()
+    b, _ = _breaker(clock)
+    b.trip_until(clock.now + 1, "x")
+    clock.advance(1)
+    assert b.allow() is None
+    assert b.allow() is not None
+    clock.advance(30)
+    assert b.allow() is None
+
+
+def test_trip_extends_but_never_shortens_and_ignores_the_past() -> None:
+    """trip_until extends an open period, never shortens it, and ignores instants already past."""
+    clock = FakeClock()
+    b, seen = _breaker(clock)
+    b.trip_until(clock.now - 1, "late")
+    assert b.state is BreakerState.CLOSED and seen == []
+    b.trip_until(clock.now + 10, "a")
+    b.trip_until(clock.now + 5, "b")
+    assert b.open_until == clock.now + 10
+    b.trip_until(clock.now + 20, "c")
+    assert b.open_until == clock.now + 20
+    assert len(seen) == 1
+
+
+def test_recovered_breaker_starts_with_a_fresh_window() -> None:
+    """After closing, the failures that opened it do not count again."""
+    clock = FakeClock()
+    b, _ = _breaker(
+        clock, BreakerSettings(min_calls=4, failure_rate=0.5, consecutive_failures=100, open_for_s=5)
+    )
+    for _ in range(4):
+        b.record(failure=True)
+    assert b.state is BreakerState.OPEN
+    clock.advance(5)
+    b.allow()
+    b.record(failure=False)
+    assert b.state is BreakerState.CLOSED
+    b.record(failure=True)
+    assert b.state is BreakerState.CLOSED and b.window_counts() == (1, 1)
+
+
+@pytest.mark.parametrize(
+    ("status", "errored", "error_type", "failure"),
+    [
+        (200, False, None, False),
+        (400, True, None, False),
+        (401, True, None, False),
+        (404, True, None, False),
+        (429, True, None, True),
+        (500, True, None, True),
+        (501, True, None, True),
+        (503, True, None, True),
+        (None, True, "httpx.ReadTimeout", True),
+        (None, True, "ConnectError", True),
+        (None, False, None, False),
+    ],
+)
+def test_default_failure_classification(
+    status: int | None, errored: bool, error_type: str | None, failure: bool
+) -> None:
+    """429, 5xx, timeouts and connection errors are failures; other 4xx are the caller's fault."""
+    assert FailureClassifier().is_failure(status, errored, error_type) is failure
+
+
+def test_failure_classification_is_configurable() -> None:
+    """Configured codes replace the defaults; timeouts and connection errors can be turned off."""
+    c = FailureClassifier([503, "4xx"], timeouts=False, connection_errors=False)
+    assert c.is_failure(404, True, None) and c.is_failure(503, True, None)
+    assert not c.is_failure(500, True, None)
+    assert not c.is_failure(None, True, "ReadTimeout") and not c.is_failure(None, True, "ConnectError")
+    with pytest.raises(ValueError, match="5xx"):
+        FailureClassifier(["five"])
+
+
+def test_registry_gauge_events_and_cap() -> None:
+    """The state gauge follows time (open -> half-open), transitions reach the bus, no keys past the cap."""
+    clock = FakeClock()
+    bus = EventBus()
+    events: list[SignalEvent] = []
+    bus.subscribe(events.append)
+    reg = CircuitBreakers(SETTINGS, max_series=2, events=bus, clock=clock)
+    b = reg.get(("svc", "openai"))
+    assert b is not None and reg.get(("svc", "openai")) is b
+    assert reg.get(("svc", "github")) is not None
+    assert reg.get(("svc", "third")) is None
+    b.trip_until(clock.now + 5, "rate limited (Retry-After)")
+    assert dict(reg.state_family.snapshot())[("svc", "openai")] == 2.0
+    clock.advance(5)
+    assert dict(reg.state_family.snapshot())[("svc", "openai")] == 1.0
+    assert [(e.source, e.name, e.state) for e in events] == [
+        ("breaker", "openai", "open"),
+        ("breaker", "openai", "half_open"),
+    ]
+    assert events[0].labels == {"service_name": "svc", "provider": "openai"}
+    assert events[0].details["retry_after_s"] == pytest.approx(5)
+    assert events[0].value == 2.0
+
+
+def test_concurrent_records_are_exact() -> None:
+    """Calls recorded from many threads are all counted in the window."""
+    clock = FakeClock()
+    b, _ = _breaker(clock, BreakerSettings(min_calls=10**9, consecutive_failures=10**9))
+
+    def work() -> None:
+        for i in range(1000):
+            b.record(failure=i % 3 == 0)
+
+    threads = [threading.Thread(target=work) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert b.window_counts() == (8000, 8 * 334)
