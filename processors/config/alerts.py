@@ -6,13 +6,15 @@ import datetime as dt
 import re
 from typing import Literal
 
-from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic import Field, SecretStr, ValidationInfo, field_validator, model_validator
 
 from ._types import Duration, StrictModel, TimeZoneName
 
 __all__ = [
     "AlertRuleConfig",
     "AlertsConfig",
+    "ApiConfig",
+    "DeliveryConfig",
     "MaintenanceConfig",
     "ReceiverConfig",
     "RouteConfig",
@@ -23,6 +25,7 @@ __all__ = [
 ACTIVE = False
 
 _CONDITION = re.compile(r"^\s*(>=|<=|==|!=|>|<)\s*(-?\d+(?:\.\d+)?(?:[eE][-+]?\d+)?)\s*$")
+_STATE_CONDITION = re.compile(r"^\s*(==|!=)\s*([A-Za-z_][A-Za-z0-9_-]*)\s*$")
 _HHMM = re.compile(r"^([01]\d|2[0-3]):[0-5]\d$")
 WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 
@@ -38,20 +41,29 @@ class AlertRuleConfig(StrictModel):
     for_: Duration = Field(0.0, alias="for")
     keep_firing_for: Duration = 0.0
     severity: Literal["critical", "warning", "info"] = "warning"
+    priority: Literal["P1", "P2", "P3", "P4"] | None = None
+    """Default from severity: critical P1, warning P3, info P4."""
     labels: dict[str, str] = Field(default_factory=dict)
     annotations: dict[str, str] = Field(default_factory=dict)
 
     @field_validator("condition")
     @classmethod
-    def _condition(cls, v: str) -> str:
-        if not _CONDITION.match(v):
+    def _condition(cls, v: str, info: ValidationInfo) -> str:
+        if str(info.data.get("signal", "")).startswith("event:"):
+            if not (_STATE_CONDITION.match(v) or _CONDITION.match(v)):
+                raise ValueError(f"expected '== state' or '!= state' for an event signal, got {v!r}")
+        elif not _CONDITION.match(v):
             raise ValueError(f"expected a comparison and a number like '>= 2' or '< 0.1', got {v!r}")
         return v
 
 
 class AlertmanagerTarget(StrictModel):
+    """Alertmanager API v2 instances (all receive every alert, as its client contract asks)."""
+
     urls: list[str] = Field(min_length=1)
     resend_interval: Duration = 60.0
+    resolved_resend_for: Duration = 900.0
+    """How long resolved alerts keep being re-sent (Prometheus: 15m)."""
 
 
 class SlackTarget(StrictModel):
@@ -102,6 +114,25 @@ class ReceiverConfig(StrictModel):
                 f" got {kinds or 'none'}"
             )
         return self
+
+
+class ApiConfig(StrictModel):
+    """``alerts.api``: the management API (list, acknowledge, resolve, silences, maintenance)."""
+
+    enabled: bool = False
+    endpoint: str = "127.0.0.1:9466"
+    token: SecretStr | None = None
+    """Bearer token; required unless the endpoint is loopback."""
+
+
+class DeliveryConfig(StrictModel):
+    """``alerts.delivery``: the notifier worker's queue and retry policy."""
+
+    queue_size: int = Field(1000, ge=1)
+    max_attempts: int = Field(6, ge=1)
+    initial_backoff: Duration = 1.0
+    max_backoff: Duration = 60.0
+    timeout: Duration = 10.0
 
 
 class EscalationLevel(StrictModel):
@@ -185,8 +216,13 @@ class AlertsConfig(StrictModel):
     silences: list[SilenceConfig] = Field(default_factory=list)
     maintenance: list[MaintenanceConfig] = Field(default_factory=list)
     default_rules: bool = True
+    default_receiver: str | None = None
+    """Receiver for alerts no route matches (default: they are not notified, only listed)."""
     evaluation_interval: Duration = 15.0
     ssrf_allowlist: list[str] = Field(default_factory=list)
+    """Hosts, IPs or CIDRs webhook-style receivers may reach although loopback/private."""
+    api: ApiConfig = Field(default_factory=ApiConfig)
+    delivery: DeliveryConfig = Field(default_factory=DeliveryConfig)
 
     @model_validator(mode="after")
     def _references(self) -> AlertsConfig:
@@ -194,6 +230,9 @@ class AlertsConfig(StrictModel):
         dupes = {n for n in names if names.count(n) > 1}
         if dupes:
             raise ValueError(f"receiver names must be unique, repeated: {sorted(dupes)}")
+        self._check_ssrf()
+        if self.default_receiver is not None and self.default_receiver not in names:
+            raise ValueError(f"default_receiver {self.default_receiver!r} is not defined (have {names})")
         for i, route in enumerate(self.routes):
             for target in [route.receiver, *(e.receiver for e in route.escalation)]:
                 if target not in names:
@@ -201,3 +240,22 @@ class AlertsConfig(StrictModel):
                         f"routes[{i}] names receiver {target!r}, which is not defined (have {names})"
                     )
         return self
+
+    def _check_ssrf(self) -> None:
+        """Webhook-style targets must be public unless allowlisted (checked again at send time)."""
+        from ..alerts.notifiers.ssrf import SsrfError, SsrfPolicy
+
+        policy = SsrfPolicy(self.ssrf_allowlist)
+        for i, r in enumerate(self.receivers):
+            targets = []
+            if r.slack is not None:
+                targets.append(("slack.webhook_url", r.slack.webhook_url.get_secret_value()))
+            if r.pagerduty is not None:
+                targets.append(("pagerduty.url", r.pagerduty.url))
+            if r.webhook is not None:
+                targets.append(("webhook.url", r.webhook.url))
+            for field, url in targets:
+                try:
+                    policy.check_at_load(url)
+                except SsrfError as exc:  # the message names the host, never the full URL
+                    raise ValueError(f"receivers[{i}].{field}: {exc}") from None
