@@ -62,3 +62,67 @@ def attach_recorders(
         )
         out[name] = rec
     return out
+
+
+class FakeHttpServer:
+    """A threaded HTTP server on 127.0.0.1 that records requests and plays scripted answers.
+
+    ``script`` holds ``(status, headers, body, delay_s)`` answers used in order; when it runs out,
+    ``default`` answers. ``requests`` holds ``(method, path, headers, body)``.
+    """
+
+    def __init__(self, default: tuple[int, dict[str, str], bytes] = (200, {}, b"ok")) -> None:
+        import http.server
+        import threading
+
+        self.script: list[tuple[int, dict[str, str], bytes, float]] = []
+        self.default = default
+        self.requests: list[tuple[str, str, dict[str, str], bytes]] = []
+        self.lock = threading.Lock()
+        self.release = threading.Event()  # set to free handlers that hang (delay < 0)
+        fake = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                length = int(self.headers.get("content-length", 0))
+                body = self.rfile.read(length)
+                with fake.lock:
+                    fake.requests.append(
+                        ("POST", self.path, {k.lower(): v for k, v in self.headers.items()}, body)
+                    )
+                    answer = fake.script.pop(0) if fake.script else (*fake.default, 0.0)
+                status, headers, payload, delay = answer
+                if delay < 0:
+                    fake.release.wait(30)
+                elif delay:
+                    fake.release.wait(delay)
+                try:
+                    self.send_response(status)
+                    for k, v in headers.items():
+                        self.send_header(k, v)
+                    self.send_header("content-length", str(len(payload)))
+                    self.end_headers()
+                    self.wfile.write(payload)
+                except OSError:
+                    pass  # the client gave up (timeout tests)
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.port = self.server.server_address[1]
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.thread = threading.Thread(
+            target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+        )
+        self.thread.start()
+
+    def bodies(self) -> list[bytes]:
+        with self.lock:
+            return [r[3] for r in self.requests]
+
+    def close(self) -> None:
+        self.release.set()
+        self.server.shutdown()
+        self.server.server_close()

@@ -1,0 +1,136 @@
+"""Our alerts through a real Alertmanager (Debian) to a webhook receiver: fire, resolve, silence."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from alerting_fakes import FakeHttpServer
+from alertmanager_peer import AlertmanagerPeer
+from peers import poll_until
+
+from spansignals.processors.alerts import build_alert_engine
+from spansignals.processors.alerts.lifecycle import Alert
+from spansignals.processors.alerts.notification import AlertSnapshot, Notification
+from spansignals.processors.alerts.notifiers.alertmanager import AlertmanagerFeed, AlertmanagerNotifier
+from spansignals.processors.alerts.silences import Silence
+from spansignals.processors.config import load_config
+from spansignals.processors.engine import SignalEngine, SignalSpanProcessor
+from spansignals.processors.families import GaugeFamily
+
+
+class BudgetStateStub(SignalSpanProcessor):
+    """Stands in for the budget processor: only its ``spansignals_budget_state`` gauge."""
+
+    processor_name = "budget-stub"
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.state = GaugeFamily("spansignals.budget.state", "budget state", "1", ("budget", "period"))
+
+    def metric_families(self):
+        return [self.state]
+
+
+def test_payload_is_postable_alerts_with_future_ends_at_for_firing():
+    """POST /api/v2/alerts body: labels, annotations, RFC 3339 startsAt, endsAt ahead while firing."""
+    n = AlertmanagerNotifier("http://am:9093/", resend_interval=60)
+    assert n.url == "http://am:9093/api/v2/alerts"
+    firing = AlertSnapshot("f", {"alertname": "A"}, {"summary": "s"}, "firing", 1_790_000_000.0, None)
+    resolved = AlertSnapshot("g", {"alertname": "B"}, {}, "resolved", 1_790_000_000.0, 1_790_000_100.5)
+    body = n.payload(Notification("am", "k", (firing, resolved), at=1_790_000_010.0))
+    assert body[0] == {
+        "labels": {"alertname": "A"},
+        "annotations": {"summary": "s"},
+        "startsAt": "2026-09-21T14:13:20.000Z",
+        "endsAt": "2026-09-21T14:17:30.000Z",
+        "generatorURL": "",
+    }
+    assert body[1]["endsAt"] == "2026-09-21T14:15:00.500Z"
+
+
+def test_feed_resends_firing_periodically_and_resolved_for_a_while():
+    """The feed sends on change, re-sends firing every resend_interval, and resolved ones for a while."""
+    feed = AlertmanagerFeed("am", resend_interval=60, resolved_resend_for=120)
+    a = Alert({"alertname": "A"}, {}, "A", "firing", 0.0, fired_at=0.0)
+    assert feed.tick([a], 0) is not None
+    assert feed.tick([a], 30) is None
+    assert feed.tick([a], 60) is not None
+    a.state, a.resolved_at = "resolved", 70.0
+    assert [x.status for x in feed.tick([a], 70).alerts] == ["resolved"]
+    assert feed.tick([a], 100) is None
+    assert feed.tick([a], 130) is not None  # re-sent within resolved_resend_for
+    assert feed.tick([a], 200) is None  # past it: no longer sent
+
+
+def _webhook_alerts(hook: FakeHttpServer) -> list[tuple[str, dict]]:
+    out = []
+    for body in hook.bodies():
+        payload = json.loads(body)
+        for alert in payload["alerts"]:
+            out.append((alert["status"], alert["labels"]))
+    return out
+
+
+@pytest.mark.integration
+def test_budget_critical_reaches_real_alertmanager_resolves_and_silence_keeps_quiet(tmp_path):
+    """A critical budget reaches Alertmanager and its webhook; the resolution follows; silenced stays out."""
+    hook = FakeHttpServer()
+    am = AlertmanagerPeer(tmp_path / "am", hook.url + "/hook")
+    stub = BudgetStateStub()
+    signals = SignalEngine([stub])
+    config = load_config(
+        {
+            "service": {"name": "checkout-api"},
+            "alerts": {
+                "evaluation_interval": "100ms",
+                "rules": [
+                    {
+                        "name": "LLMBudgetCritical",
+                        "signal": "spansignals_budget_state",
+                        "condition": ">= 2",
+                        "severity": "critical",
+                        "annotations": {"summary": "budget {{ labels.budget }} at {{ value }}"},
+                    },
+                ],
+                "receivers": [
+                    {"name": "oncall", "alertmanager": {"urls": [am.url], "resend_interval": "1s"}}
+                ],
+                "routes": [{"match": {"severity": "critical"}, "receiver": "oncall"}],
+            },
+        }
+    )
+    engine = build_alert_engine(config, signals)
+    engine.tick_interval = 0.1
+    engine.add_silence(Silence({"budget": "ads"}, author="test", comment="known overspend"))
+    engine.start()
+    try:
+        stub.state.set(("llm-monthly", "month"), 2)
+        stub.state.set(("ads", "month"), 3)
+        firing = poll_until(
+            lambda: [labels for status, labels in _webhook_alerts(hook) if status == "firing"],
+            timeout=20,
+            what="the firing alert at the webhook",
+        )
+        assert firing[0]["alertname"] == "LLMBudgetCritical" and firing[0]["budget"] == "llm-monthly"
+        assert firing[0]["service_name"] == "checkout-api" and firing[0]["priority"] == "P1"
+        payload = json.loads(hook.bodies()[0])
+        assert payload["version"] == "4" and payload["receiver"] == "hook"
+        assert payload["commonAnnotations"]["summary"] == "budget llm-monthly at 2"
+
+        stub.state.set(("llm-monthly", "month"), 0)
+        poll_until(
+            lambda: [labels for status, labels in _webhook_alerts(hook) if status == "resolved"],
+            timeout=20,
+            what="the resolution at the webhook",
+        )
+        assert all(labels["budget"] != "ads" for _, labels in _webhook_alerts(hook))
+        assert all(a["labels"].get("budget") != "ads" for a in am.alerts())
+        [ads] = [a for a in engine.list_alerts() if a["labels"]["budget"] == "ads"]
+        assert ads["state"] == "firing" and ads["muted_by"].startswith("silence:")
+        sent = engine.notifications.value(("oncall", "sent"))
+        assert sent >= 2
+    finally:
+        engine.stop()
+        am.stop()
+        hook.close()
