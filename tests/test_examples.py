@@ -18,6 +18,14 @@ EXPECTED: dict[str, list[str]] = {
         'status_code="STATUS_CODE_ERROR"',
         "ok: 5 client calls counted",
     ],
+    "rate_limits.py": [
+        'spansignals_ratelimit_reset_seconds{provider="github",resource="core"',
+        'spansignals_ratelimit_remaining{provider="ietf",resource="requests",service_name="rate-limit-demo"}',
+        'spansignals_ratelimit_limit{provider="anthropic",resource="input_tokens"',
+        "blocked: request to openai blocked by spansignals: rate limited (Retry-After)",
+        "then 200",
+        "ok: breaker opened, guard blocked, probes recovered",
+    ],
 }
 
 
