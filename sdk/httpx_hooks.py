@@ -52,7 +52,6 @@ from spansignals.processors.providers import (
 )
 from spansignals.processors.redaction import (
     HEADER_ATTRIBUTE_PREFIXES,
-    URL_ATTRIBUTES,
     redact_attributes,
     redact_url,
 )
@@ -154,6 +153,9 @@ _request_state: contextvars.ContextVar[tuple[Any, ProviderInfo | None, tuple[Any
 )
 
 
+_SPAN_URL_KEYS = ("url.full", "http.url")
+
+
 def _host_of(url: Any) -> str | None:
     host = getattr(url, "host", None)
     if host is not None:
@@ -194,6 +196,7 @@ class HttpxHooks:
         if capture_request_headers is None:
             capture_request_headers = bool(os.environ.get(_CAPTURE_REQUEST_ENV, "").strip())
         self._scan_request_headers = capture_request_headers
+        self._url_keys: tuple[str, ...] | None = None
 
     # -- sync hooks (the instrumentation checks ``callable`` / ``iscoroutinefunction``) ----------
 
@@ -204,21 +207,15 @@ class HttpxHooks:
                 return
             url = request.url
             provider = self.table.resolve(_host_of(url))
+            updates: dict[str, Any] = {}
             if provider is not None:
+                updates[ATTR_PROVIDER] = provider.name
                 if provider.genai_name is not None:
-                    span.set_attributes(
-                        {ATTR_PROVIDER: provider.name, ATTR_GENAI_PROVIDER: provider.genai_name}
-                    )
-                else:
-                    span.set_attribute(ATTR_PROVIDER, provider.name)
+                    updates[ATTR_GENAI_PROVIDER] = provider.genai_name
             if _needs_url_redaction(url):
-                attrs = span.attributes
-                for key in URL_ATTRIBUTES:
-                    value = attrs.get(key)
-                    if isinstance(value, str):
-                        clean = redact_url(value)
-                        if clean != value:
-                            span.set_attribute(key, clean)
+                self._redact_url(span, url, updates)
+            if updates:
+                span.set_attributes(updates)  # one call: the SDK takes its lock once
             if self._scan_request_headers:
                 changes = redact_attributes(span.attributes)
                 if changes:
@@ -230,6 +227,35 @@ class HttpxHooks:
         if self.enrichers:
             states = tuple(self._enricher_request(e, span, request, provider) for e in self.enrichers)
         _request_state.set((span, provider, states))
+
+    def _redact_url(self, span: Any, url: Any, updates: dict[str, Any]) -> None:
+        """Put redacted values of the span's URL attributes into ``updates``.
+
+        The instrumentation writes the URL under ``http.url`` or ``url.full`` (or both), as the
+        semconv opt-in mode says; the keys are learnt from the first span and reused, and the value
+        is computed from the request URL rather than read back from the span.
+        """
+        keys = self._url_keys
+        if keys is None:
+            attrs = span.attributes
+            keys = tuple(k for k in _SPAN_URL_KEYS if k in attrs)
+            if not keys:
+                return
+            self._url_keys = keys
+        if isinstance(url, tuple):  # httpx < 0.20: read back what the instrumentation wrote
+            attrs = span.attributes
+            for key in keys:
+                value = attrs.get(key)
+                if isinstance(value, str):
+                    clean = redact_url(value)
+                    if clean != value:
+                        updates[key] = clean
+            return
+        raw = str(url)
+        clean = redact_url(raw)
+        if clean != raw:
+            for key in keys:
+                updates[key] = clean
 
     def _enricher_request(
         self, enricher: HttpxEnricher, span: Any, request: Any, provider: ProviderInfo | None
