@@ -8,25 +8,37 @@ long the server asked to wait (``Retry-After``). The retrying, queueing and coun
 :class:`HttpPoster` maps HTTP outcomes the way the destinations document them: 2xx is delivered;
 429 and 5xx are retried (``Retry-After`` honoured, seconds or HTTP-date); other 4xx are never
 retried; 3xx is an error because redirects are not followed (an SSRF guard); timeouts and
-connection errors are retried. Error messages never include URLs (they may hold secrets).
+connection errors are retried. Error messages never include URLs (they may hold secrets);
+response bodies are read up to a cap.
 """
 
 from __future__ import annotations
 
 import email.utils
+import http.client
 import json
+import ssl
 import time
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any, Protocol
-
-import httpx
+from urllib.parse import urlsplit
 
 from ..notification import Notification
 from .ssrf import SsrfError, SsrfPolicy
 
-__all__ = ["DeliveryError", "HttpPoster", "Notifier", "parse_retry_after"]
+__all__ = ["DeliveryError", "HttpAnswer", "HttpPoster", "Notifier", "parse_retry_after"]
 
 USER_AGENT = "spansignals-alerts"
+
+
+@dataclass(frozen=True)
+class HttpAnswer:
+    """Status, lower-cased headers and (capped) body of a response."""
+
+    status: int
+    headers: Mapping[str, str]
+    body: bytes
 
 
 class DeliveryError(Exception):
@@ -65,38 +77,64 @@ def parse_retry_after(value: str | None, *, now: float | None = None) -> float |
 
 
 class HttpPoster:
-    """POSTs bodies with a timeout, no redirects, and an optional SSRF check before each send."""
+    """POSTs bodies with a timeout, no redirects, and an optional SSRF check before each send.
+
+    Built on :mod:`http.client` rather than httpx on purpose: httpx logs every request URL at
+    INFO, and Slack webhook URLs are secrets.
+    """
 
     def __init__(
         self,
         *,
         timeout: float = 10.0,
         ssrf: SsrfPolicy | None = None,
-        transport: httpx.BaseTransport | None = None,
+        tls_context: ssl.SSLContext | None = None,
+        max_response_bytes: int = 65536,
     ) -> None:
-        self._client = httpx.Client(
-            timeout=timeout, follow_redirects=False, transport=transport, headers={"user-agent": USER_AGENT}
-        )
+        self._timeout = timeout
         self._ssrf = ssrf
+        self._tls = tls_context
+        self._max_response = max_response_bytes
 
-    def post(self, url: str, body: bytes, headers: Mapping[str, str], *, what: str) -> httpx.Response:
+    def post(self, url: str, body: bytes, headers: Mapping[str, str], *, what: str) -> HttpAnswer:
         """POST ``body``; raise :class:`DeliveryError` unless the answer is 2xx."""
         if self._ssrf is not None:
             try:
                 self._ssrf.check_at_send(url)
             except SsrfError as exc:
                 raise DeliveryError(f"{what}: refused by SSRF policy: {exc}", retryable=False) from None
+        parts = urlsplit(url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise DeliveryError(f"{what}: not an http(s) URL", retryable=False)
+        path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+        conn: http.client.HTTPConnection
+        if parts.scheme == "https":
+            context = self._tls or ssl.create_default_context()
+            conn = http.client.HTTPSConnection(
+                parts.hostname, parts.port, timeout=self._timeout, context=context
+            )
+        else:
+            conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=self._timeout)
+        all_headers = {"user-agent": USER_AGENT, "content-length": str(len(body)), **headers}
         try:
-            response = self._client.post(url, content=body, headers=dict(headers))
-        except httpx.TimeoutException:
+            conn.request("POST", path, body=body, headers=all_headers)
+            response = conn.getresponse()
+            answer = HttpAnswer(
+                response.status,
+                {k.lower(): v for k, v in response.getheaders()},
+                response.read(self._max_response),
+            )
+        except TimeoutError:
             raise DeliveryError(f"{what}: timed out", retryable=True) from None
-        except httpx.HTTPError as exc:
+        except (OSError, http.client.HTTPException) as exc:
             raise DeliveryError(f"{what}: {type(exc).__name__}", retryable=True) from None
-        status = response.status_code
+        finally:
+            conn.close()
+        status = answer.status
         if 200 <= status < 300:
-            return response
-        retry_after = parse_retry_after(response.headers.get("retry-after"))
-        detail = response.text[:200].replace("\n", " ")
+            return answer
+        retry_after = parse_retry_after(answer.headers.get("retry-after"))
+        detail = answer.body[:200].decode("utf-8", "replace").replace("\n", " ")
         if status == 429 or status >= 500:
             raise DeliveryError(f"{what}: HTTP {status} {detail}", retryable=True, retry_after=retry_after)
         if 300 <= status < 400:
@@ -105,10 +143,10 @@ class HttpPoster:
 
     def post_json(
         self, url: str, payload: Any, headers: Mapping[str, str] | None = None, *, what: str
-    ) -> httpx.Response:
+    ) -> HttpAnswer:
         """POST ``payload`` as JSON (see :meth:`post`)."""
         body = json.dumps(payload, separators=(",", ":"), default=str).encode()
         return self.post(url, body, {"content-type": "application/json", **(headers or {})}, what=what)
 
     def close(self) -> None:
-        self._client.close()
+        """Nothing to release (one connection per request)."""

@@ -75,10 +75,10 @@ class EmailNotifier:
                     smtp.starttls(context=self._tls or ssl.create_default_context())
                     smtp.ehlo()
                 if self._username:
-                    smtp.login(self._username, self._password or "")
+                    self._login(smtp)
                 smtp.send_message(msg)
-        except smtplib.SMTPNotSupportedError:
-            raise DeliveryError("email: server does not support STARTTLS", retryable=False) from None
+        except smtplib.SMTPNotSupportedError as exc:
+            raise DeliveryError(f"email: {exc}", retryable=False) from None
         except smtplib.SMTPAuthenticationError as exc:
             raise DeliveryError(f"email: authentication failed ({exc.smtp_code})", retryable=False) from None
         except smtplib.SMTPRecipientsRefused:
@@ -87,6 +87,16 @@ class EmailNotifier:
             raise DeliveryError(f"email: SMTP {exc.smtp_code}", retryable=exc.smtp_code < 500) from None
         except (OSError, smtplib.SMTPException) as exc:
             raise DeliveryError(f"email: {type(exc).__name__}", retryable=True) from None
+
+    def _login(self, smtp: smtplib.SMTP) -> None:
+        """AUTH with one mechanism (smtplib's login() tries every mechanism in turn, and servers
+        that drop the connection after a failed attempt then hide the real 535 answer)."""
+        offered = smtp.esmtp_features.get("auth", "").upper().split()
+        mechanism = next((m for m in ("PLAIN", "LOGIN", "CRAM-MD5") if m in offered), None)
+        if mechanism is None:
+            raise smtplib.SMTPNotSupportedError("the server offers no AUTH mechanism we support")
+        smtp.user, smtp.password = self._username or "", self._password or ""
+        smtp.auth(mechanism, getattr(smtp, "auth_" + mechanism.lower().replace("-", "_")))
 
     def close(self) -> None:
         pass
