@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import atexit
 import logging
 import os
 import threading
+import weakref
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -211,6 +213,10 @@ def _install(
         if isinstance(current, TracerProvider):
             tp = current
             _warn_if_sampler_drops(tp)
+            if sampler is not None:
+                _logger.warning(
+                    "spansignals: sampler= is ignored: the app's tracer provider keeps its own sampler"
+                )
         else:
             tp = build_tracer_provider(get_resource(), traces, sampler, otlp_protocol, otlp_endpoint)
             owns_tp = True
@@ -276,6 +282,9 @@ def _install(
         prometheus_server=server,
         on_shutdown=_forget,
     )
+    if owns_tp or owns_mp:
+        # The SDK's own exit hooks wait without limit on a hanging exporter; ours has a deadline.
+        atexit.register(_shutdown_at_exit, weakref.ref(telemetry))
     _logger.info(
         "spansignals: configured (%d derivations, httpx %s, /metrics %s)",
         len(engine.processors),
@@ -283,6 +292,17 @@ def _install(
         telemetry.prometheus_address,
     )
     return telemetry
+
+
+EXIT_TIMEOUT_S = 10.0
+"""How long the exit hook waits for providers spansignals created to flush (the OTLP exporters'
+default timeout)."""
+
+
+def _shutdown_at_exit(ref: weakref.ReferenceType[Telemetry]) -> None:
+    telemetry = ref()
+    if telemetry is not None:
+        telemetry.shutdown(timeout=EXIT_TIMEOUT_S)
 
 
 def _is_proxy(provider: Any) -> bool:

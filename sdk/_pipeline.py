@@ -90,7 +90,10 @@ def build_tracer_provider(
 ) -> TracerProvider:
     """A ``TracerProvider`` sampling with ``RecordAllSampler(sampler or the env's)`` and a batch
     processor per exporter (``otlp``, ``console``)."""
-    tp = TracerProvider(resource=resource, sampler=RecordAllSampler(sampler or sampler_from_env()))
+    # No SDK atexit hook: configure() registers one that shuts down within a deadline instead.
+    tp = TracerProvider(
+        resource=resource, sampler=RecordAllSampler(sampler or sampler_from_env()), shutdown_on_exit=False
+    )
     for name in exporters:
         exporter: SpanExporter
         if name == "otlp":
@@ -131,7 +134,7 @@ def build_meter_provider(
         elif name == "prometheus":
             reader, server = _prometheus_reader(prometheus_host, prometheus_port)
             readers.append(reader)
-    return MeterProvider(resource=resource, metric_readers=readers), server
+    return MeterProvider(resource=resource, metric_readers=readers, shutdown_on_exit=False), server
 
 
 def _prometheus_reader(host: str | None, port: int | None) -> tuple[MetricReader, Any]:

@@ -51,12 +51,15 @@ class SpansignalsDistro(BaseDistro):
         if entry_point.name != "httpx":
             super().load_instrumentor(entry_point, **kwargs)
             return
+        from . import _env
         from ._configure import active_telemetry
         from .httpx_hooks import HttpxHooks
 
         telemetry = active_telemetry()
         if telemetry is not None and telemetry.httpx_instrumented:
             return  # configure() already instrumented httpx with our hooks
+        if not _env.env_flag(_env.SPANSIGNALS_INSTRUMENT_HTTPX, True):
+            return
         hooks: HttpxHooks | None = telemetry.hooks if telemetry is not None else None
         if hooks is None:
             hooks = _hooks_from_config()
