@@ -120,3 +120,35 @@ def test_gunzip_corrupt_or_truncated(body: bytes) -> None:
     """Corrupt or truncated gzip raises RequestDecodeError."""
     with pytest.raises(RequestDecodeError):
         gunzip_limited(body, 10_000)
+
+
+def test_json_uppercase_hex_and_numeric_int64() -> None:
+    """Uppercase hex ids and int64 timestamps written as JSON numbers (the spec's own example
+    style) are accepted."""
+    doc = {
+        "resourceSpans": [
+            {
+                "resource": {"attributes": [{"key": "service.name", "value": {"stringValue": "upper"}}]},
+                "scopeSpans": [
+                    {
+                        "scope": {"name": "lib", "version": "1.0.0"},
+                        "spans": [
+                            {
+                                "traceId": "0AF7651916CD43DD8448EB211C80319C",
+                                "spanId": "B7AD6B7169203331",
+                                "parentSpanId": "B7AD6B7169203330",
+                                "name": "server span",
+                                "startTimeUnixNano": 1544712660000000000,
+                                "endTimeUnixNano": 1544712661000000000,
+                                "kind": 2,
+                            }
+                        ],
+                    }
+                ],
+            }
+        ]
+    }
+    span = parse_json_request(json.dumps(doc).encode()).resource_spans[0].scope_spans[0].spans[0]
+    assert span.trace_id == bytes.fromhex("0af7651916cd43dd8448eb211c80319c")
+    assert span.parent_span_id == bytes.fromhex("b7ad6b7169203330")
+    assert span.end_time_unix_nano - span.start_time_unix_nano == 1_000_000_000
