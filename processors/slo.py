@@ -24,12 +24,14 @@ buckets up to 6 h, 5 min beyond); they start empty when the process starts. Prom
 counters, holds the global and durable view (``spansignals rules``).
 
 **Burn conditions.** A condition (``factor``, ``long_window``, ``short_window``) holds when the
-error ratio over *both* windows is ``>= factor * (1 - objective)`` (the threshold is computed in
-decimal, so 14.4 x 0.001 is exactly 0.0144). The SLO state is ``page`` if any page condition
-holds, else ``ticket`` if any ticket condition holds, else ``ok``; each change is emitted as a
-``SignalEvent(source="slo", name=<slo>, state=...)`` on the event bus. Conditions are evaluated at
-each metrics collection, by :meth:`SloSpanProcessor.evaluate`, and every ``evaluation_interval``
-seconds on a background thread when one is given.
+error ratio over *both* windows is ``>= factor * (1 - objective)``; the threshold is computed in
+decimal (14.4 x 0.001 is exactly 0.0144) less ``RATIO_SLACK`` (1e-12) for float noise. The SLO
+state is ``page`` if any page condition holds, else ``ticket`` if any ticket condition holds, else
+``ok``; each change is emitted as a ``SignalEvent(source="slo", name=<slo>, state=...)`` on the
+event bus (``value``: the long-window burn rate of the strongest condition; ``details``: the
+condition, every window's burn rate, the budget left). Conditions are evaluated at each metrics
+collection, by :meth:`SloSpanProcessor.evaluate`, and every ``evaluation_interval`` seconds on a
+background thread when one is given.
 
 **Maintenance correction.** When an SLO sets ``exclude_maintenance: true``, the
 ``alerts.maintenance`` windows apply to it; windows listed under the SLO's own ``maintenance``
@@ -68,12 +70,16 @@ from .providers import ProviderTable, resolve_view
 from .schedule import ActiveCache, MaintenanceWindow
 from .view import KIND_NAMES, STATUS_ERROR, SpanView
 
-__all__ = ["STANDARD_WINDOWS_S", "SloSpanProcessor", "SloStatus", "error_ratio_threshold"]
+__all__ = ["RATIO_SLACK", "STANDARD_WINDOWS_S", "SloSpanProcessor", "SloStatus", "error_ratio_threshold"]
 
 _logger = logging.getLogger(__name__)
 
 STANDARD_WINDOWS_S: tuple[float, ...] = (300.0, 1800.0, 3600.0, 7200.0, 21600.0, 86400.0, 259200.0)
 """The windows every SLO reports a burn rate for: 5m, 30m, 1h, 2h, 6h, 1d, 3d (plus its period)."""
+
+RATIO_SLACK = 1e-12
+"""Burn conditions compare ``ratio >= threshold - RATIO_SLACK``: float sums of adjusted counts (and
+Prometheus' ``rate()``) are a few ulps off, which must not keep a condition quiet at its threshold."""
 
 _MAINTENANCE_MATCH_KEYS = frozenset({"slo", "service", "service_name"})
 _STATUS_ATTRS = ("http.response.status_code", "http.status_code")
@@ -111,7 +117,7 @@ class _Condition:
         self.factor = factor
         self.long_s = long_s
         self.short_s = short_s
-        self.threshold = error_ratio_threshold(factor, objective)
+        self.threshold = error_ratio_threshold(factor, objective) - RATIO_SLACK
         self.label = f"{factor:g}x {window_label(long_s)}/{window_label(short_s)}"
 
 
