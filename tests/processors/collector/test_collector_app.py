@@ -81,8 +81,7 @@ def _banner(child: CollectorProcess) -> str | None:
 def test_child_says_what_it_listens_on_and_stops_cleanly(
     start_collector: Callable[..., CollectorProcess],
 ) -> None:
-    """The collector process prints its endpoints and that spans are dropped, and exits 0 on
-    SIGTERM."""
+    """The process prints its endpoints and that spans are dropped, and exits 0 on SIGTERM."""
     child = start_collector()
     logs = poll_until(lambda: _banner(child), timeout=10, what="the start-up banner")
     assert child.grpc_endpoint in logs and child.traces_url in logs and child.metrics_url in logs

@@ -13,8 +13,7 @@ BENCHMARK = Path(__file__).resolve().parents[3] / "benchmarks" / "collector_thro
 
 @pytest.mark.integration
 def test_benchmark_runs_and_accounts_for_every_span() -> None:
-    """A one-second run prints a spans/s figure and the collector accepted exactly what was
-    acknowledged to the load generator."""
+    """A one-second run prints spans/s and the collector accepted exactly what was acknowledged."""
     result = subprocess.run(
         [
             sys.executable,

@@ -37,8 +37,7 @@ def test_empty_protobuf_body_is_an_empty_request() -> None:
 
 @pytest.mark.parametrize("snake_case", [False, True])
 def test_json_hex_ids_and_field_name_styles(snake_case: bool) -> None:
-    """OTLP/JSON: hex ids decode to bytes, camelCase and snake_case names both work, unknown fields
-    are ignored, int64 as strings and enums as ints are accepted."""
+    """OTLP/JSON rules: hex ids, camelCase or snake_case names, ignored unknown fields, string int64."""
     request = parse_json_request(json.dumps(json_request(snake_case=snake_case)).encode())
     rs = request.resource_spans[0]
     assert rs.resource.attributes[0].value.string_value == "json-svc"
@@ -123,8 +122,7 @@ def test_gunzip_corrupt_or_truncated(body: bytes) -> None:
 
 
 def test_json_uppercase_hex_and_numeric_int64() -> None:
-    """Uppercase hex ids and int64 timestamps written as JSON numbers (the spec's own example
-    style) are accepted."""
+    """Uppercase hex ids and int64 timestamps as JSON numbers (the spec example's style) are accepted."""
     doc = {
         "resourceSpans": [
             {

@@ -147,8 +147,7 @@ async def test_oversized_body_is_413(collector: Collector) -> None:
 
 
 async def test_gzip_bomb_is_413(collector: Collector) -> None:
-    """A small gzip body that inflates past the limit gets 413 (the limit applies after
-    decompression)."""
+    """A small gzip body that inflates past the limit gets 413 (limit applies after decompression)."""
     limit = collector.settings.max_request_bytes
     bomb = gzip.compress(b"\x00" * (limit * 40))
     assert len(bomb) < limit

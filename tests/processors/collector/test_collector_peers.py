@@ -50,8 +50,7 @@ def _wait_for_calls(child: CollectorProcess, service: str, expected: dict[Key, f
 
 
 def test_official_exporters_grpc_and_http(start_collector: Callable[..., CollectorProcess]) -> None:
-    """Spans from the official OTLP gRPC, HTTP and gzip HTTP exporters show up on /metrics as
-    traces_span_metrics_calls_total with spanmetrics labels and exact counts."""
+    """Official OTLP gRPC, HTTP and gzip HTTP exporters' spans appear on /metrics with exact counts."""
     child = start_collector()
     _send(
         GrpcSpanExporter(endpoint=child.grpc_endpoint, insecure=True),
@@ -112,8 +111,7 @@ def test_prometheus_scrapes_the_collector(
 def test_rotel_forwards_to_the_collector(
     start_collector: Callable[..., CollectorProcess], start_rotel: Callable[..., RotelAgent]
 ) -> None:
-    """Official exporter -> rotel (an independent Rust collector) -> our gRPC receiver: every span
-    is counted once."""
+    """Official exporter -> rotel -> our gRPC receiver: every span is counted exactly once."""
     child = start_collector()
     rotel = start_rotel(exporter_endpoint=f"http://{child.grpc_endpoint}", protocol="grpc")
     _send(
