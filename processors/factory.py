@@ -6,8 +6,11 @@ derivations of later issues as they land.
 
 from __future__ import annotations
 
+from .budgets import BudgetTracker
 from .config import SpansignalsConfig
+from .cost import CostSpanProcessor
 from .engine import SignalEngine, SignalSpanProcessor
+from .pricing import PriceCatalog
 from .providers import ProviderTable
 from .ratelimit import RateLimitSpanProcessor
 from .red import DEFAULT_BUCKETS_S, Dimension, RedSpanProcessor
@@ -27,6 +30,13 @@ def build_engine(config: SpansignalsConfig) -> SignalEngine:
                 max_series=config.red.max_series,
             )
         )
+    processors.append(
+        CostSpanProcessor(
+            PriceCatalog(config.pricing.models, config.pricing.apis),
+            budgets=BudgetTracker(config.budgets) if config.budgets else None,
+            table=ProviderTable.from_config(config.providers),
+        )
+    )
     if config.ratelimits.enabled:
         processors.append(
             RateLimitSpanProcessor(

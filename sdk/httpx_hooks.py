@@ -71,7 +71,10 @@ _logger = logging.getLogger(__name__)
 
 ERROR_PROCESSOR_NAME = "httpx_hooks"
 
-BUILTIN_ENRICHER_FACTORIES: list[str] = ["spansignals.sdk.ratelimit_capture:build_ratelimit_enricher"]
+BUILTIN_ENRICHER_FACTORIES: list[str] = [
+    "spansignals.sdk.ratelimit_capture:build_ratelimit_enricher",
+    "spansignals.sdk.usage_enricher:genai_usage_enricher",
+]
 """``"module:attribute"`` paths of the enricher factories shipped with spansignals (loaded lazily;
 a factory that fails to import or build is logged and skipped)."""
 

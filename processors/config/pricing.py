@@ -11,7 +11,7 @@ from ._types import Money, StrictModel, StrList, TimeZoneName
 
 __all__ = ["ApiPrice", "BudgetConfig", "BudgetMatch", "BudgetThresholds", "ModelPrice", "PricingConfig"]
 
-ACTIVE = False
+ACTIVE = True
 
 
 class ModelPrice(StrictModel):

@@ -1,0 +1,344 @@
+"""Cost, tokens and unpriced usage derived from spans: :class:`CostSpanProcessor`.
+
+Reads GenAI semantic-convention attributes set by our httpx hooks *or* any other
+instrumentation (OpenLLMetry, the contrib openai instrumentation, other languages through the
+collector):
+
+- provider: ``spansignals.provider``, ``gen_ai.provider.name`` (or the older ``gen_ai.system``),
+  else the request host (:func:`~.providers.resolve_view`);
+- models: ``gen_ai.response.model`` (what was served and billed; also the ``model`` label),
+  then ``gen_ai.request.model`` (``llm.response.model`` / ``llm.request.model`` as fallbacks);
+- operation: ``gen_ai.operation.name`` (``llm.request.type`` as fallback);
+- usage: ``gen_ai.usage.input_tokens`` (which *includes* cached tokens),
+  ``gen_ai.usage.output_tokens`` (includes reasoning), ``gen_ai.usage.cache_read.input_tokens``,
+  ``gen_ai.usage.cache_creation.input_tokens``, ``gen_ai.usage.reasoning.output_tokens``, and the
+  older or vendor names: ``gen_ai.usage.prompt_tokens`` / ``completion_tokens``,
+  ``llm.usage.prompt_tokens`` / ``completion_tokens``, ``gen_ai.usage.cache_read_input_tokens``,
+  ``gen_ai.usage.cache_creation_input_tokens``, ``gen_ai.usage.input_tokens.cached``,
+  ``gen_ai.usage.input_tokens.cache_write``, ``gen_ai.usage.output_tokens.reasoning``.
+
+Metrics (all labelled ``service_name`` too):
+
+- ``spansignals_cost_usd_total{provider, model, operation}``: exact sums (Decimal inside, float
+  only when exported); for per-request API prices ``operation`` is ``METHOD route-template``;
+- ``spansignals_tokens_total{provider, model, token_type}``: ``input`` (cached included),
+  ``output`` (reasoning included), ``cache_read``, ``cache_write``, ``reasoning``;
+- ``spansignals_cost_unpriced_total{provider, model}``: spans with usage but no known price (or
+  contradictory counts), with one warning log per provider + model. Never a silent $0.
+
+A ``gen_ai.usage.cost`` attribute set by another instrumentation is not trusted (its prices may
+differ); the cost is always recomputed from the counts. Per-request API prices apply to spans
+without token usage whose provider has ``pricing.apis`` entries and whose response was not an
+error (``http.response.status_code`` < 400 and no ``error.type``). Spans with a sampling weight
+count for their adjusted count.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import threading
+from collections.abc import Mapping
+from decimal import Decimal
+from typing import Any
+
+from .budgets import BudgetTracker
+from .engine import SignalSpanProcessor
+from .events import EventBus
+from .families import DEFAULT_MAX_SERIES, CounterFamily, MetricFamily
+from .pricing import InvalidUsage, PriceCatalog, TokenUsage
+from .providers import ProviderTable, host_of_url, resolve_view
+from .view import KIND_CLIENT, SpanView
+
+__all__ = ["CostSpanProcessor", "MoneyCounterFamily", "usage_from_attributes"]
+
+_logger = logging.getLogger(__name__)
+
+_INPUT = ("gen_ai.usage.input_tokens", "gen_ai.usage.prompt_tokens", "llm.usage.prompt_tokens")
+_OUTPUT = ("gen_ai.usage.output_tokens", "gen_ai.usage.completion_tokens", "llm.usage.completion_tokens")
+_CACHE_READ = (
+    "gen_ai.usage.cache_read.input_tokens",
+    "gen_ai.usage.cache_read_input_tokens",
+    "gen_ai.usage.input_tokens.cached",
+)
+_CACHE_WRITE = (
+    "gen_ai.usage.cache_creation.input_tokens",
+    "gen_ai.usage.cache_creation_input_tokens",
+    "gen_ai.usage.input_tokens.cache_write",
+)
+_REASONING = (
+    "gen_ai.usage.reasoning.output_tokens",
+    "gen_ai.usage.reasoning_tokens",
+    "gen_ai.usage.output_tokens.reasoning",
+)
+_CACHE_WRITE_1H = "spansignals.usage.cache_creation_1h.input_tokens"
+_TOKEN_TYPES = ("input", "output", "cache_read", "cache_write", "reasoning")
+_WARNED_MAX = 1024
+
+
+def _count(attrs: Mapping[str, Any], keys: tuple[str, ...]) -> int | None:
+    for key in keys:
+        value = attrs.get(key)
+        if value is not None:
+            if type(value) is int:
+                return value if value >= 0 else None
+            if type(value) is float and value >= 0 and value.is_integer():
+                return int(value)
+            return None
+    return None
+
+
+def usage_from_attributes(attrs: Mapping[str, Any]) -> TokenUsage | None:
+    """The token usage a span's attributes report, or ``None`` when there is none."""
+    inp = _count(attrs, _INPUT)
+    out = _count(attrs, _OUTPUT)
+    if inp is None and out is None:
+        return None
+    return TokenUsage(
+        inp,
+        out,
+        _count(attrs, _CACHE_READ),
+        _count(attrs, _CACHE_WRITE),
+        _count(attrs, _REASONING),
+        _count(attrs, (_CACHE_WRITE_1H,)),
+    )
+
+
+class MoneyCounterFamily(CounterFamily):
+    """A counter of exact :class:`~decimal.Decimal` sums, exported as floats."""
+
+    def snapshot(self) -> list[tuple[tuple[Any, ...], float]]:
+        with self._lock:
+            return [(labels, float(v)) for labels, v in self._series.items()]
+
+    def exact(self, labels: tuple[Any, ...]) -> Decimal:
+        """The exact sum of one series."""
+        return Decimal(self._series.get(labels, 0))
+
+
+def _str_attr(attrs: Mapping[str, Any], *keys: str) -> str | None:
+    for key in keys:
+        value = attrs.get(key)
+        if isinstance(value, str) and value:
+            return value
+    return None
+
+
+class CostSpanProcessor(SignalSpanProcessor):
+    """Cost per provider, model and operation; tokens by type; unpriced usage; budgets.
+
+    ``catalog`` prices usage (default: genai-prices alone); ``budgets`` receives every cost
+    (default: none); ``table`` resolves providers by host (default: the built-in table).
+    """
+
+    processor_name = "cost"
+
+    def __init__(
+        self,
+        catalog: PriceCatalog | None = None,
+        *,
+        budgets: BudgetTracker | None = None,
+        table: ProviderTable | None = None,
+        max_series: int = DEFAULT_MAX_SERIES,
+    ) -> None:
+        super().__init__()
+        self.catalog = catalog if catalog is not None else PriceCatalog()
+        self.budgets = budgets
+        if budgets is not None:
+            budgets.events = self._events
+        self.table = table
+        self._api_providers = self.catalog.api_providers()
+        labels = ("service.name", "provider", "model")
+        self.cost = MoneyCounterFamily(
+            "spansignals.cost.usd",
+            "Cost of API and LLM calls in USD.",
+            "{USD}",
+            (*labels, "operation"),
+            max_series=max_series,
+        )
+        self.tokens = CounterFamily(
+            "spansignals.tokens",
+            "LLM tokens by type (input includes cached tokens).",
+            "{token}",
+            (*labels, "token_type"),
+            max_series=max_series,
+        )
+        self.unpriced = CounterFamily(
+            "spansignals.cost.unpriced",
+            "Spans with token usage but no known price.",
+            "{span}",
+            labels,
+            max_series=max_series,
+        )
+        self._warned: set[tuple[str, str]] = set()
+        self._warn_lock = threading.Lock()
+
+    @property
+    def events(self) -> EventBus:
+        """The event bus; budgets emit on it (the engine replaces it with its shared bus)."""
+        return self._events
+
+    @events.setter
+    def events(self, bus: EventBus) -> None:
+        self._events = bus
+        budgets = getattr(self, "budgets", None)
+        if budgets is not None:
+            budgets.events = bus
+
+    def metric_families(self) -> list[MetricFamily]:
+        families: list[MetricFamily] = [self.cost, self.tokens, self.unpriced]
+        if self.budgets is not None:
+            families.extend(self.budgets.families)
+        return families
+
+    def observe(self, view: SpanView) -> None:
+        attrs = view.attributes
+        usage = usage_from_attributes(attrs)
+        if usage is not None:
+            self._observe_llm(view, attrs, usage)
+        elif self._api_providers:
+            self._observe_api(view, attrs)
+
+    # --- LLM ------------------------------------------------------------------------------------
+
+    def _observe_llm(self, view: SpanView, attrs: Mapping[str, Any], usage: TokenUsage) -> None:
+        info = resolve_view(view, self.table)
+        provider = info.name.lower() if info is not None else "unknown"
+        response_model = _str_attr(attrs, "gen_ai.response.model", "llm.response.model")
+        request_model = _str_attr(attrs, "gen_ai.request.model", "llm.request.model")
+        model = response_model or request_model or "unknown"
+        operation = _str_attr(attrs, "gen_ai.operation.name", "llm.request.type")
+        service = view.service_name
+        weight = view.weight
+        tokens = self.tokens
+        for token_type, value in zip(
+            _TOKEN_TYPES,
+            (usage.input, usage.output, usage.cache_read, usage.cache_write, usage.reasoning),
+            strict=True,
+        ):
+            if value is not None:
+                tokens.add((service, provider, model, token_type), value * weight)
+        at = dt.datetime.fromtimestamp((view.start_ns or view.end_ns) / 1e9, dt.timezone.utc)
+        found = self.catalog.plan_for(provider, (response_model, request_model), at)
+        if found is None:
+            self.unpriced.add((service, provider, model), weight)
+            self._warn_once(provider, model, "no price is known; add it under pricing.models")
+            return
+        try:
+            amount = found[0].cost(usage)
+        except InvalidUsage as exc:
+            self.unpriced.add((service, provider, model), weight)
+            self._warn_once(provider, model, f"its token counts cannot be priced ({exc})")
+            return
+        self._charge(
+            view, attrs, amount, provider, model, operation, (response_model or "", request_model or "")
+        )
+
+    def _charge(
+        self,
+        view: SpanView,
+        attrs: Mapping[str, Any],
+        amount: Decimal,
+        provider: str,
+        model: str | None,
+        operation: str | None,
+        models: tuple[str, ...],
+    ) -> None:
+        weight = view.weight
+        if weight != 1.0:
+            amount = amount * Decimal(repr(weight))
+        self.cost.add((view.service_name, provider, model, operation), amount)
+        if self.budgets is not None:
+            self.budgets.record(
+                amount,
+                provider=provider,
+                models=models,
+                service=view.service_name,
+                attributes=attrs,
+                resource=view.resource,
+            )
+
+    def _warn_once(self, provider: str, model: str, why: str) -> None:
+        key = (provider, model)
+        if key in self._warned:
+            return
+        with self._warn_lock:
+            if key in self._warned or len(self._warned) >= _WARNED_MAX:
+                return
+            self._warned.add(key)
+        _logger.warning(
+            "spansignals: usage of %s model %r is not priced: %s; counted in spansignals_cost_unpriced_total",
+            provider,
+            model,
+            why,
+        )
+
+    # --- per-request API prices -----------------------------------------------------------------
+
+    def _observe_api(self, view: SpanView, attrs: Mapping[str, Any]) -> None:
+        name = attrs.get("spansignals.provider")
+        if not isinstance(name, str):
+            if view.kind != KIND_CLIENT:
+                return
+            info = resolve_view(view, self.table)
+            if info is None:
+                return
+            name = info.name
+        if name not in self._api_providers:
+            return
+        status = attrs.get("http.response.status_code", attrs.get("http.status_code"))
+        if (isinstance(status, int) and status >= 400) or attrs.get("error.type") is not None:
+            return
+        method = _str_attr(attrs, "http.request.method", "http.method")
+        path = _str_attr(attrs, "url.path")
+        if path is None:
+            url = _str_attr(attrs, "url.full", "http.url")
+            if url is not None and host_of_url(url) is not None:
+                rest = url.split("://", 1)[1]
+                slash = rest.find("/")
+                path = rest[slash:].split("?", 1)[0].split("#", 1)[0] if slash >= 0 else "/"
+            else:
+                path = _str_attr(attrs, "http.target", "http.route")
+                if path is not None:
+                    path = path.split("?", 1)[0]
+        if method is None or path is None:
+            return
+        price = self.catalog.api_price(name, method, path)
+        if price is None:
+            return
+        self._charge(view, attrs, price.per_request, name, None, price.operation, ())
+
+    # --- late usage (streams) -------------------------------------------------------------------
+
+    def record_usage(
+        self,
+        attributes: Mapping[str, Any],
+        resource: Mapping[str, Any],
+        *,
+        start_ns: int,
+        end_ns: int,
+        service_name: str | None = None,
+    ) -> None:
+        """Count usage that arrived after its span ended (a streamed body); never raises.
+
+        ``attributes`` are the client span's attributes plus the usage attributes.
+        """
+        try:
+            self.observe(
+                SpanView(
+                    "gen_ai.usage",
+                    KIND_CLIENT,
+                    start_ns,
+                    end_ns,
+                    0,
+                    attributes,
+                    resource,
+                    service_name=service_name,
+                )
+            )
+        except Exception as exc:
+            self.errors.record(self.processor_name, exc)
+
+    def shutdown(self) -> None:
+        if self.budgets is not None:
+            self.budgets.shutdown()

@@ -1,0 +1,284 @@
+"""Token usage and cost of LLM calls made with plain httpx: the ``genai_usage`` enricher.
+
+For requests to an LLM provider (the provider table's ``openai``, ``anthropic`` or ``gemini``
+dialects, or a provider genai-prices knows), the request hook sets ``gen_ai.operation.name`` and
+``gen_ai.request.model`` (read from the URL for Gemini, else found in the request body without
+parsing it). What happens to the response depends on when its body can be seen:
+
+**Sync client, JSON body (non-streaming).** The instrumentation ends the client span as soon as
+the transport returns the response *headers*; httpx reads the body afterwards. So the enricher
+reads the body from the transport in the response hook (the same bytes httpx would read next,
+at most 8 MiB; ``Content-Length`` above that goes the streaming way) and hands the app a stream
+that replays exactly those bytes (still encoded: httpx decodes gzip/br as usual), then the rest,
+and re-raises any transport error at the point the app would have met it. The usage attributes
+and ``gen_ai.usage.cost`` (USD, as OpenLIT names it) are then set on the client span before it
+ends, so tracing backends show cost per span and per trace. The span's duration includes the
+body download (as it would for the vendor SDKs' own instrumentations). Consequence, decided on
+purpose: a JSON body is read even if the app would not read it (``client.stream()`` then
+closing) — LLM JSON bodies are small, and error bodies (status >= 400) are never read.
+
+**Streams (SSE) and async clients.** The body is observed chunk by chunk as the app reads it
+(:func:`~spansignals.sdk.httpx_hooks.observe_response_body`: same bytes, no buffering, one SSE
+event held at most). The client span has ended by the time the usage is known, so the usage is
+reported straight to the engine's :class:`~spansignals.processors.cost.CostSpanProcessor`
+(:meth:`~spansignals.processors.cost.CostSpanProcessor.record_usage`) with a copy of the client
+span's attributes (provider, models, operation) plus the usage, and the span's resource — the
+same derivation, so cost, tokens and budgets count it exactly once. A stream the app abandons
+still counts what the provider had reported (Anthropic's input tokens are known at
+``message_start`` and billed). Async JSON bodies take this path too (the response hook cannot
+await a read). What this path cannot do: put the usage on the (ended) span.
+
+Error responses, non-JSON bodies, unknown encodings and malformed bodies are ignored: the
+enricher never raises and never changes the response.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+from spansignals.processors.genai_usage import (
+    ATTR_COST,
+    ATTR_OPERATION,
+    ATTR_REQUEST_MODEL,
+    MAX_JSON_BYTES,
+    ParsedUsage,
+    ResponseUsageReader,
+    operation_for,
+    request_model_from,
+    usage_attributes,
+)
+from spansignals.processors.providers import LLM_DIALECTS, ProviderInfo
+
+from .httpx_hooks import observe_response_body
+
+__all__ = ["GenAiUsageEnricher", "genai_usage_enricher"]
+
+_logger = logging.getLogger(__name__)
+
+_MAX_REQUEST_SCAN = 4 << 20
+
+
+class _RequestState:
+    __slots__ = ("dialect", "path", "provider", "request_model")
+
+    def __init__(self, provider: ProviderInfo, dialect: str, path: str, request_model: str | None) -> None:
+        self.provider = provider
+        self.dialect = dialect
+        self.path = path
+        self.request_model = request_model
+
+
+class _ReplayStream:
+    """Yields the chunks read ahead, then the rest of the transport stream, then any read error."""
+
+    def __init__(
+        self, chunks: list[bytes], inner: Any, rest: Iterator[bytes] | None, error: BaseException | None
+    ):
+        self._chunks = chunks
+        self._inner = inner
+        self._rest = rest
+        self._error = error
+
+    def __iter__(self) -> Iterator[bytes]:
+        chunks, self._chunks = self._chunks, []
+        yield from chunks
+        if self._error is not None:
+            error, self._error = self._error, None
+            raise error
+        if self._rest is not None:
+            yield from self._rest
+
+    def close(self) -> None:
+        if hasattr(self._inner, "close"):
+            self._inner.close()
+
+
+def _header(headers: Any, name: str) -> str:
+    try:
+        if hasattr(headers, "get"):
+            value = headers.get(name)
+            return value if isinstance(value, str) else ""
+        for key, value in headers or ():
+            k = key.decode("latin-1") if isinstance(key, bytes) else str(key)
+            if k.lower() == name:
+                return value.decode("latin-1") if isinstance(value, bytes) else str(value)
+    except Exception:
+        return ""
+    return ""
+
+
+def _request_body(request: Any) -> bytes | None:
+    import httpx
+
+    stream = getattr(request, "stream", None)
+    if isinstance(stream, httpx.ByteStream):  # content=/json=: bytes already in memory, re-iterable
+        body = b"".join(stream)
+        return body[:_MAX_REQUEST_SCAN]
+    return None
+
+
+class GenAiUsageEnricher:
+    """Sets GenAI usage attributes and cost on LLM client spans; see the module docstring.
+
+    ``cost`` is the engine's :class:`~spansignals.processors.cost.CostSpanProcessor` (prices for
+    ``gen_ai.usage.cost`` and the receiver of late usage); without one, only attributes are set.
+    """
+
+    name = "genai_usage"
+
+    def __init__(self, cost: Any = None, *, errors: Any = None) -> None:
+        self.cost = cost
+        self.errors = errors
+
+    def on_request(self, span: Any, request: Any, provider: ProviderInfo | None) -> Any:
+        if provider is None or not provider.is_llm:
+            return None
+        method = request.method
+        if method not in (b"POST", "POST"):
+            return None
+        url = request.url
+        path = url.path if hasattr(url, "path") else ""
+        dialect = provider.dialect if provider.dialect in LLM_DIALECTS else "generic"
+        operation = operation_for(dialect, path)
+        if dialect != "generic" and operation is None:
+            return None  # e.g. file uploads, model listings: no usage in the response
+        model = request_model_from(dialect, path, None if dialect == "gemini" else _request_body(request))
+        attrs: dict[str, Any] = {}
+        if operation is not None:
+            attrs[ATTR_OPERATION] = operation
+        if model is not None:
+            attrs[ATTR_REQUEST_MODEL] = model
+        if attrs:
+            span.set_attributes(attrs)
+        return _RequestState(provider, dialect, path, model)
+
+    def on_response(
+        self, span: Any, request: Any, response: Any, provider: ProviderInfo | None, state: Any
+    ) -> None:
+        if not isinstance(state, _RequestState):
+            return
+        status = response.status_code
+        if not isinstance(status, int) or status >= 400 or status < 200:
+            return
+        headers = response.headers
+        content_type = _header(headers, "content-type").lower()
+        streaming = "text/event-stream" in content_type
+        if not streaming and "json" not in content_type:
+            return
+        reader = ResponseUsageReader(
+            state.dialect,
+            content_type=content_type,
+            content_encoding=_header(headers, "content-encoding"),
+            provider=state.provider.name,
+            path=state.path,
+        )
+        if reader.failed:
+            return
+        if not streaming and self._read_ahead(span, response, reader, state):
+            return
+        self._observe(span, response, reader, state)
+
+    # --- sync JSON: read before the span ends -----------------------------------------------------
+
+    def _read_ahead(
+        self, span: Any, response: Any, reader: ResponseUsageReader, state: _RequestState
+    ) -> bool:
+        stream = getattr(response, "stream", None)
+        inner = getattr(stream, "_httpcore_stream", None)
+        if inner is None or not hasattr(inner, "__iter__") or hasattr(inner, "__aiter__"):
+            return False
+        length = _header(response.headers, "content-length")
+        if length and (not length.isdigit() or int(length) > MAX_JSON_BYTES):
+            return False
+        chunks: list[bytes] = []
+        size = 0
+        error: BaseException | None = None
+        iterator = iter(inner)
+        rest: Iterator[bytes] | None = None
+        try:
+            for chunk in iterator:
+                chunks.append(chunk)
+                reader.feed(chunk)
+                size += len(chunk)
+                if size > MAX_JSON_BYTES:  # too large to hold: the rest is observed as it goes by
+                    late = self._late_reporter(span, reader)
+                    rest = _observed(iterator, reader, late) if late is not None else iterator
+                    break
+        except Exception as exc:  # re-raised to the app where it would have met it
+            error = exc
+        stream._httpcore_stream = _ReplayStream(chunks, inner, rest, error)
+        if error is None and rest is None:
+            parsed = reader.finish()
+            if parsed is not None:
+                self._annotate(span, parsed, state)
+        return True
+
+    def _annotate(self, span: Any, parsed: ParsedUsage, state: _RequestState) -> None:
+        attrs = usage_attributes(parsed)
+        cost = self._price(parsed, state, getattr(span, "start_time", None))
+        if cost is not None:
+            attrs[ATTR_COST] = cost
+        span.set_attributes(attrs)
+
+    def _price(self, parsed: ParsedUsage, state: _RequestState, start_ns: int | None) -> float | None:
+        if self.cost is None:
+            return None
+        try:
+            at = dt.datetime.fromtimestamp((start_ns or time.time_ns()) / 1e9, dt.timezone.utc)
+            found = self.cost.catalog.plan_for(
+                state.provider.name, (parsed.response_model, state.request_model), at
+            )
+            if found is None:
+                return None
+            return float(found[0].cost(parsed.usage))
+        except Exception:
+            return None  # contradictory counts: the processor counts them as unpriced
+
+    # --- streams and async bodies: report when the body has gone by -------------------------------
+
+    def _observe(self, span: Any, response: Any, reader: ResponseUsageReader, state: _RequestState) -> None:
+        done = self._late_reporter(span, reader)
+        if done is not None:
+            observe_response_body(response, reader.feed, done, errors=self.errors)
+
+    def _late_reporter(self, span: Any, reader: ResponseUsageReader) -> Callable[[bool], None] | None:
+        """A callback that reports the reader's usage to the cost processor once the body has gone by."""
+        cost = self.cost
+        if cost is None:
+            return None
+        attributes = dict(span.attributes or {})
+        resource = getattr(getattr(span, "resource", None), "attributes", None) or {}
+        start_ns = getattr(span, "start_time", None) or time.time_ns()
+
+        def done(complete: bool) -> None:
+            parsed = reader.finish()
+            if parsed is None:
+                return
+            attrs = dict(attributes)
+            attrs.update(usage_attributes(parsed))
+            cost.record_usage(attrs, resource, start_ns=start_ns, end_ns=time.time_ns())
+
+        return done
+
+
+def _observed(
+    iterator: Iterator[bytes], reader: ResponseUsageReader, done: Callable[[bool], None]
+) -> Iterator[bytes]:
+    complete = False
+    try:
+        for chunk in iterator:
+            reader.feed(chunk)
+            yield chunk
+        complete = True
+    finally:
+        done(complete)
+
+
+def genai_usage_enricher(config: Any, engine: Any) -> GenAiUsageEnricher:
+    """Enricher factory (registered in :data:`~spansignals.sdk.httpx_hooks.BUILTIN_ENRICHER_FACTORIES`)."""
+    cost = engine.get("cost") if engine is not None else None
+    return GenAiUsageEnricher(cost, errors=getattr(engine, "errors", None))

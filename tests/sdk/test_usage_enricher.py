@@ -1,0 +1,193 @@
+"""The genai_usage enricher: usage and cost from raw httpx LLM traffic, streaming included."""
+
+from __future__ import annotations
+
+import asyncio
+import warnings
+from collections.abc import Callable, Iterator
+from decimal import Decimal
+from typing import Any
+
+import httpx
+import pytest
+from fake_llm import CASES, FakeLlmServers, case_body
+from genai_prices import Usage, calc_price
+from sdk_fixtures import Providers
+
+from spansignals.sdk import Telemetry
+
+GP_KEYS = {
+    "input": "input_tokens",
+    "output": "output_tokens",
+    "cache_read": "cache_read_tokens",
+    "cache_write": "cache_write_tokens",
+    "reasoning": "output_reasoning_tokens",
+    "cache_write_1h": "cache_write_1h_tokens",
+}
+_BUILTIN = ("openai", "anthropic", "gemini")
+PRICED = [n for n, c in CASES.items() if c.get("gp_provider") and c["provider"] in _BUILTIN]
+JSON_CASES = [n for n in PRICED if "sse" not in CASES[n]]
+SSE_CASES = [n for n in PRICED if "sse" in CASES[n]]
+
+
+def _expected_cost(case: dict[str, Any], at: Any = None) -> Decimal:
+    """Independent: genai-prices' calc_price on the fixture's documented counts."""
+    usage = Usage(**{GP_KEYS[k]: v for k, v in case["expected"].items()})
+    gp = {"gemini": "google"}.get(case["provider"], case["provider"])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return calc_price(usage, case["model"], provider_id=gp, genai_request_timestamp=at).total_price
+
+
+@pytest.fixture
+def llm() -> Iterator[FakeLlmServers]:
+    """Fake OpenAI, Anthropic and Gemini servers on 127.0.0.1/2/3."""
+    servers = FakeLlmServers()
+    yield servers
+    servers.close()
+
+
+@pytest.fixture
+def app(configured: Callable[..., Telemetry], providers: Providers) -> Callable[..., Telemetry]:
+    """configure() on private providers, with the fake hosts mapped to the three dialects."""
+
+    def run(**extra: Any) -> Telemetry:
+        return configured(
+            {"providers": FakeLlmServers.providers_config(), **extra},
+            tracer_provider=providers.tracer_provider,
+            meter_provider=providers.meter_provider,
+        )
+
+    return run
+
+
+def _cost_total(telemetry: Telemetry) -> Decimal:
+    cost = telemetry.engine.get("cost")
+    return sum((Decimal(v) for _, v in cost.cost._series.items()), Decimal(0))  # exact sums
+
+
+def _client_span(providers: Providers) -> Any:
+    spans = [s for s in providers.spans() if s.kind.name == "CLIENT"]
+    assert len(spans) == 1
+    return spans[0]
+
+
+@pytest.mark.parametrize("enc", ["", "gzip", "br"])
+@pytest.mark.parametrize("name", JSON_CASES)
+def test_sync_json_usage_and_cost_on_the_span(
+    name: str, enc: str, app: Callable[..., Telemetry], providers: Providers, llm: FakeLlmServers
+) -> None:
+    """A sync non-streaming call: the app gets the same body; the span carries usage and exact cost."""
+    case = CASES[name]
+    telemetry = app()
+    with httpx.Client() as client:
+        response = client.post(llm.url(name, enc=enc), json={"model": case["model"], "messages": []})
+    assert response.content == case_body(case)
+    span = _client_span(providers)
+    attrs = dict(span.attributes)
+    want = _expected_cost(case)
+    assert attrs["gen_ai.usage.input_tokens"] == case["expected"]["input"]
+    assert attrs["gen_ai.request.model"] == case["model"]
+    assert attrs["gen_ai.response.model"] == case["model"]
+    assert attrs["gen_ai.operation.name"] == case["operation"]
+    assert attrs["gen_ai.usage.cost"] == float(want)
+    assert _cost_total(telemetry) == want
+
+
+@pytest.mark.parametrize("name", SSE_CASES)
+def test_sync_stream_same_bytes_and_late_usage(
+    name: str, app: Callable[..., Telemetry], providers: Providers, llm: FakeLlmServers
+) -> None:
+    """A stream: bytes unchanged and unbuffered; usage is counted after the span ended."""
+    case = CASES[name]
+    telemetry = app()
+    received = b""
+    with (
+        httpx.Client() as client,
+        client.stream("POST", llm.url(name), json={"model": case["model"]}) as response,
+    ):
+        iterator = response.iter_raw()
+        received += next(iterator)
+        assert _client_span(providers).end_time is not None  # the span ended before the body was read
+        assert _cost_total(telemetry) == 0
+        for chunk in iterator:
+            received += chunk
+    assert received == case_body(case)
+    assert "gen_ai.usage.input_tokens" not in _client_span(providers).attributes
+    assert _cost_total(telemetry) == _expected_cost(case)
+    cost = telemetry.engine.get("cost")
+    assert (
+        cost.tokens.value(("test-app", case["provider"], case["model"], "input")) == case["expected"]["input"]
+    )
+
+
+@pytest.mark.parametrize(
+    "name", ["openai-chat-cached", "anthropic-stream", "gemini-stream", "openai-embeddings"]
+)
+def test_async_client_usage_is_counted(name: str, app: Callable[..., Telemetry], llm: FakeLlmServers) -> None:
+    """httpx.AsyncClient calls (JSON and streams) are counted through the late path."""
+    case = CASES[name]
+    telemetry = app()
+
+    async def call() -> bytes:
+        async with httpx.AsyncClient() as client:
+            response = await client.post(llm.url(name, enc="gzip"), json={"model": case["model"]})
+            return response.content
+
+    assert asyncio.run(call()) == case_body(case)
+    assert _cost_total(telemetry) == _expected_cost(case)
+
+
+def test_error_and_non_llm_responses_are_untouched(
+    app: Callable[..., Telemetry], providers: Providers, llm: FakeLlmServers
+) -> None:
+    """Error bodies, HTML and truncated JSON pass through unchanged and cost nothing."""
+    telemetry = app()
+    with httpx.Client() as client:
+        for name in (
+            "openai-error",
+            "anthropic-overloaded",
+            "truncated-json",
+            "html-error",
+            "ill-typed-usage",
+        ):
+            assert client.post(llm.url(name), json={}).content == case_body(CASES[name])
+    assert _cost_total(telemetry) == 0
+    assert telemetry.engine.get("cost").unpriced.snapshot() == []
+
+
+def test_unknown_model_counts_unpriced(
+    app: Callable[..., Telemetry], providers: Providers, llm: FakeLlmServers
+) -> None:
+    """An unknown model: tokens on the span, no gen_ai.usage.cost, one unpriced count."""
+    telemetry = app()
+    with httpx.Client() as client:
+        client.post(llm.url("unknown-model"), json={"model": "acme-unreleased-9000"})
+    attrs = dict(_client_span(providers).attributes)
+    assert attrs["gen_ai.usage.input_tokens"] == 19 and "gen_ai.usage.cost" not in attrs
+    assert telemetry.engine.get("cost").unpriced.value(("test-app", "openai", "acme-unreleased-9000")) == 1
+
+
+def test_abandoned_stream_counts_what_was_reported(
+    app: Callable[..., Telemetry], llm: FakeLlmServers
+) -> None:
+    """An Anthropic stream closed after message_start still counts its (billed) input tokens."""
+    telemetry = app()
+    with httpx.Client() as client, client.stream("POST", llm.url("anthropic-stream"), json={}) as response:
+        raw = response.iter_raw(512)
+        next(raw)
+    cost = telemetry.engine.get("cost")
+    assert cost.tokens.value(("test-app", "anthropic", "claude-sonnet-4-5-20250929", "input")) == 1672
+
+
+def test_budget_sees_streamed_and_plain_calls(app: Callable[..., Telemetry], llm: FakeLlmServers) -> None:
+    """Budgets count late (streamed) and on-span costs alike."""
+    telemetry = app(budgets=[{"name": "llm", "limit_usd": 1, "match": {"provider": ["openai", "anthropic"]}}])
+    with httpx.Client() as client:
+        client.post(llm.url("anthropic-messages"), json={})
+        with client.stream("POST", llm.url("openai-chat-stream"), json={}) as response:
+            response.read()
+    budget = telemetry.engine.get("cost").budgets.get("llm")
+    assert budget.spent == _expected_cost(CASES["anthropic-messages"]) + _expected_cost(
+        CASES["openai-chat-stream"]
+    )
