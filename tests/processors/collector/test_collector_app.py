@@ -12,7 +12,8 @@ import pytest
 from otlp_builders import SPAN_KIND_SERVER, STATUS_CODE_ERROR, build_request
 from peers import CollectorProcess, poll_until, scrape_samples
 
-from spansignals.processors.collector import Collector, run
+from spansignals.processors.collector import Collector, CollectorSettings, Endpoint, run
+from spansignals.processors.config import load_config
 
 
 async def _get(url: str) -> tuple[int, str, str]:
@@ -99,3 +100,32 @@ def test_configured_exporters_are_not_pretended(start_collector: Callable[..., C
     )
     assert "forwarding is not active yet" in poll_until(lambda: _banner(child), timeout=10, what="the banner")
     assert child.stop() == 0
+
+
+def test_settings_from_config_blocks() -> None:
+    """The collector block maps to settings: endpoints, null turns a receiver off, exporters noted."""
+    config = load_config(
+        {
+            "collector": {
+                "receivers": {"otlp": {"grpc": None, "http": {"endpoint": "127.0.0.1:14318"}}},
+                "prometheus": {"endpoint": "127.0.0.1:19464"},
+                "exporters": {"otlp": {"endpoint": "http://127.0.0.1:14317"}},
+            }
+        }
+    )
+    settings = CollectorSettings.from_config(config)
+    assert settings.grpc_endpoint is None
+    assert settings.http_endpoint == Endpoint("127.0.0.1", 14318)
+    assert settings.metrics_endpoint == Endpoint("127.0.0.1", 19464)
+    assert settings.downstream_configured
+
+
+def test_default_settings_are_the_embedded_config() -> None:
+    """With no config, the endpoints are DESIGN.md's embedded default."""
+    settings = CollectorSettings.from_config(load_config({}))
+    assert (str(settings.grpc_endpoint), str(settings.http_endpoint), str(settings.metrics_endpoint)) == (
+        "127.0.0.1:4317",
+        "127.0.0.1:4318",
+        "127.0.0.1:9464",
+    )
+    assert not settings.downstream_configured
