@@ -18,6 +18,13 @@ EXPECTED: dict[str, list[str]] = {
         'status_code="STATUS_CODE_ERROR"',
         "ok: 5 client calls counted",
     ],
+    "llm_cost.py": [
+        "openai gpt-4o call: $0.005615 -- gen_ai.usage.cost on the span = 0.005615",
+        "anthropic claude-sonnet-4-5 stream: $0.0327510 -- counted when the stream ended",
+        "budget event: llm-daily -> critical",
+        'spansignals_budget_state{budget="llm-daily"',
+        "ok: 4 calls priced, total $0.0510872; budget llm-daily is critical",
+    ],
     "rate_limits.py": [
         'spansignals_ratelimit_reset_seconds{provider="github",resource="core"',
         'spansignals_ratelimit_remaining{provider="ietf",resource="requests",service_name="rate-limit-demo"}',
