@@ -21,8 +21,7 @@ from typing import Any
 import brotli
 
 CASES: dict[str, dict[str, Any]] = {
-    c["name"]: c
-    for c in json.loads((Path(__file__).parent.parent / "testdata/genai/responses.json").read_text())
+    c["name"]: c for c in json.loads((Path(__file__).parent / "testdata/genai/responses.json").read_text())
 }
 HOSTS = {"openai": "127.0.0.1", "anthropic": "127.0.0.2", "gemini": "127.0.0.3"}
 
