@@ -173,11 +173,12 @@ class Telemetry:
         if not self.owns_meter_provider:
             for family in self.engine.metric_families():
                 family.reset()  # an app reader keeps our producer attached; make it render nothing
-        try:
-            self.engine.shutdown()
-        except Exception:
-            ok = False
-            _logger.warning("spansignals: engine shutdown failed", exc_info=True)
+        if not self.owns_tracer_provider:  # an owned provider's shutdown already shut the engine down
+            try:
+                self.engine.shutdown()
+            except Exception:
+                ok = False
+                _logger.warning("spansignals: engine shutdown failed", exc_info=True)
         server = self._prometheus_server
         if server is not None:
             ok = (
