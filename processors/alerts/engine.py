@@ -1,11 +1,12 @@
 """The alerting engine: evaluates rules on a background thread and drives notifications.
 
-Every ``evaluation_interval`` (default 15 s), and at once when a budget, SLO or breaker reports
-an event, the worker thread reads the signal engine's families and the latest events, updates the
-alert lifecycle, and then (every ``tick_interval``, default 1 s) routes, groups, inhibits, mutes,
-escalates and hands notifications to the receivers' delivery workers. Nothing here runs on the
-span path: the only span-path cost is an event subscriber that records the event and sets a
-flag, and notifier I/O happens on per-destination threads behind bounded queues.
+Every ``evaluation_interval`` (default 15 s), and soon after a budget, SLO or breaker reports an
+event (bursts coalesced: at most one evaluation per ``event_debounce``, default 0.25 s), the
+worker thread reads the signal engine's families and the latest events and updates the alert
+lifecycle; every ``tick_interval`` (default 1 s) it routes, groups, inhibits, mutes, escalates
+and hands notifications to the receivers' delivery workers. Nothing here runs on the span path:
+the only span-path cost is an event subscriber that records the event and sets a flag, and
+notifier I/O happens on per-destination threads behind bounded queues.
 
 Exposes ``spansignals_alerts_active{alertname,severity,state}`` and
 ``spansignals_notifications_total{receiver,outcome}`` as families (register them with the
@@ -69,6 +70,7 @@ class AlertEngine:
         extra_labels: Mapping[str, str] | None = None,
         evaluation_interval: float = 15.0,
         tick_interval: float = 1.0,
+        event_debounce: float = 0.25,
         resolved_retention: float = 900.0,
         families: Callable[[], Iterable[MetricFamily]] = list,
         events: EventBus | None = None,
@@ -91,6 +93,7 @@ class AlertEngine:
         self.extra_labels = dict(extra_labels or {})
         self.evaluation_interval = evaluation_interval
         self.tick_interval = tick_interval
+        self.event_debounce = event_debounce
         self.errors = errors or ProcessorErrors()
         self.notifications = notifications or notifications_family()
         self.active_family = GaugeFamily(
@@ -106,6 +109,7 @@ class AlertEngine:
         self._clock = clock
         self._lock = threading.RLock()
         self._next_eval = 0.0
+        self._last_eval = float("-inf")
         self._dirty = False
         self._muted: dict[str, str | None] = {}
         self._counts: dict[tuple[str, str, str], int] = {}
@@ -133,9 +137,10 @@ class AlertEngine:
         """Evaluate if due, then route and hand out notifications; returns what was handed out."""
         now = self._clock() if now is None else now
         with self._lock:
-            if now >= self._next_eval or self._dirty:
+            if now >= self._next_eval or (self._dirty and now - self._last_eval >= self.event_debounce):
                 self._dirty = False
                 self._next_eval = now + self.evaluation_interval
+                self._last_eval = now
                 self._evaluate(now)
             notes = self._dispatch(now)
             for channel in self.receivers.values():
@@ -205,6 +210,8 @@ class AlertEngine:
                 self.errors.record("alerts", exc)
             self._wake.wait(self.tick_interval)
             self._wake.clear()
+            if self._dirty:  # coalesce bursts of events: at most one evaluation per event_debounce
+                self._stop.wait(max(0.0, self._last_eval + self.event_debounce - self._clock()))
 
     def start(self) -> None:
         """Start delivery workers and the evaluation thread (idempotent)."""
