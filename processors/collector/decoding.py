@@ -114,8 +114,10 @@ def parse_json_request(body: bytes) -> ExportTraceServiceRequest:
         raise RequestDecodeError(f"invalid OTLP JSON: {_scrub(str(exc))}") from None
     except RecursionError:
         raise RequestDecodeError("JSON body is nested too deeply") from None
-    except (TypeError, ValueError, AttributeError) as exc:
+    except (TypeError, ValueError, ArithmeticError) as exc:
         raise RequestDecodeError(f"invalid OTLP JSON: {_scrub(str(exc))}") from None
+    except Exception as exc:  # json_format on hostile input: any other failure is still a bad body
+        raise RequestDecodeError(f"invalid OTLP JSON ({type(exc).__name__})") from None
     return request
 
 

@@ -74,7 +74,16 @@ def test_json_bad_ids_name_the_field(trace_id: object, match: str) -> None:
 
 @pytest.mark.parametrize(
     "body",
-    [b"", b"{", b"[]", b'"x"', b"\xff\xfe", b'{"resourceSpans": 3}', b'{"resourceSpans": [{"resource": 1}]}'],
+    [
+        b"",
+        b"{",
+        b"[]",
+        b'"x"',
+        b"\xff\xfe",
+        b'{"resourceSpans": 3}',
+        b'{"resourceSpans": [{"resource": 1}]}',
+        b'{"resourceSpans": [{"scopeSpans": [{"spans": [{"kind": Infinity}]}]}]}',
+    ],
 )
 def test_json_malformed_is_a_decode_error(body: bytes) -> None:
     """Invalid JSON, a non-object, or a wrong shape raises RequestDecodeError."""
