@@ -121,12 +121,14 @@ class OtlpGrpcReceiver:
     async def _export(self, body: bytes, context: grpc.aio.ServicerContext) -> bytes:
         try:
             request = parse_protobuf_request(body)
-        except RequestDecodeError as exc:
-            message = str(exc)
-        else:
             self._pipeline.consume(request, self.transport)
             return _EMPTY_RESPONSE
-        await context.abort(grpc.StatusCode.INVALID_ARGUMENT, message)  # raises
+        except RequestDecodeError as exc:
+            code, message = grpc.StatusCode.INVALID_ARGUMENT, str(exc)
+        except Exception:  # grpc would otherwise answer UNKNOWN with the exception text
+            _logger.exception("spansignals collector: unexpected error in TraceService/Export")
+            code, message = grpc.StatusCode.INTERNAL, "internal error (logged by the collector)"
+        await context.abort(code, message)  # raises
         return b""
 
 
@@ -186,9 +188,8 @@ class OtlpHttpReceiver:
     async def _traces(self, request: web.Request) -> web.StreamResponse:
         content_type = request.content_type
         if content_type not in (_PROTOBUF, _JSON):
-            return _plain_error(
-                415, f"unsupported Content-Type {content_type or '(none)'!r}: use {_PROTOBUF} or {_JSON}"
-            )
+            # The header's value is not echoed: every request field may carry a secret.
+            return _plain_error(415, f"unsupported Content-Type: use {_PROTOBUF} or {_JSON}")
         as_json = content_type == _JSON
         encoding = request.headers.get("Content-Encoding", "identity").strip().lower()
         if encoding not in ("identity", "", "gzip"):

@@ -111,7 +111,9 @@ async def test_wrong_content_type_is_415(collector: Collector, content_type: str
         ) as resp,
     ):
         assert resp.status == 415
-        assert PROTOBUF in await resp.text()
+        text = await resp.text()
+        assert PROTOBUF in text
+        assert not content_type or content_type not in text
 
 
 async def test_unsupported_content_encoding_is_415(collector: Collector) -> None:
@@ -162,3 +164,25 @@ async def test_collector_stays_healthy_after_bad_input(collector: Collector) -> 
     status, _, _ = await _post(collector, build_request().SerializeToString(), PROTOBUF)
     assert status == 200
     assert _accepted(collector) == 1
+
+
+async def test_error_bodies_never_echo_request_content(collector: Collector) -> None:
+    """A canary planted in the content type, encoding, JSON values or protobuf bytes is in no answer."""
+    canary = "sk-canary-7f3a"
+    doc = json_request()
+    doc["resourceSpans"][0]["scopeSpans"][0]["spans"][0]["startTimeUnixNano"] = canary
+    attempts = [
+        (b"x", f"text/{canary}", {}),
+        (b"x", PROTOBUF, {"Content-Encoding": canary}),
+        (json.dumps(doc).encode(), JSON, {}),
+        (b"\xff" + canary.encode(), PROTOBUF, {}),
+        (
+            json.dumps({"resourceSpans": [{"scopeSpans": [{"spans": [{"traceId": canary}]}]}]}).encode(),
+            JSON,
+            {},
+        ),
+    ]
+    for body, content_type, headers in attempts:
+        status, _, answer = await _post(collector, body, content_type, **headers)
+        assert status in (400, 415)
+        assert canary.encode() not in answer
