@@ -135,8 +135,18 @@ _USAGE_KEYS = (
 )
 
 
+_PICO = 10**12
+"""Prices are replayed in integer pico-USD per unit whenever that is exact (it is for every price
+with at most 6 decimals per million tokens): integer sums are exact and ~3x cheaper than Decimal."""
+
+
+def _pico(price: Decimal, per: int) -> int | None:
+    scaled = Decimal(price) * _PICO / per
+    return int(scaled) if scaled == scaled.to_integral_value() else None
+
+
 class _Unit:
-    __slots__ = ("descendants", "key", "per", "price", "tiered")
+    __slots__ = ("descendants", "key", "per", "pico", "pico_tiers", "price", "tiered")
 
     def __init__(self, key: str, price: Any, per: int, tiered: bool) -> None:
         self.key = key
@@ -144,6 +154,18 @@ class _Unit:
         self.per = per
         self.tiered = tiered
         self.descendants: tuple[int, ...] = ()
+        # exact integer pico-USD per unit (base price, then (start, price) tiers, highest first)
+        self.pico: int | None
+        self.pico_tiers: tuple[tuple[int, int | None], ...] = ()
+        if tiered:
+            self.pico = _pico(price.base, per)
+            self.pico_tiers = tuple((t.start, _pico(t.price, per)) for t in reversed(price.tiers))
+        else:
+            self.pico = _pico(price, per)
+
+    @property
+    def integral(self) -> bool:
+        return self.pico is not None and all(p is not None for _, p in self.pico_tiers)
 
 
 class PricePlan:
@@ -156,7 +178,16 @@ class PricePlan:
     genai-prices.
     """
 
-    __slots__ = ("_order", "_requests", "_units", "has_tiers", "per_request", "source")
+    __slots__ = (
+        "_integral",
+        "_order",
+        "_pico_extra",
+        "_requests",
+        "_units",
+        "has_tiers",
+        "per_request",
+        "source",
+    )
 
     def __init__(
         self,
@@ -172,6 +203,12 @@ class PricePlan:
         self.per_request = per_request
         self.has_tiers = any(u.tiered for u in units)
         self.source = source
+        self._pico_extra: int | None = 0
+        for extra, per in ((requests, 1000), (per_request, 1)):
+            if extra is not None and self._pico_extra is not None:
+                scaled = _pico(extra, per)
+                self._pico_extra = None if scaled is None else self._pico_extra + scaled
+        self._integral = self._pico_extra is not None and all(u.integral for u in self._units)
 
     @classmethod
     def from_price_keys(
@@ -231,6 +268,16 @@ class PricePlan:
                 total_input = 0
                 if any(reported.get(k, 0) > 0 for k in ("cache_read_tokens", "cache_write_tokens")):
                     raise InvalidUsage(f"cached token counts without input_tokens: {reported}")
+        if self._integral:
+            pico = self._pico_extra or 0
+            for i, unit in enumerate(units):
+                price = unit.pico
+                for start, tier_price in unit.pico_tiers:
+                    if total_input > start:
+                        price = tier_price
+                        break
+                pico += price * leaves[i]  # type: ignore[operator]
+            return Decimal(pico) / _PICO
         total = _ZERO
         for i in self._order:
             unit = units[i]

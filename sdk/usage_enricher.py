@@ -164,6 +164,8 @@ class GenAiUsageEnricher:
         status = response.status_code
         if not isinstance(status, int) or status >= 400 or status < 200:
             return
+        if getattr(getattr(response, "stream", None), "_httpcore_stream", None) is None:
+            return  # a custom or mock transport: the body cannot be seen without changing it
         headers = response.headers
         content_type = _header(headers, "content-type").lower()
         streaming = "text/event-stream" in content_type
