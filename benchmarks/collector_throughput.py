@@ -417,6 +417,41 @@ def measure(
     )
 
 
+def derivation_costs(template: bytes, rounds: int = 40) -> list[tuple[str, float]]:
+    """In-process µs per span of each step of the collector's span path on ``template``:
+    protobuf parse, span view, then each derivation of the default engine on its own."""
+    from spansignals.processors.collector.decoding import parse_protobuf_request
+    from spansignals.processors.config import load_config
+    from spansignals.processors.factory import build_engine
+    from spansignals.processors.view import OtlpAttributes, view_from_otlp_span
+
+    request = parse_protobuf_request(template)
+    pairs = []
+    for rs in request.resource_spans:
+        resource = OtlpAttributes(rs.resource.attributes)
+        service = str(resource.get("service.name", "unknown_service"))
+        pairs.extend((span, resource, service) for ss in rs.scope_spans for span in ss.spans)
+    n = rounds * len(pairs)
+
+    def timed(fn: Any) -> float:
+        fn()  # warm-up: first lookups (price catalogues, series creation) are not per-span costs
+        start = time.perf_counter()
+        for _ in range(rounds):
+            fn()
+        return (time.perf_counter() - start) / n * 1e6
+
+    costs = [("parse", timed(lambda: parse_protobuf_request(template)))]
+    view_cost = timed(lambda: [view_from_otlp_span(s, r, name) for s, r, name in pairs])
+    costs.append(("span view", view_cost))
+    for processor in build_engine(load_config({})).processors:
+        observe = processor.observe
+        total = timed(
+            lambda observe=observe: [observe(view_from_otlp_span(s, r, name)) for s, r, name in pairs]
+        )
+        costs.append((processor.processor_name, total - view_cost))
+    return costs
+
+
 # --- main ----------------------------------------------------------------------------------------
 
 
@@ -440,6 +475,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--rate", type=float, default=None, help="pace to SPANS_PER_S instead of closed loop")
     parser.add_argument("--spans-per-request", type=int, default=SPANS_PER_REQUEST)
     parser.add_argument("--no-rotel", action="store_true", help="skip the rotel blackhole target")
+    parser.add_argument("--no-breakdown", action="store_true", help="skip the in-process µs/span breakdown")
     args = parser.parse_args(argv)
 
     template, offsets = build_template(args.spans_per_request)
@@ -462,6 +498,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"  spansignals derivations: {derivations}; no downstream (spans dropped after derivation)")
     if rotel is None:
         print("  rotel: not installed (pip install rotel==0.0.1a15) or --no-rotel: skipped")
+    if not args.no_breakdown:
+        costs = derivation_costs(template)
+        parts = ", ".join(f"{name} {us:.2f}" for name, us in costs)
+        print(f"  in-process µs/span: {parts} (sum {sum(us for _, us in costs):.2f})")
 
     measurements = []
     with tempfile.TemporaryDirectory(prefix="spansignals-bench-") as tmp:
