@@ -280,7 +280,11 @@ def _observed(
         done(complete)
 
 
-def genai_usage_enricher(config: Any, engine: Any) -> GenAiUsageEnricher:
-    """Enricher factory (registered in :data:`~spansignals.sdk.httpx_hooks.BUILTIN_ENRICHER_FACTORIES`)."""
+def genai_usage_enricher(config: Any, engine: Any) -> GenAiUsageEnricher | None:
+    """Enricher factory (registered in :data:`~spansignals.sdk.httpx_hooks.BUILTIN_ENRICHER_FACTORIES`);
+    ``None`` when ``pricing.usage_from_http`` is false."""
+    pricing = getattr(config, "pricing", None)
+    if pricing is not None and not getattr(pricing, "usage_from_http", True):
+        return None
     cost = engine.get("cost") if engine is not None else None
     return GenAiUsageEnricher(cost, errors=getattr(engine, "errors", None))

@@ -42,6 +42,10 @@ class PricingConfig(StrictModel):
 
     models: list[ModelPrice] = Field(default_factory=list)
     apis: list[ApiPrice] = Field(default_factory=list)
+    usage_from_http: bool = True
+    """Whether the in-app httpx hooks read LLM response bodies for token usage (default: true).
+    Turn it off when a vendor-SDK instrumentation (OpenLLMetry, OpenLIT, the contrib openai
+    instrumentation) already records usage on its own spans, or the same call is counted twice."""
 
 
 class BudgetMatch(StrictModel):

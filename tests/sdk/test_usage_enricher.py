@@ -191,3 +191,14 @@ def test_budget_sees_streamed_and_plain_calls(app: Callable[..., Telemetry], llm
     assert budget.spent == _expected_cost(CASES["anthropic-messages"]) + _expected_cost(
         CASES["openai-chat-stream"]
     )
+
+
+def test_usage_from_http_off_leaves_bodies_alone(
+    app: Callable[..., Telemetry], providers: Providers, llm: FakeLlmServers
+) -> None:
+    """pricing.usage_from_http: false (another instrumentation records usage): no attributes, no cost."""
+    telemetry = app(pricing={"usage_from_http": False})
+    with httpx.Client() as client:
+        client.post(llm.url("openai-chat"), json={"model": "gpt-4o"})
+    assert "gen_ai.usage.input_tokens" not in _client_span(providers).attributes
+    assert _cost_total(telemetry) == 0
