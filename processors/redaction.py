@@ -28,6 +28,7 @@ __all__ = [
     "SENSITIVE_QUERY_PARAMS",
     "URL_ATTRIBUTES",
     "is_sensitive_header",
+    "is_sensitive_header_attribute",
     "is_sensitive_query_param",
     "redact_attribute",
     "redact_attributes",
@@ -173,6 +174,13 @@ def _header_name(key: str) -> str | None:
         if key.startswith(prefix):
             return key[len(prefix) :]
     return None
+
+
+def is_sensitive_header_attribute(key: str) -> bool:
+    """Whether ``key`` is a captured-header attribute (``http.{request,response}.header.<name>``)
+    whose header carries credentials."""
+    name = _header_name(key)
+    return name is not None and is_sensitive_header(name)
 
 
 def redact_attribute(key: str, value: Any) -> Any:

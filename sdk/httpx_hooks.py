@@ -51,8 +51,8 @@ from spansignals.processors.providers import (
     default_table,
 )
 from spansignals.processors.redaction import (
-    HEADER_ATTRIBUTE_PREFIXES,
-    redact_attributes,
+    is_sensitive_header_attribute,
+    redact_attribute,
     redact_url,
 )
 
@@ -157,6 +157,7 @@ _request_state: contextvars.ContextVar[tuple[Any, ProviderInfo | None, tuple[Any
 
 
 _SPAN_URL_KEYS = ("url.full", "http.url")
+_MAX_CACHED_KEYS = 4096
 
 
 def _host_of(url: Any) -> str | None:
@@ -200,6 +201,7 @@ class HttpxHooks:
             capture_request_headers = bool(os.environ.get(_CAPTURE_REQUEST_ENV, "").strip())
         self._scan_request_headers = capture_request_headers
         self._url_keys: tuple[str, ...] | None = None
+        self._sensitive_keys: dict[str, bool] = {}
 
     # -- sync hooks (the instrumentation checks ``callable`` / ``iscoroutinefunction``) ----------
 
@@ -220,9 +222,7 @@ class HttpxHooks:
             if updates:
                 span.set_attributes(updates)  # one call: the SDK takes its lock once
             if self._scan_request_headers:
-                changes = redact_attributes(span.attributes)
-                if changes:
-                    span.set_attributes(changes)
+                self._redact_headers(span)
         except Exception as exc:
             self.errors.record(ERROR_PROCESSOR_NAME, exc)
             return
@@ -283,15 +283,34 @@ class HttpxHooks:
                         enricher.on_response(span, request, response, provider, state)
                     except Exception as exc:
                         self.errors.record(ERROR_PROCESSOR_NAME, exc)
-            attrs = span.attributes
-            for key in attrs:
-                if key.startswith(HEADER_ATTRIBUTE_PREFIXES):
-                    changes = redact_attributes(attrs)
-                    if changes:
-                        span.set_attributes(changes)
-                    break
+            self._redact_headers(span)
         except Exception as exc:
             self.errors.record(ERROR_PROCESSOR_NAME, exc)
+
+    def _redact_headers(self, span: Any) -> None:
+        """Redact captured credential-header attributes (the instrumentation's or an enricher's).
+
+        Whether a key is a credential header is decided once per key and cached (keys are few),
+        so a span with a dozen attributes costs a dozen dict lookups.
+        """
+        attrs = span.attributes
+        verdicts = self._sensitive_keys
+        changes: dict[str, Any] | None = None
+        for key in attrs:
+            sensitive = verdicts.get(key)
+            if sensitive is None:
+                sensitive = is_sensitive_header_attribute(key)
+                if len(verdicts) < _MAX_CACHED_KEYS:
+                    verdicts[key] = sensitive
+            if sensitive:
+                value = attrs[key]
+                clean = redact_attribute(key, value)
+                if clean != value:
+                    if changes is None:
+                        changes = {}
+                    changes[key] = clean
+        if changes:
+            span.set_attributes(changes)
 
     # -- async hooks: same work, no awaiting ------------------------------------------------------
 
