@@ -107,6 +107,10 @@ def usage_from_attributes(attrs: Mapping[str, Any]) -> TokenUsage | None:
 class MoneyCounterFamily(CounterFamily):
     """A counter of exact :class:`~decimal.Decimal` sums, exported as floats."""
 
+    def add(self, labels: tuple[Any, ...], amount: Decimal | float = 1) -> None:
+        """Add an exact amount (negative amounts are ignored)."""
+        super().add(labels, amount)  # type: ignore[arg-type]
+
     def snapshot(self) -> list[tuple[tuple[Any, ...], float]]:
         with self._lock:
             return [(labels, float(v)) for labels, v in self._series.items()]

@@ -196,9 +196,9 @@ def request_model_from(dialect: str, path: str, body: bytes | None) -> str | Non
             return None
         start = body.find(_MODEL_KEY)
         while start >= 0:
-            m = _MODEL_VALUE.match(body, start + len(_MODEL_KEY))
-            if m:
-                return m.group(1).decode("utf-8", "replace")
+            found = _MODEL_VALUE.match(body, start + len(_MODEL_KEY))
+            if found:
+                return found.group(1).decode("utf-8", "replace")
             start = body.find(_MODEL_KEY, start + 1)
     except Exception:
         return None
@@ -457,9 +457,9 @@ class _Decoder:
 
     def decode(self, chunk: bytes) -> bytes:
         if self._zlib is not None:
-            return self._zlib.decompress(chunk)  # type: ignore[no-any-return]
+            return self._zlib.decompress(chunk)
         if self._brotli is not None:
-            return self._brotli.process(chunk)  # type: ignore[no-any-return]
+            return self._brotli.process(chunk)
         return chunk
 
 

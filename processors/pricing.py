@@ -263,11 +263,11 @@ class PricePlan:
             leaves[i] = leaf
         total_input = 0
         if self.has_tiers:
-            total_input = reported.get("input_tokens")
-            if total_input is None:
-                total_input = 0
-                if any(reported.get(k, 0) > 0 for k in ("cache_read_tokens", "cache_write_tokens")):
-                    raise InvalidUsage(f"cached token counts without input_tokens: {reported}")
+            reported_input = reported.get("input_tokens")
+            if reported_input is not None:
+                total_input = reported_input
+            elif any(reported.get(k, 0) > 0 for k in ("cache_read_tokens", "cache_write_tokens")):
+                raise InvalidUsage(f"cached token counts without input_tokens: {reported}")
         if self._integral:
             pico = self._pico_extra or 0
             for i, unit in enumerate(units):
@@ -276,7 +276,7 @@ class PricePlan:
                     if total_input > start:
                         price = tier_price
                         break
-                pico += price * leaves[i]  # type: ignore[operator]
+                pico += price * leaves[i]
             return Decimal(pico) / _PICO
         total = _ZERO
         for i in self._order:
@@ -400,9 +400,9 @@ class PriceCatalog:
         if overrides:
             day = at.astimezone(dt.timezone.utc).date()
             chosen = None
-            for since, plan in overrides:
+            for since, override in overrides:
                 if since <= day:
-                    chosen = plan
+                    chosen = override
             if chosen is not None:
                 return chosen
         info = self._model_info(provider, model)

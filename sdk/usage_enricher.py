@@ -191,7 +191,7 @@ class GenAiUsageEnricher:
     ) -> bool:
         stream = getattr(response, "stream", None)
         inner = getattr(stream, "_httpcore_stream", None)
-        if inner is None or not hasattr(inner, "__iter__") or hasattr(inner, "__aiter__"):
+        if stream is None or inner is None or not hasattr(inner, "__iter__") or hasattr(inner, "__aiter__"):
             return False
         length = _header(response.headers, "content-length")
         if length and (not length.isdigit() or int(length) > MAX_JSON_BYTES):

@@ -10,6 +10,8 @@ from typing import Any
 
 import pytest
 from genai_prices import Usage, calc_price
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 
@@ -333,3 +335,28 @@ def test_late_usage_is_counted() -> None:
 def test_usage_from_attributes_types(attrs: dict[str, Any], usage: TokenUsage | None) -> None:
     """Only non-negative integer counts are read; ill-typed values are ignored."""
     assert usage_from_attributes(attrs) == usage
+
+
+_VALUES = st.one_of(
+    st.none(), st.booleans(), st.integers(min_value=-(2**70), max_value=2**70),
+    st.floats(allow_nan=True, allow_infinity=True), st.text(max_size=20), st.binary(max_size=8),
+    st.tuples(st.integers(), st.text(max_size=3)),
+)  # fmt: skip
+_KEYS = st.sampled_from([
+    "gen_ai.usage.input_tokens", "gen_ai.usage.output_tokens", "gen_ai.usage.cache_read.input_tokens",
+    "gen_ai.usage.cache_creation.input_tokens", "gen_ai.usage.reasoning.output_tokens",
+    "gen_ai.response.model",
+    "gen_ai.request.model", "gen_ai.provider.name", "gen_ai.system", "spansignals.provider", "url.full",
+    "http.request.method", "url.path", "http.response.status_code", "gen_ai.operation.name",
+    "spansignals.usage.cache_creation_1h.input_tokens",
+])  # fmt: skip
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.dictionaries(_KEYS, _VALUES, max_size=10), st.floats(min_value=0, max_value=1e6))
+def test_any_attributes_never_raise(attrs: dict[str, Any], weight: float) -> None:
+    """Missing, ill-typed, huge or NaN attribute values never raise out of observe()."""
+    proc = _twilio()
+    proc.observe(_view(attrs, weight=weight))
+    for _, value in proc.cost.snapshot():
+        assert value >= 0
