@@ -187,9 +187,10 @@ class CircuitBreaker:
     def allow(self) -> float | None:
         """``None`` if a call may go now (taking a probe slot when half-open), else the seconds to
         wait before asking again."""
+        if self._state is BreakerState.CLOSED:
+            return None  # the common case: no clock read, no lock
         now = self._clock()
-        state = self._transition_if_due(now)
-        if state is BreakerState.CLOSED:
+        if self._transition_if_due(now) is BreakerState.CLOSED:
             return None
         with self._lock:
             if self._state is BreakerState.OPEN:

@@ -31,7 +31,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from .breaker import BreakerSettings, CircuitBreakers, FailureClassifier
+from .breaker import BreakerSettings, CircuitBreaker, CircuitBreakers, FailureClassifier
 from .engine import SignalSpanProcessor
 from .events import EventBus
 from .families import DEFAULT_MAX_SERIES, CounterFamily, GaugeFamily, MetricFamily
@@ -186,7 +186,8 @@ class RateLimitSpanProcessor(SignalSpanProcessor):
         self.breakers.events = self.events
         self._reset_at: dict[tuple[str, str, str], float] = {}
         self._blocked: dict[str, tuple[float, str]] = {}  # provider -> (until, reason)
-        self._keys_by_provider: dict[str, tuple[tuple[str, ...], ...]] = {}
+        self._known_keys: set[tuple[str, ...]] = set()
+        self._breakers_of: dict[str, tuple[CircuitBreaker, ...]] = {}  # provider -> its breakers
         self._service_of_provider: dict[str, str] = {}
         self._lock = threading.Lock()
 
@@ -268,9 +269,10 @@ class RateLimitSpanProcessor(SignalSpanProcessor):
         breaker = self.breakers.get(key)
         if breaker is None:
             return
-        if key not in self._keys_by_provider.get(provider, ()):
+        if key not in self._known_keys:
             with self._lock:
-                self._keys_by_provider[provider] = (*self._keys_by_provider.get(provider, ()), key)
+                self._known_keys.add(key)
+                self._breakers_of[provider] = (*self._breakers_of.get(provider, ()), breaker)
                 self._service_of_provider.setdefault(provider, service)
         errored = view.status_code == STATUS_ERROR
         if status is None and not errored and until is None:
@@ -296,22 +298,21 @@ class RateLimitSpanProcessor(SignalSpanProcessor):
         A half-open breaker lets its probe through here. Never raises.
         """
         try:
-            now = self._clock()
-            blocked = self._blocked.get(provider)
+            blocked = self._blocked.get(provider) if self._blocked else None
             if blocked is not None:
+                now = self._clock()
                 until, reason = blocked
                 if until > now:
                     return Admission(provider, reason, until - now)
                 with self._lock:
                     if self._blocked.get(provider) == blocked:
                         del self._blocked[provider]
-            for key in self._keys_by_provider.get(provider, ()):
-                if route is not None and self.by_route and key[2] != route:
+            for breaker in self._breakers_of.get(provider, ()):
+                if route is not None and self.by_route and breaker.key[2] != route:
                     continue
-                breaker = self.breakers.get(key, create=False)
-                wait = breaker.allow() if breaker is not None else None
+                wait = breaker.allow()
                 if wait is not None:
-                    return Admission(provider, f"circuit breaker {breaker.state.label}", wait)  # type: ignore[union-attr]
+                    return Admission(provider, f"circuit breaker {breaker.state.label}", wait)
             return None
         except Exception as exc:
             self.errors.record(self.processor_name, exc)

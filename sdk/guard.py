@@ -37,6 +37,8 @@ from opentelemetry import trace
 
 from spansignals.processors.ratelimit import Admission, RateLimitSpanProcessor, route_of_path
 
+from ._configure import active_telemetry
+
 __all__ = ["RequestBlocked", "guard"]
 
 _logger = logging.getLogger(__name__)
@@ -67,8 +69,6 @@ _cached: tuple[Any, RateLimitSpanProcessor | None] = (None, None)
 def _active_processor() -> RateLimitSpanProcessor | None:
     """The active ``configure()``'s rate-limit derivation (cached per handle)."""
     global _cached
-    from ._configure import active_telemetry
-
     telemetry = active_telemetry()
     if telemetry is None or telemetry.is_shutdown or telemetry.engine is None:
         return None
