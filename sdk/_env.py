@@ -45,7 +45,7 @@ DEFAULT_PROMETHEUS_PORT = 9464
 
 def resolve(
     name: str,
-    argument: T | None,
+    argument: T | str | None,
     env_names: tuple[str, ...],
     default: T,
     parse: Callable[[str], T],

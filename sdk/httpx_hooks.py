@@ -128,7 +128,8 @@ def register_enricher_factory(factory: EnricherFactory) -> Callable[[], None]:
 
 def _load_factory(path: str) -> EnricherFactory:
     module_name, _, attr = path.partition(":")
-    return getattr(importlib.import_module(module_name), attr)  # type: ignore[no-any-return]
+    factory: EnricherFactory = getattr(importlib.import_module(module_name), attr)
+    return factory
 
 
 def build_enrichers(config: Any, engine: Any) -> list[HttpxEnricher]:
@@ -163,7 +164,7 @@ _MAX_CACHED_KEYS = 4096
 def _host_of(url: Any) -> str | None:
     host = getattr(url, "host", None)
     if host is not None:
-        return host  # type: ignore[no-any-return]
+        return str(host)
     if isinstance(url, tuple) and len(url) >= 2:  # httpx < 0.20 raw tuples
         raw = url[1]
         return raw.decode("ascii", "replace") if isinstance(raw, bytes) else str(raw)
