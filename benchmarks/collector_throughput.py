@@ -284,18 +284,18 @@ def _pin(cpu: int | None) -> Any:
     return (lambda: os.sched_setaffinity(0, {cpu})) if cpu is not None else None
 
 
-def start_spansignals(workdir: Path, cpu: int | None) -> Target:
+def start_spansignals(workdir: Path, cpu: int | None, base_config: dict[str, Any]) -> Target:
     grpc_port, http_port, metrics_port = _free_ports(3)
-    config = {
-        "collector": {
-            "receivers": {
-                "otlp": {
-                    "grpc": {"endpoint": f"127.0.0.1:{grpc_port}"},
-                    "http": {"endpoint": f"127.0.0.1:{http_port}"},
-                }
-            },
-            "prometheus": {"endpoint": f"127.0.0.1:{metrics_port}"},
-        }
+    config = dict(base_config)
+    config["collector"] = {
+        **config.get("collector", {}),
+        "receivers": {
+            "otlp": {
+                "grpc": {"endpoint": f"127.0.0.1:{grpc_port}"},
+                "http": {"endpoint": f"127.0.0.1:{http_port}"},
+            }
+        },
+        "prometheus": {"endpoint": f"127.0.0.1:{metrics_port}"},
     }
     path = workdir / "spansignals.yaml"
     path.write_text(json.dumps(config))
@@ -417,7 +417,9 @@ def measure(
     )
 
 
-def derivation_costs(template: bytes, rounds: int = 40) -> list[tuple[str, float]]:
+def derivation_costs(
+    template: bytes, base_config: dict[str, Any], rounds: int = 40
+) -> list[tuple[str, float]]:
     """In-process µs per span of each step of the collector's span path on ``template``:
     protobuf parse, span view, then each derivation of the default engine on its own."""
     from spansignals.processors.collector.decoding import parse_protobuf_request
@@ -443,7 +445,7 @@ def derivation_costs(template: bytes, rounds: int = 40) -> list[tuple[str, float
     costs = [("parse", timed(lambda: parse_protobuf_request(template)))]
     view_cost = timed(lambda: [view_from_otlp_span(s, r, name) for s, r, name in pairs])
     costs.append(("span view", view_cost))
-    for processor in build_engine(load_config({})).processors:
+    for processor in build_engine(load_config(base_config)).processors:
         observe = processor.observe
         total = timed(
             lambda observe=observe: [observe(view_from_otlp_span(s, r, name)) for s, r, name in pairs]
@@ -474,17 +476,25 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--concurrency", type=int, default=8, help="requests in flight (default 8)")
     parser.add_argument("--rate", type=float, default=None, help="pace to SPANS_PER_S instead of closed loop")
     parser.add_argument("--spans-per-request", type=int, default=SPANS_PER_REQUEST)
+    parser.add_argument("--config", metavar="FILE", help="spansignals YAML config (endpoints are replaced)")
     parser.add_argument("--no-rotel", action="store_true", help="skip the rotel blackhole target")
     parser.add_argument("--no-breakdown", action="store_true", help="skip the in-process µs/span breakdown")
     args = parser.parse_args(argv)
 
     template, offsets = build_template(args.spans_per_request)
+    base_config: dict[str, Any] = {}
+    if args.config:
+        import yaml
+
+        base_config = yaml.safe_load(Path(args.config).read_text()) or {}
     target_cpu, load_cpu = _cpus()
     rotel = None if args.no_rotel else rotel_binary()
     from spansignals.processors.config import load_config
     from spansignals.processors.factory import build_engine
 
-    derivations = ", ".join(p.processor_name for p in build_engine(load_config({})).processors) or "none"
+    derivations = (
+        ", ".join(p.processor_name for p in build_engine(load_config(base_config)).processors) or "none"
+    )
     mode = f"paced at {args.rate:,.0f} spans/s" if args.rate else f"closed loop, {args.concurrency} in flight"
     pinning = (
         f"target pinned to CPU {target_cpu}, load generator on CPU {load_cpu}"
@@ -495,18 +505,21 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"collector throughput: {len(offsets)}-span requests ({len(template):,} bytes) over OTLP gRPC, {mode}"
     )
     print(f"  {args.duration:g} s measured after {args.warmup:g} s warm-up per target; {pinning}")
-    print(f"  spansignals derivations: {derivations}; no downstream (spans dropped after derivation)")
+    source = args.config or "default configuration"
+    print(
+        f"  spansignals ({source}) derivations: {derivations}; no downstream (spans dropped after derivation)"
+    )
     if rotel is None:
         print("  rotel: not installed (pip install rotel==0.0.1a15) or --no-rotel: skipped")
     if not args.no_breakdown:
-        costs = derivation_costs(template)
+        costs = derivation_costs(template, base_config)
         parts = ", ".join(f"{name} {us:.2f}" for name, us in costs)
         print(f"  in-process µs/span: {parts} (sum {sum(us for _, us in costs):.2f})")
 
     measurements = []
     with tempfile.TemporaryDirectory(prefix="spansignals-bench-") as tmp:
         workdir = Path(tmp)
-        starters = [lambda: start_spansignals(workdir, target_cpu)]
+        starters = [lambda: start_spansignals(workdir, target_cpu, base_config)]
         if rotel is not None:
             starters.append(lambda: start_rotel(rotel, workdir, target_cpu))
         for start in starters:
