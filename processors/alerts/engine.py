@@ -244,6 +244,10 @@ class AlertEngine:
 
     # --- the management surface (thread-safe) ------------------------------------------------
 
+    def now(self) -> float:
+        """The engine's clock (wall-clock seconds)."""
+        return self._clock()
+
     def list_alerts(self, now: float | None = None) -> list[dict[str, Any]]:
         """Every alert with its state, mute reason and escalation, newest first."""
         with self._lock:

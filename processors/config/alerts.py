@@ -124,6 +124,15 @@ class ApiConfig(StrictModel):
     token: SecretStr | None = None
     """Bearer token; required unless the endpoint is loopback."""
 
+    @model_validator(mode="after")
+    def _token_beyond_loopback(self) -> ApiConfig:
+        host = self.endpoint.rpartition(":")[0].strip("[]")
+        if not host or not self.endpoint.rpartition(":")[2].isdigit():
+            raise ValueError(f"endpoint must be host:port, got {self.endpoint!r}")
+        if self.enabled and self.token is None and host not in ("127.0.0.1", "::1", "localhost"):
+            raise ValueError("a token is required when the management API listens beyond loopback")
+        return self
+
 
 class DeliveryConfig(StrictModel):
     """``alerts.delivery``: the notifier worker's queue and retry policy."""

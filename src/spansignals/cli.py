@@ -69,6 +69,25 @@ _EXTRA: dict[
 ] = {}
 
 
+def _alerts_arguments(parser: argparse.ArgumentParser) -> None:
+    from spansignals._alerts_cli import add_arguments
+
+    add_arguments(parser)
+
+
+def _cmd_alerts(args: argparse.Namespace) -> int:
+    from spansignals._alerts_cli import run
+
+    return run(args)
+
+
+_EXTRA["alerts"] = (
+    "list, acknowledge and resolve alerts; manage silences and maintenance windows (management API)",
+    _alerts_arguments,
+    _cmd_alerts,
+)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser (exposed for tests and docs)."""
     parser = argparse.ArgumentParser(
