@@ -12,6 +12,7 @@ from typing import Any
 import grpc
 import httpx
 import pytest
+from opentelemetry.proto.collector.metrics.v1 import metrics_service_pb2, metrics_service_pb2_grpc
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2, trace_service_pb2_grpc
 from peers import free_port, http_get, poll_until, scrape_samples
 from sdk_fixtures import LOCAL_PROVIDERS, LocalServer, Providers
@@ -267,3 +268,47 @@ def test_otlp_http_exports_spans(configured: Callable[..., Telemetry], local_ser
     finally:
         sink.shutdown()
         sink.server_close()
+
+
+class _MetricsSink(metrics_service_pb2_grpc.MetricsServiceServicer):
+    def __init__(self) -> None:
+        self.requests: list[Any] = []
+
+    def Export(self, request: Any, context: Any) -> Any:
+        self.requests.append(request)
+        return metrics_service_pb2.ExportMetricsServiceResponse()
+
+
+def test_otlp_grpc_exports_derived_metrics(
+    configured: Callable[..., Telemetry], local_server: LocalServer
+) -> None:
+    """The RED counter reaches a local OTLP/gRPC metrics receiver through the periodic reader."""
+    sink = _MetricsSink()
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=2))
+    metrics_service_pb2_grpc.add_MetricsServiceServicer_to_server(sink, server)
+    port = server.add_insecure_port("127.0.0.1:0")
+    server.start()
+    try:
+        app = Providers()
+        telemetry = configured(
+            tracer_provider=app.tracer_provider,
+            metrics_exporter="otlp",
+            otlp_protocol="grpc",
+            otlp_endpoint=f"http://127.0.0.1:{port}",
+        )
+        httpx.get(local_server.url())
+        assert telemetry.force_flush(timeout=10)
+
+        def calls() -> float | None:
+            for request in list(sink.requests):
+                for rm in request.resource_metrics:
+                    for sm in rm.scope_metrics:
+                        for metric in sm.metrics:
+                            if metric.name == "traces.span.metrics.calls":
+                                return sum(p.as_double for p in metric.sum.data_points)
+            return None
+
+        assert poll_until(calls, timeout=10, what="RED counter at the metrics sink") == 1.0
+        assert telemetry.shutdown(timeout=10)  # while the sink is up: the final export succeeds
+    finally:
+        server.stop(0)
