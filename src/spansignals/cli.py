@@ -1,7 +1,8 @@
 """The ``spansignals`` command line (also ``python -m spansignals``).
 
 Subcommands: ``collector`` (run the collector processor), ``check-config`` (validate a file;
-exit 2 naming the field and line), ``rules`` (Prometheus rules from the config). Only this
+exit 2 naming the field and line), ``rules`` (Prometheus rules from the config), ``report`` (SLA
+compliance from Prometheus or a collector). Only this
 module configures logging handlers.
 """
 
@@ -59,8 +60,14 @@ def _cmd_rules(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         print(str(exc), file=sys.stderr)
         return EXIT_USAGE
-    sys.stdout.write(render_rules(config))
+    sys.stdout.write(render_rules(config, header=[f"config: {args.config}"] if args.config else []))
     return EXIT_OK
+
+
+def _cmd_report(args: argparse.Namespace) -> int:
+    from spansignals.processors.report import run_report
+
+    return run_report(args)
 
 
 # Later issues register more subcommands here: name -> (help, add_arguments, handler).
@@ -109,6 +116,15 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("rules", help="print Prometheus recording and alerting rules (YAML)")
     p.add_argument("--config", metavar="FILE", help="YAML config (default: SPANSIGNALS_CONFIG or defaults)")
     p.set_defaults(func=_cmd_rules)
+
+    p = sub.add_parser("report", help="SLA compliance report (SLOs, error budgets, spend) for a period")
+    source = p.add_mutually_exclusive_group(required=True)
+    source.add_argument("--prometheus", metavar="URL", help="read from a Prometheus server's HTTP API")
+    source.add_argument("--collector", metavar="URL", help="a running collector's /metrics (since start)")
+    p.add_argument("--config", metavar="FILE", help="YAML config naming the SLOs, objectives and budgets")
+    p.add_argument("--period", default="30d", help="compliance period for --prometheus (default: 30d)")
+    p.add_argument("--format", default="text", choices=["text", "json", "markdown"])
+    p.set_defaults(func=_cmd_report)
 
     for name, (help_text, add_args, handler) in _EXTRA.items():
         p = sub.add_parser(name, help=help_text)
