@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import statistics
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -83,3 +84,36 @@ def test_shutdown_is_idempotent(configured: Callable[..., Telemetry]) -> None:
     assert result is True and elapsed < 0.1
     assert telemetry.force_flush(timeout=1) is True
     assert telemetry.is_shutdown
+
+
+def _median_call_ms(url: str, n: int) -> float:
+    import httpx
+
+    times = []
+    with httpx.Client() as client:
+        client.get(url)
+        for _ in range(n):
+            start = time.perf_counter()
+            client.get(url)
+            times.append(time.perf_counter() - start)
+    return statistics.median(times) * 1000
+
+
+def test_dead_exporter_does_not_slow_the_app(
+    configured: Callable[..., Telemetry], hanging: HangingExporter, local_server: Any
+) -> None:
+    """With the span exporter stuck, httpx calls stay within 2x the latency of a healthy setup."""
+    stuck = Providers()
+    stuck.tracer_provider.add_span_processor(
+        BatchSpanProcessor(hanging, max_queue_size=64, max_export_batch_size=8, schedule_delay_millis=10)
+    )
+    telemetry = configured(tracer_provider=stuck.tracer_provider, meter_provider=stuck.meter_provider)
+    stuck.tracer_provider.get_tracer("t").start_span("first").end()
+    assert hanging.entered.wait(timeout=10)  # the exporter thread is now blocked
+    blocked = _median_call_ms(local_server.url(), 100)  # far past the queue: spans dropped, never waited for
+    telemetry.shutdown(timeout=0.2)
+
+    healthy = Providers()
+    configured(tracer_provider=healthy.tracer_provider, meter_provider=healthy.meter_provider)
+    baseline = _median_call_ms(local_server.url(), 100)
+    assert blocked <= 2 * baseline, (blocked, baseline)
