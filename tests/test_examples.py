@@ -13,6 +13,14 @@ EXAMPLES = Path(__file__).parents[1] / "examples"
 
 # Lines (substrings) each example must print. An example not listed here must still exit 0.
 EXPECTED: dict[str, list[str]] = {
+    "alerting.py": [
+        "alertmanager <- SpansignalsBudgetCritical {budget=llm-daily} firing",
+        "alertmanager <- SpansignalsSloBurnRatePage {slo=openai-availability} firing",
+        "webhook <- [FIRING:1] SpansignalsBudgetCritical (signature ok)",
+        "webhook <- [FIRING:1] SpansignalsSloBurnRatePage (signature ok)",
+        "OpenAIErrors                   firing   muted by silence:",
+        "ok: 2 alerts at Alertmanager, 2 at the webhook, 1 silenced",
+    ],
     "quickstart_app.py": [
         'span_kind="SPAN_KIND_CLIENT"',
         'status_code="STATUS_CODE_ERROR"',
