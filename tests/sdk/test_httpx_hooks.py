@@ -7,6 +7,10 @@ from typing import Any
 
 import httpx
 import pytest
+from hypothesis import assume, given, settings
+from hypothesis import strategies as st
+from opentelemetry.instrumentation.httpx import RequestInfo, ResponseInfo
+from opentelemetry.sdk.trace import TracerProvider
 from peers import free_port
 from sdk_fixtures import LOCAL_PROVIDERS, LocalServer, Providers
 
@@ -320,3 +324,35 @@ def test_instrument_client_is_noop_when_all_clients_are(
         assert not instrument_client(client)
         client.get(local_server.url())
     assert len(providers.spans()) == 1
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    path=st.text(max_size=30),
+    params=st.dictionaries(st.text(min_size=1, max_size=10), st.text(max_size=20), max_size=4),
+    headers=st.dictionaries(
+        st.text(alphabet="abcdefghijklmnopqrstuvwxyz-_", min_size=1, max_size=15),
+        st.text(alphabet=st.characters(min_codepoint=32, max_codepoint=126), max_size=20),
+        max_size=4,
+    ),
+)
+def test_hooks_never_raise_and_never_leak(path: str, params: dict[str, str], headers: dict[str, str]) -> None:
+    """Any URL path, query and headers: the hooks never fail and a planted token never survives."""
+    try:
+        url = httpx.URL(
+            scheme="https", host="api.openai.com", path="/" + path, params={**params, "token": "CANARY"}
+        )
+        header_obj = httpx.Headers(headers)
+    except Exception:
+        assume(False)
+        return
+    tracer = TracerProvider().get_tracer("t")
+    hooks = HttpxHooks(capture_request_headers=True)
+    request = RequestInfo(b"GET", url, header_obj, None, {})
+    with tracer.start_as_current_span("GET", attributes={"http.url": str(url), "url.full": str(url)}) as span:
+        hooks.request_hook(span, request)
+        hooks.response_hook(span, request, ResponseInfo(200, header_obj, None, {}))
+        attributes = dict(span.attributes)
+    assert hooks.errors.count("httpx_hooks") == 0
+    assert "CANARY" not in attributes["http.url"] and "CANARY" not in attributes["url.full"]
+    assert attributes["spansignals.provider"] == "openai"
