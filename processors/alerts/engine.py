@@ -118,6 +118,7 @@ class AlertEngine:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._unsubscribe = events.subscribe(self.on_event) if events is not None else None
+        self.api: Any = None  # the management API server, when one was started for this engine
 
     # --- inputs ------------------------------------------------------------------------------
 
@@ -224,17 +225,29 @@ class AlertEngine:
         self._thread.start()
 
     def stop(self, timeout: float = 5.0) -> None:
-        """Stop evaluating, then give queued notifications up to ``timeout`` to go out."""
+        """Stop evaluating, then give queued notifications up to ``timeout`` to go out.
+
+        Also stops the management API started with it. Never raises."""
+        api, self.api = self.api, None
+        if api is not None:
+            try:
+                api.stop()
+            except Exception as exc:
+                self.errors.record("alerts", exc)
         if self._unsubscribe is not None:
             self._unsubscribe()
             self._unsubscribe = None
         thread, self._thread = self._thread, None
         self._stop.set()
         self._wake.set()
+        deadline = time.monotonic() + timeout
         if thread is not None:
             thread.join(timeout)
         for channel in self.receivers.values():
-            channel.stop(timeout)
+            try:
+                channel.stop(max(0.1, deadline - time.monotonic()))
+            except Exception as exc:
+                self.errors.record("alerts", exc)
 
     shutdown = stop
 

@@ -6,6 +6,10 @@ inhibit rules, silences and maintenance windows, and one receiver channel per re
 delivery workers. It subscribes to ``signal_engine.events`` and reads ``signal_engine``'s
 families. Nothing starts until :meth:`~.engine.AlertEngine.start`; register
 :meth:`~.engine.AlertEngine.metric_families` with the front door's producer.
+
+:func:`start_alerting` does all of it in one call for a front door (build, register the families,
+start the worker, start the management API when ``alerts.api.enabled``); ``engine.stop()`` then
+stops the API too.
 """
 
 from __future__ import annotations
@@ -33,7 +37,7 @@ from .routing import InhibitRule, Route
 from .rules import AlertRule, Condition
 from .silences import Silence, SilenceStore
 
-__all__ = ["build_alert_engine", "compile_rule"]
+__all__ = ["build_alert_engine", "compile_rule", "start_alerting"]
 
 
 def compile_rule(rc: Any) -> AlertRule:
@@ -208,4 +212,27 @@ def build_alert_engine(
                 resend_interval=rc.alertmanager.resend_interval,
                 resolved_resend_for=rc.alertmanager.resolved_resend_for,
             )
+    return engine
+
+
+def start_alerting(
+    config: Any,
+    signal_engine: Any,
+    *,
+    producer: Any = None,
+    clock: Callable[[], float] = time.time,
+) -> AlertEngine:
+    """Build, register with ``producer`` (a ``SignalMetricProducer``, if any), start, and serve the
+    management API if enabled. Call ``stop()`` on the result at shutdown (it never raises)."""
+    from .api import serve_management_api
+
+    engine = build_alert_engine(config, signal_engine, clock=clock)
+    if producer is not None:
+        producer.register(*engine.metric_families())
+    engine.start()
+    try:
+        engine.api = serve_management_api(engine, config)
+    except Exception:
+        engine.stop()
+        raise
     return engine

@@ -19,6 +19,7 @@ import operator
 import re
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 from .signals import Sample, SignalSnapshot
 
@@ -36,7 +37,7 @@ PRIORITY_BY_SEVERITY = {"critical": "P1", "warning": "P3", "info": "P4"}
 Matchers = Mapping[str, str | frozenset[str]]
 """Label name → required value (or set of allowed values)."""
 
-_OPS: dict[str, Callable[[object, object], bool]] = {
+_OPS: dict[str, Callable[[Any, Any], Any]] = {
     ">=": operator.ge,
     "<=": operator.le,
     "==": operator.eq,
@@ -111,7 +112,7 @@ class Condition:
             return False
         if value != value:  # NaN
             return False
-        return _OPS[self.op](value, limit)
+        return bool(_OPS[self.op](value, limit))
 
     def __str__(self) -> str:
         return f"{self.op} {_format_value(self.threshold)}"

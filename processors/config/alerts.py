@@ -27,7 +27,8 @@ ACTIVE = False
 _CONDITION = re.compile(r"^\s*(>=|<=|==|!=|>|<)\s*(-?\d+(?:\.\d+)?(?:[eE][-+]?\d+)?)\s*$")
 _STATE_CONDITION = re.compile(r"^\s*(==|!=)\s*([A-Za-z_][A-Za-z0-9_-]*)\s*$")
 _HHMM = re.compile(r"^([01]\d|2[0-3]):[0-5]\d$")
-WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+Weekday = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
+WEEKDAYS: tuple[Weekday, ...] = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 
 
 class AlertRuleConfig(StrictModel):
@@ -165,9 +166,7 @@ class RouteConfig(StrictModel):
 class ScheduleConfig(StrictModel):
     """A recurring window: on ``weekdays`` (default every day) from ``start`` to ``end`` (HH:MM)."""
 
-    weekdays: list[Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]] = Field(
-        default_factory=lambda: list(WEEKDAYS)
-    )
+    weekdays: list[Weekday] = Field(default_factory=lambda: list(WEEKDAYS))
     start: str
     end: str
     timezone: TimeZoneName = "UTC"

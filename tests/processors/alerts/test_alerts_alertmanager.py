@@ -134,3 +134,53 @@ def test_budget_critical_reaches_real_alertmanager_resolves_and_silence_keeps_qu
         engine.stop()
         am.stop()
         hook.close()
+
+
+@pytest.mark.integration
+def test_two_alertmanagers_one_down_the_live_one_still_gets_alerts(tmp_path):
+    """Every instance gets its own worker: a dead Alertmanager never delays the live one."""
+    from peers import free_port
+
+    hook = FakeHttpServer()
+    am = AlertmanagerPeer(tmp_path / "am", hook.url + "/hook")
+    stub = BudgetStateStub()
+    dead = f"http://127.0.0.1:{free_port()}"
+    config = load_config(
+        {
+            "alerts": {
+                "evaluation_interval": "100ms",
+                "default_rules": False,
+                "rules": [
+                    {
+                        "name": "BudgetCritical",
+                        "signal": "spansignals_budget_state",
+                        "condition": ">= 2",
+                        "severity": "critical",
+                    }
+                ],
+                "receivers": [{"name": "oncall", "alertmanager": {"urls": [dead, am.url]}}],
+                "default_receiver": "oncall",
+            }
+        }
+    )
+    engine = build_alert_engine(config, SignalEngine([stub]))
+    engine.tick_interval = 0.1
+    engine.start()
+    try:
+        stub.state.set(("llm", "month"), 2)
+        poll_until(
+            lambda: [a for a in am.alerts() if a["labels"]["alertname"] == "BudgetCritical"],
+            timeout=20,
+            what="the alert at the live Alertmanager",
+        )
+        poll_until(lambda: _webhook_alerts(hook), timeout=20, what="the webhook delivery")
+        poll_until(
+            lambda: engine.notifications.value(("oncall", "retried")) >= 1,
+            timeout=10,
+            what="a retry counted for the dead instance",
+        )
+        assert engine.notifications.value(("oncall", "sent")) >= 1
+    finally:
+        engine.stop(timeout=1)
+        am.stop()
+        hook.close()

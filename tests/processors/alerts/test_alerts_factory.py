@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 from pathlib import Path
 
+import pytest
 from alerting_fakes import Clock, attach_recorders
 
 from spansignals.processors.alerts import build_alert_engine
@@ -144,3 +145,34 @@ def test_example_config_builds(monkeypatch):
     assert "LLMBudgetCritical" in {r.name for r in engine.rules}
     assert [m["name"] for m in engine.list_maintenance()] == ["weekly-deploy"]
     engine.stop()
+
+
+def test_start_alerting_registers_families_starts_and_stops_with_the_api():
+    """start_alerting registers both families with the producer, serves the API, and stop() ends both."""
+    import urllib.request
+
+    from peers import free_port
+
+    from spansignals.processors.alerts import start_alerting
+    from spansignals.processors.producer import SignalMetricProducer
+
+    port = free_port()
+    config = load_config(
+        {"alerts": {"api": {"enabled": True, "endpoint": f"127.0.0.1:{port}", "token": "t"}}}
+    )
+    producer = SignalMetricProducer()
+    engine = start_alerting(config, SignalEngine([]), producer=producer)
+    try:
+        req = urllib.request.Request(
+            f"http://127.0.0.1:{port}/api/v1/status", headers={"Authorization": "Bearer t"}
+        )
+        with urllib.request.urlopen(req, timeout=5) as resp:
+            assert resp.status == 200
+        names = {f.name for f in engine.metric_families()}
+        assert names == {"spansignals.alerts.active", "spansignals.notifications"}
+    finally:
+        engine.stop()
+    with pytest.raises(OSError):
+        urllib.request.urlopen(f"http://127.0.0.1:{port}/api/v1/status", timeout=2)
+    with pytest.raises(ValueError):  # already registered by start_alerting
+        producer.register(*engine.metric_families())
