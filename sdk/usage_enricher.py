@@ -1,9 +1,11 @@
 """Token usage and cost of LLM calls made with plain httpx: the ``genai_usage`` enricher.
 
 For requests to an LLM provider (the provider table's ``openai``, ``anthropic`` or ``gemini``
-dialects, or a provider genai-prices knows), the request hook sets ``gen_ai.operation.name`` and
-``gen_ai.request.model`` (read from the URL for Gemini, else found in the request body without
-parsing it). What happens to the response depends on when its body can be seen:
+dialects, or a provider genai-prices knows), the request hook works out ``gen_ai.operation.name``
+and ``gen_ai.request.model`` (from the URL for Gemini, else found in the request body without
+parsing it); they are set when the response arrives, together with the usage attributes, because
+every ``set_attributes`` call on an SDK span is costly (a request that fails without a response
+therefore carries neither). What happens to the response depends on when its body can be seen:
 
 **Sync client, JSON body (non-streaming).** The instrumentation ends the client span as soon as
 the transport returns the response *headers*; httpx reads the body afterwards. So the enricher
@@ -63,13 +65,21 @@ _MAX_REQUEST_SCAN = 4 << 20
 
 
 class _RequestState:
-    __slots__ = ("dialect", "path", "provider", "request_model")
+    __slots__ = ("attributes", "dialect", "path", "provider", "request_model")
 
-    def __init__(self, provider: ProviderInfo, dialect: str, path: str, request_model: str | None) -> None:
+    def __init__(
+        self,
+        provider: ProviderInfo,
+        dialect: str,
+        path: str,
+        request_model: str | None,
+        attributes: dict[str, Any],
+    ) -> None:
         self.provider = provider
         self.dialect = dialect
         self.path = path
         self.request_model = request_model
+        self.attributes = attributes  # set with the response's, in one call (attribute setting is costly)
 
 
 class _ReplayStream:
@@ -97,18 +107,22 @@ class _ReplayStream:
             self._inner.close()
 
 
-def _header(headers: Any, name: str) -> str:
+_WANTED = (b"content-type", b"content-encoding", b"content-length")
+
+
+def _body_headers(headers: Any) -> dict[bytes, str]:
+    """Content-Type, -Encoding and -Length in one pass over the raw headers (httpx.Headers.get is
+    several times slower per lookup)."""
+    out: dict[bytes, str] = {}
     try:
-        if hasattr(headers, "get"):
-            value = headers.get(name)
-            return value if isinstance(value, str) else ""
-        for key, value in headers or ():
-            k = key.decode("latin-1") if isinstance(key, bytes) else str(key)
-            if k.lower() == name:
-                return value.decode("latin-1") if isinstance(value, bytes) else str(value)
+        raw = headers.raw if hasattr(headers, "raw") else headers
+        for key, value in raw or ():
+            k = (key if isinstance(key, bytes) else str(key).encode("latin-1")).lower()
+            if k in _WANTED:
+                out[k] = value.decode("latin-1") if isinstance(value, bytes) else str(value)
     except Exception:
-        return ""
-    return ""
+        return {}
+    return out
 
 
 def _request_body(request: Any) -> bytes | None:
@@ -152,48 +166,55 @@ class GenAiUsageEnricher:
             attrs[ATTR_OPERATION] = operation
         if model is not None:
             attrs[ATTR_REQUEST_MODEL] = model
-        if attrs:
-            span.set_attributes(attrs)
-        return _RequestState(provider, dialect, path, model)
+        return _RequestState(provider, dialect, path, model, attrs)
 
     def on_response(
         self, span: Any, request: Any, response: Any, provider: ProviderInfo | None, state: Any
     ) -> None:
         if not isinstance(state, _RequestState):
             return
+        if not self._usage(span, response, state) and state.attributes:
+            span.set_attributes(state.attributes)
+
+    def _usage(self, span: Any, response: Any, state: _RequestState) -> bool:
+        """Start reading the usage; ``True`` when the request attributes were set with it."""
         status = response.status_code
         if not isinstance(status, int) or status >= 400 or status < 200:
-            return
+            return False
         if getattr(getattr(response, "stream", None), "_httpcore_stream", None) is None:
-            return  # a custom or mock transport: the body cannot be seen without changing it
-        headers = response.headers
-        content_type = _header(headers, "content-type").lower()
+            return False  # a custom or mock transport: the body cannot be seen without changing it
+        headers = _body_headers(response.headers)
+        content_type = headers.get(b"content-type", "").lower()
         streaming = "text/event-stream" in content_type
         if not streaming and "json" not in content_type:
-            return
+            return False
         reader = ResponseUsageReader(
             state.dialect,
             content_type=content_type,
-            content_encoding=_header(headers, "content-encoding"),
+            content_encoding=headers.get(b"content-encoding", ""),
             provider=state.provider.name,
             path=state.path,
         )
         if reader.failed:
-            return
-        if not streaming and self._read_ahead(span, response, reader, state):
-            return
+            return False
+        if not streaming and self._read_ahead(
+            span, response, reader, state, headers.get(b"content-length", "")
+        ):
+            return True
+        if state.attributes:
+            span.set_attributes(state.attributes)
         self._observe(span, response, reader, state)
+        return True
 
     # --- sync JSON: read before the span ends -----------------------------------------------------
 
     def _read_ahead(
-        self, span: Any, response: Any, reader: ResponseUsageReader, state: _RequestState
+        self, span: Any, response: Any, reader: ResponseUsageReader, state: _RequestState, length: str
     ) -> bool:
         stream = getattr(response, "stream", None)
         inner = getattr(stream, "_httpcore_stream", None)
         if stream is None or inner is None or not hasattr(inner, "__iter__") or hasattr(inner, "__aiter__"):
             return False
-        length = _header(response.headers, "content-length")
         if length and (not length.isdigit() or int(length) > MAX_JSON_BYTES):
             return False
         chunks: list[bytes] = []
@@ -207,24 +228,25 @@ class GenAiUsageEnricher:
                 reader.feed(chunk)
                 size += len(chunk)
                 if size > MAX_JSON_BYTES:  # too large to hold: the rest is observed as it goes by
-                    late = self._late_reporter(span, reader)
+                    late = self._late_reporter(span, reader, state)
                     rest = _observed(iterator, reader, late) if late is not None else iterator
                     break
         except Exception as exc:  # re-raised to the app where it would have met it
             error = exc
         stream._httpcore_stream = _ReplayStream(chunks, inner, rest, error)
-        if error is None and rest is None:
-            parsed = reader.finish()
-            if parsed is not None:
-                self._annotate(span, parsed, state)
+        parsed = reader.finish() if error is None and rest is None else None
+        self._annotate(span, parsed, state)
         return True
 
-    def _annotate(self, span: Any, parsed: ParsedUsage, state: _RequestState) -> None:
-        attrs = usage_attributes(parsed)
-        cost = self._price(parsed, state, getattr(span, "start_time", None))
-        if cost is not None:
-            attrs[ATTR_COST] = cost
-        span.set_attributes(attrs)
+    def _annotate(self, span: Any, parsed: ParsedUsage | None, state: _RequestState) -> None:
+        attrs = dict(state.attributes)
+        if parsed is not None:
+            attrs.update(usage_attributes(parsed))
+            cost = self._price(parsed, state, getattr(span, "start_time", None))
+            if cost is not None:
+                attrs[ATTR_COST] = cost
+        if attrs:
+            span.set_attributes(attrs)
 
     def _price(self, parsed: ParsedUsage, state: _RequestState, start_ns: int | None) -> float | None:
         if self.cost is None:
@@ -243,16 +265,19 @@ class GenAiUsageEnricher:
     # --- streams and async bodies: report when the body has gone by -------------------------------
 
     def _observe(self, span: Any, response: Any, reader: ResponseUsageReader, state: _RequestState) -> None:
-        done = self._late_reporter(span, reader)
+        done = self._late_reporter(span, reader, state)
         if done is not None:
             observe_response_body(response, reader.feed, done, errors=self.errors)
 
-    def _late_reporter(self, span: Any, reader: ResponseUsageReader) -> Callable[[bool], None] | None:
+    def _late_reporter(
+        self, span: Any, reader: ResponseUsageReader, state: _RequestState
+    ) -> Callable[[bool], None] | None:
         """A callback that reports the reader's usage to the cost processor once the body has gone by."""
         cost = self.cost
         if cost is None:
             return None
         attributes = dict(span.attributes or {})
+        attributes.update(state.attributes)
         resource = getattr(getattr(span, "resource", None), "attributes", None) or {}
         start_ns = getattr(span, "start_time", None) or time.time_ns()
 
