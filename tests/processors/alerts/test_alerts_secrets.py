@@ -38,19 +38,40 @@ def test_canary_secret_leaks_nowhere(caplog):
                 "alerts": {
                     "ssrf_allowlist": ["127.0.0.1"],
                     "delivery": {"max_attempts": 2, "initial_backoff": "0s"},
-                    "rules": [{"name": "BudgetCritical", "signal": "spansignals_budget_state", "condition": ">= 2",
-                               "severity": "critical"}],
+                    "rules": [
+                        {
+                            "name": "BudgetCritical",
+                            "signal": "spansignals_budget_state",
+                            "condition": ">= 2",
+                            "severity": "critical",
+                        }
+                    ],
                     "receivers": [
                         {"name": "slack", "slack": {"webhook_url": f"{failing.url}/services/{CANARY}"}},
                         {"name": "pd", "pagerduty": {"routing_key": CANARY, "url": f"{ok.url}/v2/enqueue"}},
-                        {"name": "hook", "webhook": {"url": f"{failing.url}/hook", "secret": CANARY,
-                                                     "headers": {"authorization": f"Bearer {CANARY}"}}},
-                        {"name": "mail", "email": {"to": ["a@example.com"], "from": "b@example.com",
-                                                   "smarthost": f"127.0.0.1:{free_port()}", "username": "u",
-                                                   "password": CANARY}},
+                        {
+                            "name": "hook",
+                            "webhook": {
+                                "url": f"{failing.url}/hook",
+                                "secret": CANARY,
+                                "headers": {"authorization": f"Bearer {CANARY}"},
+                            },
+                        },
+                        {
+                            "name": "mail",
+                            "email": {
+                                "to": ["a@example.com"],
+                                "from": "b@example.com",
+                                "smarthost": f"127.0.0.1:{free_port()}",
+                                "username": "u",
+                                "password": CANARY,
+                            },
+                        },
                     ],
-                    "routes": [{"receiver": r, "group_wait": "0s", "continue": True}
-                               for r in ("slack", "pd", "hook", "mail")],
+                    "routes": [
+                        {"receiver": r, "group_wait": "0s", "continue": True}
+                        for r in ("slack", "pd", "hook", "mail")
+                    ],
                 }
             }
         )
@@ -86,7 +107,9 @@ def test_canary_secret_leaks_nowhere(caplog):
 def test_config_errors_do_not_echo_secrets():
     """A refused secret URL is named by its field, never printed."""
     try:
-        load_config({"alerts": {"receivers": [{"name": "s", "slack": {"webhook_url": f"http://10.1.1.1/{CANARY}"}}]}})
+        load_config(
+            {"alerts": {"receivers": [{"name": "s", "slack": {"webhook_url": f"http://10.1.1.1/{CANARY}"}}]}}
+        )
     except ConfigError as exc:
         assert "receivers[0].slack.webhook_url" in str(exc) and CANARY not in str(exc)
     else:
