@@ -32,7 +32,7 @@ from .alerts import MaintenanceConfig
 
 __all__ = ["DEFAULT_BURN_ALERTS", "BurnAlert", "SloConfig", "SloMatch"]
 
-ACTIVE = False
+ACTIVE = True
 
 _KINDS = ("unspecified", "internal", "server", "client", "producer", "consumer")
 
