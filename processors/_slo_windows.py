@@ -121,6 +121,7 @@ class SloWindows:
             coarse_width = math.ceil(max(coarse) / _COARSE_MAX_BUCKETS / 60) * 60.0
         self._coarse = BucketRing(coarse_width, math.ceil(max(coarse) / coarse_width)) if coarse else None
         self._rings = tuple(r for r in (self._fine, self._coarse) if r is not None)
+        self._pending: list[float] = [-1, 0.0, 0.0]  # 10 s bucket number, total, bad
         self._lock = threading.Lock()
 
     def resolution(self, window: float) -> float:
@@ -129,24 +130,38 @@ class SloWindows:
         return ring.width if ring is not None else 0.0
 
     def add(self, t: float, total: float, bad: float) -> None:
-        """Count ``total`` events of which ``bad`` are bad, at time ``t`` (epoch seconds)."""
+        """Count ``total`` events of which ``bad`` are bad, at time ``t`` (epoch seconds).
+
+        The 10 s bucket being filled is kept aside (``_pending``: two float additions per event)
+        and written into both rings when a later bucket starts or a reader asks; coarse widths are
+        multiples of 10 s, so this changes no sum. Late events go straight into the rings.
+        """
+        bucket = int(t // FINE_WIDTH_S)
         with self._lock:
+            pending = self._pending
+            if bucket == pending[0]:
+                pending[1] += total
+                pending[2] += bad
+            elif bucket > pending[0]:
+                self._flush()
+                self._pending = [bucket, total, bad]
+            else:
+                for ring in self._rings:
+                    ring.add(t, total, bad)
+
+    def _flush(self) -> None:
+        """Write the pending bucket into the rings and zero it. Caller holds the lock."""
+        bucket, total, bad = self._pending
+        if bucket >= 0 and (total or bad):
+            start = bucket * FINE_WIDTH_S
             for ring in self._rings:
-                # BucketRing.add, inlined: this runs once per SLO event.
-                bucket = int(t // ring.width)
-                slot = bucket % ring.size
-                held = ring.index[slot]
-                if held == bucket:
-                    ring.total[slot] += total
-                    ring.bad[slot] += bad
-                elif held < bucket:
-                    ring.index[slot] = bucket
-                    ring.total[slot] = total
-                    ring.bad[slot] = bad
+                ring.add(start, total, bad)
+        self._pending = [bucket, 0.0, 0.0]
 
     def sums(self, now: float) -> dict[float, tuple[float, float]]:
         """``{window: (total, bad)}`` for every window, ending at ``now``."""
         with self._lock:
+            self._flush()
             fine = self._fine.copy() if self._fine is not None else None
             coarse = self._coarse.copy() if self._coarse is not None else None
         out: dict[float, tuple[float, float]] = {}

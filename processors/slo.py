@@ -85,6 +85,7 @@ _MAINTENANCE_MATCH_KEYS = frozenset({"slo", "service", "service_name"})
 _STATUS_ATTRS = ("http.response.status_code", "http.status_code")
 _MATCH_CACHE_MAX = 4096
 _SEVERITY_RANK = {"ok": 0, "ticket": 1, "page": 2}
+_UNRESOLVED = object()
 
 
 def error_ratio_threshold(factor: float, objective: float) -> float:
@@ -181,7 +182,7 @@ class _Slo:
             and (self.kinds is None or kind in self.kinds)
         )
 
-    def dynamic_match(self, view: SpanView, provider: Callable[[], str | None]) -> bool:
+    def dynamic_match(self, view: SpanView, provider: object) -> bool:
         attrs = view.attributes
         if self.routes is not None and attrs.get("http.route") not in self.routes:
             return False
@@ -191,7 +192,7 @@ class _Slo:
                 value = view.resource.get(key)
             if value is None or str(value) != expected:
                 return False
-        return self.providers is None or provider() in self.providers
+        return self.providers is None or provider in self.providers
 
     def is_bad(self, view: SpanView) -> bool:
         if self.latency is not None:
@@ -332,22 +333,19 @@ class SloSpanProcessor(SignalSpanProcessor):
             self._match_cache[key] = candidates
         if not candidates:
             return
-        provider_memo: list[str | None] = []
-
-        def provider() -> str | None:
-            if not provider_memo:
-                info = resolve_view(view, self._providers)
-                provider_memo.append(info.name if info is not None else None)
-            return provider_memo[0]
-
         now = self._clock()
         t = view.end_ns / 1e9 if view.end_ns else now
         if t > now:
             t = now
         weight = view.weight
+        provider: str | object | None = _UNRESOLVED
         for slo in candidates:
-            if slo.dynamic and not slo.dynamic_match(view, provider):
-                continue
+            if slo.dynamic:
+                if slo.providers is not None and provider is _UNRESOLVED:
+                    info = resolve_view(view, self._providers)
+                    provider = info.name if info is not None else None
+                if not slo.dynamic_match(view, provider):
+                    continue
             labels = (slo.name, service)
             if slo.has_maintenance:
                 window = slo.maintenance_at(t, service)

@@ -6,6 +6,8 @@ import datetime as dt
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 
@@ -127,6 +129,30 @@ def test_window_covers_the_documented_bucket_range_between_boundaries():
         in_window = [(t, w, b) for t, w, b in events if start <= t <= now]
         expected = sum(w for _, w, b in in_window if b) / sum(w for _, w, _ in in_window) / 0.001
         assert status.burn_rates[label] == pytest.approx(expected, rel=1e-12)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    events=st.lists(
+        st.tuples(st.integers(0, 3 * 86400), st.sampled_from([1.0, 2.0, 4.0]), st.booleans()),
+        min_size=1,
+        max_size=300,
+    ),
+    now_extra=st.integers(0, 3000),
+)
+def test_windows_match_the_documented_rule_for_random_out_of_order_streams(events, now_extra):
+    """Random, unordered, weighted events over 3 days: every window sums what the resolution rule says."""
+    now = T0 + 3 * 86400 + now_extra
+    proc = SloSpanProcessor([slo(period="4d")], clock=Clock(now))
+    for offset, weight, bad in events:
+        proc.observe(span(T0 + offset, error=bad, weight=weight))
+    status = proc.evaluate(now)["avail"]
+    for label, seconds in {**WINDOWS, "4d": 4 * 86400}.items():
+        width = 10 if seconds <= 6 * 3600 else 300
+        start = (now // width + 1) * width - seconds
+        total = sum(w for o, w, _ in events if start <= T0 + o <= now)
+        bad = sum(w for o, w, b in events if b and start <= T0 + o <= now)
+        assert status.window_events[label] == (total, bad)
 
 
 def test_no_traffic_burns_nothing_and_keeps_the_whole_budget():
