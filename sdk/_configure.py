@@ -213,9 +213,10 @@ def _install(
         if isinstance(current, TracerProvider):
             tp = current
             _warn_if_sampler_drops(tp)
-            if sampler is not None:
+            if sampler is not None or traces_exporter is not None:
                 _logger.warning(
-                    "spansignals: sampler= is ignored: the app's tracer provider keeps its own sampler"
+                    "spansignals: sampler/traces_exporter are ignored: the app's tracer provider keeps its "
+                    "own sampler and exporters"
                 )
         else:
             tp = build_tracer_provider(get_resource(), traces, sampler, otlp_protocol, otlp_endpoint)
@@ -240,6 +241,11 @@ def _install(
         current_mp = metrics.get_meter_provider()
         if isinstance(current_mp, MeterProvider):
             mp = current_mp
+            if metrics_exporter is not None or prometheus_port is not None or prometheus_host is not None:
+                _logger.warning(
+                    "spansignals: metrics_exporter/prometheus_* are ignored: the app's meter provider keeps "
+                    "its own readers (spansignals' metrics join them)"
+                )
         else:
             mp, server = build_meter_provider(
                 get_resource(),
