@@ -272,10 +272,14 @@ class ManagementApi:
             self._thread.join(timeout)
 
 
-def serve_management_api(engine: AlertEngine, config: Any) -> ManagementApi | None:
-    """Start the API if ``config.alerts.api.enabled``; returns the running server or ``None``."""
+def serve_management_api(
+    engine: AlertEngine, config: Any, *, default_enabled: bool = False
+) -> ManagementApi | None:
+    """Start the API if ``config.alerts.api.enabled`` (``default_enabled`` when the config does not
+    say); returns the running server or ``None``."""
     api = config.alerts.api
-    if not api.enabled:
+    enabled = api.enabled if "enabled" in api.model_fields_set else default_enabled
+    if not enabled:
         return None
     server = ManagementApi(engine, api.endpoint, token=api.token.get_secret_value() if api.token else None)
     server.start()

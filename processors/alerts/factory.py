@@ -220,10 +220,13 @@ def start_alerting(
     signal_engine: Any,
     *,
     producer: Any = None,
+    api_by_default: bool = False,
     clock: Callable[[], float] = time.time,
 ) -> AlertEngine:
     """Build, register with ``producer`` (a ``SignalMetricProducer``, if any), start, and serve the
-    management API if enabled. Call ``stop()`` on the result at shutdown (it never raises)."""
+    management API if ``alerts.api.enabled`` (when the config does not say, ``api_by_default``:
+    the collector passes ``True``, the app leaves it off). Call ``stop()`` on the result at
+    shutdown (it never raises)."""
     from .api import serve_management_api
 
     engine = build_alert_engine(config, signal_engine, clock=clock)
@@ -231,7 +234,7 @@ def start_alerting(
         producer.register(*engine.metric_families())
     engine.start()
     try:
-        engine.api = serve_management_api(engine, config)
+        engine.api = serve_management_api(engine, config, default_enabled=api_by_default)
     except Exception:
         engine.stop()
         raise

@@ -184,3 +184,99 @@ def test_two_alertmanagers_one_down_the_live_one_still_gets_alerts(tmp_path):
         engine.stop(timeout=1)
         am.stop()
         hook.close()
+
+
+@pytest.mark.integration
+def test_real_budget_critical_reaches_alertmanager_and_resolves_at_period_end(tmp_path):
+    """Real cost and budget processors: critical → real Alertmanager → webhook; next day it resolves."""
+    import time
+
+    from spansignals.processors.budgets import BudgetTracker
+    from spansignals.processors.cost import CostSpanProcessor
+    from spansignals.processors.pricing import PriceCatalog
+    from spansignals.processors.providers import ProviderTable
+    from spansignals.processors.view import KIND_CLIENT, SpanView
+
+    hook = FakeHttpServer()
+    am = AlertmanagerPeer(tmp_path / "am", hook.url + "/hook")
+    config = load_config(
+        {
+            "service": {"name": "checkout-api"},
+            "budgets": [
+                {
+                    "name": "llm-daily",
+                    "match": {"provider": "openai"},
+                    "period": "day",
+                    "timezone": "UTC",
+                    "limit_usd": 0.0075,
+                }
+            ],
+            "alerts": {
+                "evaluation_interval": "100ms",
+                "default_rules": False,
+                "rules": [
+                    {
+                        "name": "LLMBudgetCritical",
+                        "signal": "spansignals_budget_state",
+                        "match": {"budget": "llm-daily"},
+                        "condition": ">= 2",
+                        "severity": "critical",
+                        "annotations": {"summary": "budget {{ labels.budget }} is at state {{ value }}"},
+                    }
+                ],
+                "receivers": [{"name": "oncall", "alertmanager": {"urls": [am.url]}}],
+                "routes": [{"match": {"severity": "critical"}, "receiver": "oncall"}],
+            },
+        }
+    )
+    offset = [0.0]  # the budget's clock can jump to the next day; everything else runs on real time
+
+    def budget_clock() -> float:
+        return time.time() + offset[0]
+
+    cost = CostSpanProcessor(
+        PriceCatalog(config.pricing.models, config.pricing.apis),
+        budgets=BudgetTracker(config.budgets, clock=budget_clock),
+        table=ProviderTable.from_config(config.providers),
+    )
+    signals = SignalEngine([cost])
+    engine = build_alert_engine(config, signals)
+    engine.tick_interval = 0.1
+    engine.start()
+    try:
+        for _ in range(2):  # 1000 input + 100 output tokens of gpt-4o: $0.0035 each, 93% of the limit
+            end = time.time_ns()
+            attrs = {
+                "spansignals.provider": "openai",
+                "gen_ai.provider.name": "openai",
+                "gen_ai.operation.name": "chat",
+                "gen_ai.request.model": "gpt-4o",
+                "gen_ai.response.model": "gpt-4o-2024-08-06",
+                "gen_ai.usage.input_tokens": 1000,
+                "gen_ai.usage.output_tokens": 100,
+            }
+            signals.process(
+                SpanView(
+                    "chat gpt-4o", KIND_CLIENT, end - 10**8, end, 0, attrs, {"service.name": "checkout-api"}
+                )
+            )
+        firing = poll_until(
+            lambda: [labels for status, labels in _webhook_alerts(hook) if status == "firing"],
+            timeout=20,
+            what="the budget alert at the webhook via Alertmanager",
+        )
+        assert firing[0]["alertname"] == "LLMBudgetCritical" and firing[0]["budget"] == "llm-daily"
+        assert (
+            json.loads(hook.bodies()[0])["commonAnnotations"]["summary"] == "budget llm-daily is at state 2"
+        )
+        offset[0] = 86400.0  # a new budget period starts: state back to ok
+        resolved = poll_until(
+            lambda: [labels for status, labels in _webhook_alerts(hook) if status == "resolved"],
+            timeout=20,
+            what="the resolution at the webhook",
+        )
+        assert resolved[0]["alertname"] == "LLMBudgetCritical"
+    finally:
+        engine.stop()
+        am.stop()
+        hook.close()

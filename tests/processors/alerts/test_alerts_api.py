@@ -158,3 +158,16 @@ def test_api_config_requires_token_beyond_loopback():
     finally:
         server.stop()
     assert serve_management_api(AlertEngine([]), load_config({})) is None
+
+
+def test_api_default_applies_only_when_the_config_is_silent():
+    """default_enabled starts the API unless the config says enabled: false."""
+    port = free_port()
+    config = load_config({"alerts": {"api": {"endpoint": f"127.0.0.1:{port}"}}})
+    server = serve_management_api(AlertEngine([]), config, default_enabled=True)
+    try:
+        assert server is not None and _request(server.url + "/api/v1/status", token=None)[0] == 200
+    finally:
+        server.stop()
+    off = load_config({"alerts": {"api": {"enabled": False}}})
+    assert serve_management_api(AlertEngine([]), off, default_enabled=True) is None
