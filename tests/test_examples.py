@@ -33,6 +33,12 @@ EXPECTED: dict[str, list[str]] = {
         'spansignals_budget_state{budget="llm-daily"',
         "ok: 4 calls priced, total $0.0510872; budget llm-daily is critical",
     ],
+    "slo_burn.py": [
+        "event: checkout-availability -> page (14.4x 1h/5m, 1h burn 16.7x)",
+        "event: checkout-availability -> ok (clear)",
+        "maintenance: 180 events excluded, budget left 49.0% before and 49.0% after",
+        "ok: paged on the incident, recovered, maintenance excluded",
+    ],
     "rate_limits.py": [
         'spansignals_ratelimit_reset_seconds{provider="github",resource="core"',
         'spansignals_ratelimit_remaining{provider="ietf",resource="requests",service_name="rate-limit-demo"}',
