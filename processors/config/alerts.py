@@ -6,7 +6,8 @@ import datetime as dt
 import re
 from typing import Literal
 
-from pydantic import Field, SecretStr, ValidationInfo, field_validator, model_validator
+from pydantic import Field, SecretStr, ValidationError, ValidationInfo, field_validator, model_validator
+from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from ._types import Duration, StrictModel, TimeZoneName
 
@@ -250,20 +251,38 @@ class AlertsConfig(StrictModel):
         return self
 
     def _check_ssrf(self) -> None:
-        """Webhook-style targets must be public unless allowlisted (checked again at send time)."""
+        """Webhook-style targets must be public unless allowlisted (checked again at send time).
+
+        Errors carry the field's own path (so the loader names its line) and only the host as
+        the offending input: webhook URLs may embed tokens."""
+        from urllib.parse import urlsplit
+
         from ..alerts.notifiers.ssrf import SsrfError, SsrfPolicy
 
         policy = SsrfPolicy(self.ssrf_allowlist)
+        errors: list[InitErrorDetails] = []
         for i, r in enumerate(self.receivers):
-            targets = []
+            targets: list[tuple[tuple[str, str], str]] = []
             if r.slack is not None:
-                targets.append(("slack.webhook_url", r.slack.webhook_url.get_secret_value()))
+                targets.append((("slack", "webhook_url"), r.slack.webhook_url.get_secret_value()))
             if r.pagerduty is not None:
-                targets.append(("pagerduty.url", r.pagerduty.url))
+                targets.append((("pagerduty", "url"), r.pagerduty.url))
             if r.webhook is not None:
-                targets.append(("webhook.url", r.webhook.url))
-            for field, url in targets:
+                targets.append((("webhook", "url"), r.webhook.url))
+            for path, url in targets:
                 try:
                     policy.check_at_load(url)
                 except SsrfError as exc:  # the message names the host, never the full URL
-                    raise ValueError(f"receivers[{i}].{field}: {exc}") from None
+                    try:
+                        host = urlsplit(url).hostname or ""
+                    except ValueError:
+                        host = ""
+                    errors.append(
+                        InitErrorDetails(
+                            type=PydanticCustomError("ssrf", "{reason}", {"reason": str(exc)}),
+                            loc=("receivers", i, *path),
+                            input=host,
+                        )
+                    )
+        if errors:
+            raise ValidationError.from_exception_data(type(self).__name__, errors)
