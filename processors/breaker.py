@@ -148,6 +148,7 @@ class CircuitBreaker:
         self._state = BreakerState.CLOSED
         self._open_until = 0.0
         self._consecutive = 0
+        self._last_failure = float("-inf")
         self._probe_successes = 0
         self._probes: list[float] = []  # start times of probes let through and not yet answered
         self._bucket_width = max(settings.window_s / _BUCKETS, 1e-3)
@@ -233,9 +234,11 @@ class CircuitBreaker:
                     self._consecutive += 1
                 else:
                     self._consecutive = 0
+                if failure:
+                    self._last_failure = now
                 if self._consecutive >= s.consecutive_failures:
                     change = self._open(now, now + s.open_for_s, f"{self._consecutive} consecutive failures")
-                else:
+                elif now - self._last_failure <= s.window_s:  # else no failure in the window to add up
                     calls, fails = self._window(now)
                     if calls >= s.min_calls and fails and fails / calls >= s.failure_rate:
                         change = self._open(

@@ -36,7 +36,7 @@ from .engine import SignalSpanProcessor
 from .events import EventBus
 from .families import DEFAULT_MAX_SERIES, CounterFamily, GaugeFamily, MetricFamily
 from .providers import ProviderTable, default_table, resolve_view
-from .ratelimit_headers import parse_rate_limit_headers
+from .ratelimit_headers import QuotaReading, header_attributes, parse_header_attributes
 from .view import KIND_CLIENT, STATUS_ERROR, SpanView
 
 __all__ = ["Admission", "RateLimitSpanProcessor", "route_of_path"]
@@ -118,11 +118,13 @@ class RateLimitSpanProcessor(SignalSpanProcessor):
         self._clock = clock
         max_series = self.config.max_series or DEFAULT_MAX_SERIES
         labels = ("service.name", "provider", "resource")
+        # The span path stores each reading in one dict; the gauges read it when collected.
         self.limit = GaugeFamily(
             "spansignals.ratelimit.limit",
             "Quota limit the provider last reported.",
             "{count}",
             labels,
+            callback=self._limits,
             max_series=max_series,
         )
         self.remaining = GaugeFamily(
@@ -130,6 +132,7 @@ class RateLimitSpanProcessor(SignalSpanProcessor):
             "Quota the provider last reported as remaining.",
             "{count}",
             labels,
+            callback=self._remainings,
             max_series=max_series,
         )
         self.reset = GaugeFamily(
@@ -142,9 +145,10 @@ class RateLimitSpanProcessor(SignalSpanProcessor):
         )
         self.utilization = GaugeFamily(
             "spansignals.ratelimit.utilization.ratio",
-            "Used fraction of the reported limit.",
+            "Used fraction of the reported limit: (limit - remaining) / limit.",
             "1",
             labels,
+            callback=self._utilizations,
             max_series=max_series,
         )
         self.throttled = CounterFamily(
@@ -184,14 +188,15 @@ class RateLimitSpanProcessor(SignalSpanProcessor):
             clock=clock,
         )
         self.breakers.events = self.events
-        self._reset_at: dict[tuple[str, str, str], float] = {}
+        self._latest: dict[tuple[str, str, str], QuotaReading] = {}
+        self._max_series = max_series
         self._blocked: dict[str, tuple[float, str]] = {}  # provider -> (until, reason)
         self._known_keys: set[tuple[str, ...]] = set()
         self._breakers_of: dict[str, tuple[CircuitBreaker, ...]] = {}  # provider -> its breakers
         self._service_of_provider: dict[str, str] = {}
         self._lock = threading.Lock()
 
-    @property  # type: ignore[override]
+    @property
     def events(self) -> EventBus:
         """The event bus breaker transitions go to (the engine's shared one once installed)."""
         return self._events
@@ -230,39 +235,13 @@ class RateLimitSpanProcessor(SignalSpanProcessor):
         status = _int_or_none(attrs.get(_STATUS_ATTRS[0]))
         if status is None:
             status = _int_or_none(attrs.get(_STATUS_ATTRS[1]))
-        end_s = view.end_ns / 1e9 if view.end_ns else self._clock()
-        headers = parse_rate_limit_headers(attrs, info.dialect, end_s)
-        if headers.failures:
-            self.header_errors.add((service, provider), headers.failures)
-        for reading in headers.readings.values():
-            labels = (service, provider, reading.resource)
-            if reading.limit is not None:
-                self.limit.set(labels, reading.limit)
-            if reading.remaining is not None:
-                self.remaining.set(labels, reading.remaining)
-            if reading.reset_at is not None:
-                self._reset_at[labels] = reading.reset_at
-            util = reading.utilization
-            if util is not None:
-                self.utilization.set(labels, util)
-        if headers.is_throttled(status):
-            self.throttled.add((service, provider, str(status)), view.weight)
-        # Retry-After on a 2xx/3xx means "poll later", not a limit.
-        if headers.retry_after_at is not None and status is not None and status < 400:
-            headers.retry_after_at = None
-        until = headers.exhausted_until()
-        reason = ""
-        if until is not None:
-            reason = "rate limited (Retry-After)"
-            if until != headers.retry_after_at:
-                resource = next(
-                    r.resource for r in headers.readings.values() if r.exhausted and r.reset_at == until
-                )
-                reason = f"quota exhausted ({resource})"
-            with self._lock:
-                prev = self._blocked.get(provider)
-                if prev is None or prev[0] < until:
-                    self._blocked[provider] = (until, reason)
+        header_attrs = header_attributes(attrs)
+        if header_attrs:
+            until, reason = self._read_headers(view, service, provider, info.dialect, status, header_attrs)
+        else:
+            until, reason = None, ""
+            if status == 429:
+                self.throttled.add((service, provider, "429"), view.weight)
         if not self.breakers_enabled:
             return
         key = (service, provider, _route_of(attrs)) if self.by_route else (service, provider)
@@ -277,16 +256,81 @@ class RateLimitSpanProcessor(SignalSpanProcessor):
         errored = view.status_code == STATUS_ERROR
         if status is None and not errored and until is None:
             return  # neither a response nor an error: nothing to learn
-        error_type = attrs.get("error.type")
+        error_type = attrs.get("error.type") if errored and status is None else None
         breaker.record(
             self.classifier.is_failure(status, errored, error_type if isinstance(error_type, str) else None)
         )
         if until is not None:
             breaker.trip_until(until, reason)
 
+    def _read_headers(
+        self,
+        view: SpanView,
+        service: str,
+        provider: str,
+        dialect: str,
+        status: int | None,
+        attrs: dict[str, Any],
+    ) -> tuple[float | None, str]:
+        """Store the readings, count throttling; return until when calls will fail, and why."""
+        end_s = view.end_ns / 1e9 if view.end_ns else self._clock()
+        headers = parse_header_attributes(attrs, dialect, end_s)
+        if headers.failures:
+            self.header_errors.add((service, provider), headers.failures)
+        latest = self._latest
+        for reading in headers.readings.values():
+            labels = (service, provider, reading.resource)
+            prev = latest.get(labels)
+            if prev is None:
+                if len(latest) >= self._max_series:
+                    continue  # capped: a gauge cannot be folded into an overflow series
+            else:  # a response may leave a field out: keep the last value reported
+                if reading.limit is None:
+                    reading.limit = prev.limit
+                if reading.remaining is None:
+                    reading.remaining = prev.remaining
+                if reading.reset_at is None:
+                    reading.reset_at = prev.reset_at
+            latest[labels] = reading
+        if headers.is_throttled(status):
+            self.throttled.add((service, provider, str(status)), view.weight)
+        # Retry-After on a 2xx/3xx means "poll later", not a limit.
+        if headers.retry_after_at is not None and status is not None and status < 400:
+            headers.retry_after_at = None
+        until = headers.exhausted_until()
+        if until is None:
+            return None, ""
+        reason = "rate limited (Retry-After)"
+        if until != headers.retry_after_at:
+            resource = next(
+                r.resource for r in headers.readings.values() if r.exhausted and r.reset_at == until
+            )
+            reason = f"quota exhausted ({resource})"
+        with self._lock:
+            prev_block = self._blocked.get(provider)
+            if prev_block is None or prev_block[0] < until:
+                self._blocked[provider] = (until, reason)
+        return until, reason
+
+    def _limits(self) -> list[tuple[tuple[str, str, str], float]]:
+        return [(k, r.limit) for k, r in list(self._latest.items()) if r.limit is not None]
+
+    def _remainings(self) -> list[tuple[tuple[str, str, str], float]]:
+        return [(k, r.remaining) for k, r in list(self._latest.items()) if r.remaining is not None]
+
+    def _utilizations(self) -> list[tuple[tuple[str, str, str], float]]:
+        out = []
+        for k, r in list(self._latest.items()):
+            u = r.utilization
+            if u is not None:
+                out.append((k, u))
+        return out
+
     def _reset_seconds(self) -> list[tuple[tuple[str, str, str], float]]:
         now = self._clock()
-        return [(labels, max(0.0, at - now)) for labels, at in list(self._reset_at.items())]
+        return [
+            (k, max(0.0, r.reset_at - now)) for k, r in list(self._latest.items()) if r.reset_at is not None
+        ]
 
     # --- guard ---------------------------------------------------------------------------------
 

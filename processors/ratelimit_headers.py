@@ -42,7 +42,9 @@ __all__ = [
     "CAPTURED_HEADERS",
     "QuotaReading",
     "RateLimitHeaders",
+    "header_attributes",
     "header_value",
+    "parse_header_attributes",
     "parse_rate_limit_headers",
 ]
 
@@ -125,8 +127,28 @@ _GO_DURATION = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|ms|h|m|s)")
 _GO_UNIT_S = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
 
 
+def _limit(text: str, now: float) -> float | None:
+    return _count(text)
+
+
+_DURATIONS: dict[str, float | None] = {}  # reset texts repeat ("1s", "6m0s"): parse each once
+_DURATIONS_MAX = 1024
+
+
 def _go_duration_s(text: str) -> float | None:
     """``6m0s``, ``1s``, ``20ms``, ``1h2m3.5s``, or a bare number of seconds."""
+    try:
+        return _DURATIONS[text]
+    except KeyError:
+        pass
+    value = _parse_go_duration(text)
+    if len(_DURATIONS) >= _DURATIONS_MAX:
+        _DURATIONS.clear()
+    _DURATIONS[text] = value
+    return value
+
+
+def _parse_go_duration(text: str) -> float | None:
     t = text.strip()
     try:
         return _count(t)
@@ -206,8 +228,8 @@ def _openai_rows() -> tuple[_Row, ...]:
     rows = []
     for res in ("requests", "tokens"):
         rows += [
-            _Row(f"x-ratelimit-limit-{res}", res, _LIMIT, _count),
-            _Row(f"x-ratelimit-remaining-{res}", res, _REMAINING, _count),
+            _Row(f"x-ratelimit-limit-{res}", res, _LIMIT, _limit),
+            _Row(f"x-ratelimit-remaining-{res}", res, _REMAINING, _limit),
             _Row(f"x-ratelimit-reset-{res}", res, _RESET, _reset_duration),
         ]
     return tuple(rows)
@@ -218,28 +240,28 @@ def _anthropic_rows() -> tuple[_Row, ...]:
     for res in ("requests", "tokens", "input-tokens", "output-tokens"):
         label = res.replace("-", "_")
         rows += [
-            _Row(f"anthropic-ratelimit-{res}-limit", label, _LIMIT, _count),
-            _Row(f"anthropic-ratelimit-{res}-remaining", label, _REMAINING, _count),
+            _Row(f"anthropic-ratelimit-{res}-limit", label, _LIMIT, _limit),
+            _Row(f"anthropic-ratelimit-{res}-remaining", label, _REMAINING, _limit),
             _Row(f"anthropic-ratelimit-{res}-reset", label, _RESET, _reset_rfc3339),
         ]
     return tuple(rows)
 
 
 _GITHUB_ROWS = (
-    _Row("x-ratelimit-limit", None, _LIMIT, _count),
-    _Row("x-ratelimit-remaining", None, _REMAINING, _count),
-    _Row("x-ratelimit-used", None, _USED, _count),
+    _Row("x-ratelimit-limit", None, _LIMIT, _limit),
+    _Row("x-ratelimit-remaining", None, _REMAINING, _limit),
+    _Row("x-ratelimit-used", None, _USED, _limit),
     _Row("x-ratelimit-reset", None, _RESET, _reset_epoch),
 )
 _GENERIC_ROWS = (
-    _Row("x-ratelimit-limit", "requests", _LIMIT, _count),
-    _Row("x-ratelimit-remaining", "requests", _REMAINING, _count),
+    _Row("x-ratelimit-limit", "requests", _LIMIT, _limit),
+    _Row("x-ratelimit-remaining", "requests", _REMAINING, _limit),
     _Row("x-ratelimit-reset", "requests", _RESET, _reset_auto),
 )
 # The IETF draft's older separate fields (drafts -00 to -06; GitLab still sends them).
 _IETF_LEGACY_ROWS = (
-    _Row("ratelimit-limit", "requests", _LIMIT, _count),
-    _Row("ratelimit-remaining", "requests", _REMAINING, _count),
+    _Row("ratelimit-limit", "requests", _LIMIT, _limit),
+    _Row("ratelimit-remaining", "requests", _REMAINING, _limit),
     _Row("ratelimit-reset", "requests", _RESET, _reset_auto),
 )
 _GITHUB_RESOURCE_ATTR = ATTR_HEADER_PREFIX + "x-ratelimit-resource"
@@ -255,6 +277,10 @@ _DIALECT_ROWS: dict[str, tuple[_Row, ...]] = {
     "generic": _GENERIC_ROWS + _IETF_LEGACY_ROWS,
     "gemini": _IETF_LEGACY_ROWS,
     "ietf": _IETF_LEGACY_ROWS,
+}
+
+_ROW_BY_ATTR: dict[str, dict[str, _Row]] = {
+    dialect: {row.attr: row for row in rows} for dialect, rows in _DIALECT_ROWS.items()
 }
 
 CAPTURED_HEADERS: frozenset[str] = frozenset(
@@ -291,7 +317,9 @@ def _resource_label(text: str) -> str:
 
 
 def _split_members(text: str) -> list[str]:
-    members, buf, quoted = [], [], False
+    members: list[str] = []
+    buf: list[str] = []
+    quoted = False
     for ch in text:
         if ch == '"':
             quoted = not quoted
@@ -381,24 +409,54 @@ def _parse_ietf(attrs: Mapping[str, Any], result: RateLimitHeaders, now: float) 
 # --- entry point --------------------------------------------------------------------------------
 
 
+def header_attributes(attrs: Mapping[str, Any]) -> dict[str, Any]:
+    """The ``http.response.header.*`` attributes of a span as a small plain dict (often empty).
+
+    One pass over the keys (or the OTLP view's own prefix index) instead of a lookup per table
+    row: an SDK span's attribute mapping pays for an exception on every missing key.
+    """
+    keys_with_prefix = getattr(attrs, "keys_with_prefix", None)
+    if keys_with_prefix is not None:
+        keys = keys_with_prefix(ATTR_HEADER_PREFIX)
+    else:
+        keys = [k for k in attrs if k.startswith(ATTR_HEADER_PREFIX)]
+    return {k: attrs[k] for k in keys} if keys else {}
+
+
 def parse_rate_limit_headers(attrs: Mapping[str, Any], dialect: str, now: float) -> RateLimitHeaders:
     """Rate-limit information in the captured-header attributes ``attrs`` of one response.
 
     ``dialect`` picks the header table (unknown dialects are read as ``generic``); relative resets
-    are taken from ``now`` (epoch seconds: the response time, i.e. the span's end). Never raises.
+    are taken from ``now`` (epoch seconds: the response time, i.e. the span's end). Never raises;
+    with no ``http.response.header.*`` attribute it returns at once.
     """
+    try:
+        headers = header_attributes(attrs)
+    except Exception:
+        return RateLimitHeaders(failures=1)
+    return parse_header_attributes(headers, dialect, now)
+
+
+def parse_header_attributes(attrs: dict[str, Any], dialect: str, now: float) -> RateLimitHeaders:
+    """:func:`parse_rate_limit_headers` for the plain dict :func:`header_attributes` returns."""
     result = RateLimitHeaders()
-    rows = _DIALECT_ROWS.get(dialect) or _DIALECT_ROWS["generic"]
+    if not attrs:
+        return result
+    table = _ROW_BY_ATTR.get(dialect) or _ROW_BY_ATTR["generic"]
     github_resource: str | None = None
-    for row in rows:
-        raw = attrs.get(row.attr)
-        if raw is None:
+    used: tuple[QuotaReading, float] | None = None
+    for attr, raw in attrs.items():
+        row = table.get(attr)
+        if row is None:
             continue
         try:
-            text = header_value(raw)
+            if type(raw) is tuple and len(raw) == 1 and type(raw[0]) is str:
+                text: str | None = raw[0]  # the usual captured form, read without the general path
+            else:
+                text = header_value(raw)
             if text is None:
                 raise ValueError("not a string")
-            value = row.parse(text) if row.kind != _RESET else row.parse(text, now)
+            value = row.parse(text, now)
             if value is None:
                 raise ValueError("out of range")
             resource = row.resource
@@ -409,16 +467,21 @@ def parse_rate_limit_headers(attrs: Mapping[str, Any], dialect: str, now: float)
                     )
                 resource = github_resource
             reading = result.reading(resource)
-            if row.kind == _LIMIT:
-                reading.limit = value
-            elif row.kind == _REMAINING:
+            kind = row.kind
+            if kind == _REMAINING:
                 reading.remaining = value
-            elif row.kind == _RESET:
+            elif kind == _LIMIT:
+                reading.limit = value
+            elif kind == _RESET:
                 reading.reset_at = value
-            elif row.kind == _USED and reading.remaining is None and reading.limit is not None:
-                reading.remaining = max(0.0, reading.limit - value)
+            else:
+                used = (reading, value)
         except Exception:
             result.failures += 1
+    if used is not None:
+        reading, value = used
+        if reading.remaining is None and reading.limit is not None:
+            reading.remaining = max(0.0, reading.limit - value)
     for attr, parse in ((_RETRY_AFTER_ATTR, _retry_after), (_RETRY_AFTER_MS_ATTR, _retry_after_ms)):
         raw = attrs.get(attr)
         if raw is None:

@@ -233,7 +233,8 @@ def guard(
     else:
         raise TypeError(f"guard() takes an httpx.Client or httpx.AsyncClient, got {type(client).__name__}")
     setattr(hook, _GUARD_MARK, g)
-    hooks = client.event_hooks
+    target: Any = client
+    hooks = target.event_hooks
     kept = [h for h in hooks.get("request", []) if not hasattr(h, _GUARD_MARK)]
-    client.event_hooks = {"request": [hook, *kept], "response": list(hooks.get("response", []))}
+    target.event_hooks = {"request": [hook, *kept], "response": list(hooks.get("response", []))}
     return client

@@ -20,6 +20,10 @@ ACTIVE = True
 _STATUS_CLASS = re.compile(r"[1-5][xX][xX]")
 
 
+def _default_failure_codes() -> list[int | str]:
+    return [429, "5xx"]
+
+
 class BreakerConfig(StrictModel):
     """Circuit breaker per provider (or per ``key``).
 
@@ -43,7 +47,7 @@ class BreakerConfig(StrictModel):
     open_for: Duration = 30.0
     half_open_probes: int = Field(1, ge=1)
     key: Literal["provider", "provider_route"] = "provider"
-    failure_status_codes: list[int | str] = Field(default_factory=lambda: [429, "5xx"])
+    failure_status_codes: list[int | str] = Field(default_factory=_default_failure_codes)
     timeouts_are_failures: bool = True
     connection_errors_are_failures: bool = True
     alerts: bool = True

@@ -96,16 +96,15 @@ def test_every_dialect_gives_the_same_metric_set(case: dict[str, Any]) -> None:
     p.observe(_view(f"{dialect}.test", case["status"], case["headers"]))
     clock.advance(0.5)
     resets = dict(p.reset.snapshot())
+    limits, remainings, utilizations = (dict(f.snapshot()) for f in (p.limit, p.remaining, p.utilization))
     for resource, want in case["readings"].items():
         labels = ("svc", dialect, resource)
-        assert p.limit.value(labels) == want.get("limit")
-        assert p.remaining.value(labels) == want.get("remaining")
+        assert limits.get(labels) == want.get("limit")
+        assert remainings.get(labels) == want.get("remaining")
         if "reset_in" in want:
             assert resets[labels] == pytest.approx(max(0.0, want["reset_in"] - 0.5))
         if "limit" in want and "remaining" in want:
-            assert p.utilization.value(labels) == pytest.approx(
-                (want["limit"] - want["remaining"]) / want["limit"]
-            )
+            assert utilizations[labels] == pytest.approx((want["limit"] - want["remaining"]) / want["limit"])
 
 
 def test_reset_seconds_count_down_at_collection_time() -> None:
@@ -136,6 +135,23 @@ def test_throttled_counts_429_and_github_403() -> None:
     assert p.throttled.value(("svc", "github", "403")) == 1
 
 
+def test_fields_left_out_keep_their_last_value_and_series_are_capped() -> None:
+    """A response without the limit keeps the last reported limit; past max_series no new series appear."""
+    clock = FakeClock()
+    p = _processor(clock, max_series=1)
+    p.observe(
+        _view(
+            "openai.test", 200, {"x-ratelimit-limit-requests": "60", "x-ratelimit-remaining-requests": "59"}
+        )
+    )
+    p.observe(_view("openai.test", 200, {"x-ratelimit-remaining-requests": "30"}))
+    p.observe(_view("openai.test", 200, {"x-ratelimit-remaining-tokens": "5"}))
+    labels = ("svc", "openai", "requests")
+    assert dict(p.limit.snapshot()) == {labels: 60}
+    assert dict(p.remaining.snapshot()) == {labels: 30}
+    assert dict(p.utilization.snapshot()) == {labels: 0.5}
+
+
 def test_header_errors_are_counted() -> None:
     """Unparseable header values are counted per provider and do not stop the rest."""
     p = _processor(FakeClock())
@@ -145,7 +161,7 @@ def test_header_errors_are_counted() -> None:
         )
     )
     assert p.header_errors.value(("svc", "openai")) == 1
-    assert p.remaining.value(("svc", "openai", "requests")) == 4
+    assert dict(p.remaining.snapshot())[("svc", "openai", "requests")] == 4
 
 
 def test_ignores_non_http_client_spans_and_unknown_hosts() -> None:
@@ -278,7 +294,7 @@ def test_collector_path_reads_otlp_array_attributes() -> None:
     )
     p = RateLimitSpanProcessor(clock=FakeClock())
     p.observe(view_from_otlp_span(span, {}, "java-svc"))
-    assert p.remaining.value(("java-svc", "github", "core")) == 4999
+    assert dict(p.remaining.snapshot())[("java-svc", "github", "core")] == 4999
     assert dict(p.reset.snapshot())[("java-svc", "github", "core")] == 3600
 
 
