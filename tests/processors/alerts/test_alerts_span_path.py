@@ -74,8 +74,8 @@ def test_hanging_and_dead_notifiers_do_not_block_spans_or_evaluation():
             t0 = time.perf_counter()
             alerting.tick(now + 2 * (k + 1))
             ticks.append(time.perf_counter() - t0)
-        assert worst < 0.5, f"a span took {worst:.3f}s while a notifier hung"
-        assert max(ticks) < 0.5
+        assert worst < 2.0, f"a span took {worst:.3f}s while a notifier hung"
+        assert max(ticks) < 2.0  # blocking on the notifier would take its 30 s timeout
         assert alerting.notifications.value(("hanging", "dropped")) >= 1  # bounded queue, counted
         assert alerting.notifications.value(("hanging", "sent")) == 0
         started = time.perf_counter()
