@@ -9,6 +9,7 @@ collector):
 - models: ``gen_ai.response.model`` (what was served and billed; also the ``model`` label),
   then ``gen_ai.request.model`` (``llm.response.model`` / ``llm.request.model`` as fallbacks);
 - operation: ``gen_ai.operation.name`` (``llm.request.type`` as fallback);
+- price variant: ``openai.response.service_tier`` (``flex`` is half price, ``priority`` more);
 - usage: ``gen_ai.usage.input_tokens`` (which *includes* cached tokens),
   ``gen_ai.usage.output_tokens`` (includes reasoning), ``gen_ai.usage.cache_read.input_tokens``,
   ``gen_ai.usage.cache_creation.input_tokens``, ``gen_ai.usage.reasoning.output_tokens``, and the
@@ -223,7 +224,9 @@ class CostSpanProcessor(SignalSpanProcessor):
             if value is not None:
                 tokens.add((service, provider, model, token_type), value * weight)
         at = dt.datetime.fromtimestamp((view.start_ns or view.end_ns) / 1e9, dt.timezone.utc)
-        found = self.catalog.plan_for(provider, (response_model, request_model), at)
+        tier = _str_attr(attrs, "openai.response.service_tier", "gen_ai.openai.response.service_tier")
+        context = (("service_tier", tier),) if tier is not None else ()
+        found = self.catalog.plan_for(provider, (response_model, request_model), at, context)
         if found is None:
             self.unpriced.add((service, provider, model), weight)
             self._warn_once(provider, model, "no price is known; add it under pricing.models")

@@ -48,6 +48,7 @@ __all__ = [
     "ATTR_REASONING_TOKENS",
     "ATTR_REQUEST_MODEL",
     "ATTR_RESPONSE_MODEL",
+    "ATTR_SERVICE_TIER",
     "ParsedUsage",
     "ResponseUsageReader",
     "SseUsageParser",
@@ -67,6 +68,8 @@ ATTR_CACHE_CREATION_TOKENS = "gen_ai.usage.cache_creation.input_tokens"
 ATTR_REASONING_TOKENS = "gen_ai.usage.reasoning.output_tokens"
 ATTR_CACHE_CREATION_1H = "spansignals.usage.cache_creation_1h.input_tokens"
 """Anthropic's 1-hour cache writes (priced apart; the conventions have no attribute for them)."""
+ATTR_SERVICE_TIER = "openai.response.service_tier"
+"""OpenAI's processing tier (``default``, ``flex``, ``priority``): it changes the price."""
 ATTR_COST = "gen_ai.usage.cost"
 """USD, the attribute OpenLIT uses (the conventions define none yet)."""
 
@@ -82,6 +85,7 @@ class ParsedUsage:
     usage: TokenUsage
     response_model: str | None = None
     operation: str | None = None
+    service_tier: str | None = None
 
 
 def _count(value: Any) -> int | None:
@@ -224,7 +228,7 @@ def parse_json_body(
             usage = _usage_openai(u, provider == "x_ai")
             if usage is None:
                 return None
-            return ParsedUsage(usage, _str(obj.get("model")), operation)
+            return ParsedUsage(usage, _str(obj.get("model")), operation, _str(obj.get("service_tier")))
         if dialect == "anthropic":
             u = obj.get("usage")
             if not isinstance(u, Mapping):
@@ -289,6 +293,8 @@ def usage_attributes(parsed: ParsedUsage) -> dict[str, Any]:
         attrs[ATTR_OPERATION] = parsed.operation
     if parsed.response_model is not None:
         attrs[ATTR_RESPONSE_MODEL] = parsed.response_model
+    if parsed.service_tier is not None:
+        attrs[ATTR_SERVICE_TIER] = parsed.service_tier
     for key, value in (
         (ATTR_INPUT_TOKENS, u.input),
         (ATTR_OUTPUT_TOKENS, u.output),
@@ -323,6 +329,7 @@ class SseUsageParser:
         self._data_size = 0
         self._skip_line = False
         self._model: str | None = None
+        self._tier: str | None = None
         self._usage: TokenUsage | None = None
         self._anthropic: dict[str, Any] = {}
 
@@ -414,6 +421,7 @@ class SseUsageParser:
             if usage is not None:
                 self._usage = usage
                 self._model = _str(target.get("model")) or self._model
+                self._tier = _str(target.get("service_tier")) or self._tier
 
     def result(self) -> ParsedUsage | None:
         """The usage the stream reported, or ``None``. Flushes a final event without a blank line."""
@@ -429,7 +437,7 @@ class SseUsageParser:
                 return ParsedUsage(usage, self._model, self._operation)
             if self._usage is None:
                 return None
-            return ParsedUsage(self._usage, self._model, self._operation)
+            return ParsedUsage(self._usage, self._model, self._operation, self._tier)
         except Exception:
             return None
 

@@ -379,7 +379,7 @@ class PriceCatalog:
             )
             self._apis.setdefault(a.provider, []).append(entry)
         self._models: dict[tuple[str, str], Any] = {}
-        self._plans: dict[int, tuple[Any, PricePlan | None]] = {}
+        self._plans: dict[Any, tuple[Any, PricePlan | None]] = {}
         self._api_cache: dict[tuple[str, str, str], ApiRoutePrice | None] = {}
         self._lock = threading.Lock()
 
@@ -394,8 +394,15 @@ class PriceCatalog:
 
     # --- LLM ------------------------------------------------------------------------------------
 
-    def plan(self, provider: str, model: str, at: dt.datetime) -> PricePlan | None:
-        """The price plan for ``model`` of ``provider`` at time ``at`` (aware), or ``None`` if unknown."""
+    def plan(
+        self, provider: str, model: str, at: dt.datetime, context: tuple[tuple[str, str], ...] = ()
+    ) -> PricePlan | None:
+        """The price plan for ``model`` of ``provider`` at time ``at`` (aware), or ``None`` if unknown.
+
+        ``context`` selects genai-prices price variants, e.g. ``(("service_tier", "flex"),)`` for
+        OpenAI's flex processing (half price); as in genai-prices, variants apply only to a
+        provider's own models, not to models priced through a fallback provider.
+        """
         overrides = self._overrides.get((provider.lower(), model.lower()))
         if overrides:
             day = at.astimezone(dt.timezone.utc).date()
@@ -405,19 +412,24 @@ class PriceCatalog:
                     chosen = override
             if chosen is not None:
                 return chosen
-        info = self._model_info(provider, model)
-        if info is None:
+        found = self._model_info(provider, model)
+        if found is None:
             return None
+        info, own = found
         try:
             model_price = info.get_prices(at)
         except Exception:
             return None
-        cached = self._plans.get(id(model_price))
+        key: Any = id(model_price)
+        if context and own and info.price_variants:
+            key = (key, context, at.astimezone(dt.timezone.utc).date())  # variants can be date-bound
+        cached = self._plans.get(key)
         if cached is not None and cached[0] is model_price:
             return cached[1]
         plan: PricePlan | None
         try:
-            plan = PricePlan.from_price_keys(model_price.__dict__)
+            prices = model_price if not isinstance(key, tuple) else info.get_prices(at, dict(context))
+            plan = PricePlan.from_price_keys(prices.__dict__)
         except Exception as exc:
             _logger.warning(
                 "spansignals: genai-prices has an unusable price set for %s/%s: %s", provider, model, exc
@@ -426,16 +438,20 @@ class PriceCatalog:
         with self._lock:
             if len(self._plans) >= _CACHE_MAX:
                 self._plans.clear()
-            self._plans[id(model_price)] = (model_price, plan)
+            self._plans[key] = (model_price, plan)
         return plan
 
     def plan_for(
-        self, provider: str, models: Sequence[str | None], at: dt.datetime
+        self,
+        provider: str,
+        models: Sequence[str | None],
+        at: dt.datetime,
+        context: tuple[tuple[str, str], ...] = (),
     ) -> tuple[PricePlan, str] | None:
         """The first of ``models`` (e.g. response model, then request model) that has a price."""
         for model in models:
             if model:
-                plan = self.plan(provider, model, at)
+                plan = self.plan(provider, model, at, context)
                 if plan is not None:
                     return plan, model
         return None
@@ -462,7 +478,10 @@ class PriceCatalog:
             gp_provider = find_provider_by_id(snapshot.providers, provider_id)
             if gp_provider is None:
                 return None
-            return gp_provider.find_model(model, all_providers=snapshot.providers)
+            info = gp_provider.find_model(model, all_providers=snapshot.providers)
+            if info is None:
+                return None
+            return info, any(info is m for m in gp_provider.models)
         except Exception:
             return None
 

@@ -253,8 +253,9 @@ class GenAiUsageEnricher:
             return None
         try:
             at = dt.datetime.fromtimestamp((start_ns or time.time_ns()) / 1e9, dt.timezone.utc)
+            context = (("service_tier", parsed.service_tier),) if parsed.service_tier else ()
             found = self.cost.catalog.plan_for(
-                state.provider.name, (parsed.response_model, state.request_model), at
+                state.provider.name, (parsed.response_model, state.request_model), at, context
             )
             if found is None:
                 return None

@@ -107,10 +107,16 @@ def test_counts_and_cost_agree_with_genai_prices(case: dict[str, Any]) -> None:
     ours = parsed.usage.as_genai_prices()
     theirs = {k: v for k, v in gp_usage.__dict__.items() if k in GP_KEYS.values()}
     assert ours == theirs
+    context = {"service_tier": parsed.service_tier} if parsed.service_tier else None
+    assert parsed.service_tier == case.get("service_tier", obj.get("service_tier"))
     expected_cost = calc_price(
-        gp_usage, case["model"], provider_id=case["gp_provider"], genai_request_timestamp=NOW
+        gp_usage,
+        case["model"],
+        provider_id=case["gp_provider"],
+        genai_request_timestamp=NOW,
+        price_context=context,
     ).total_price
-    plan = PriceCatalog().plan(case["provider"], case["model"], NOW)
+    plan = PriceCatalog().plan(case["provider"], case["model"], NOW, tuple((context or {}).items()))
     assert plan is not None
     assert plan.cost(parsed.usage) == expected_cost
 

@@ -234,3 +234,33 @@ def test_api_price_matches_method_and_route_first_entry_wins() -> None:
     other = catalog.api_price("twilio", "GET", "/2010-04-01/Accounts/AC1/Messages.json")
     assert other is not None and other.per_request == Decimal("0.0001")
     assert catalog.api_price("stripe", "POST", "/v1/charges") is None
+
+
+def test_price_variants_equal_genai_prices_with_price_context() -> None:
+    """Every price variant (OpenAI service tiers, batch …) prices as calc_price(price_context=…) does."""
+    catalog = PriceCatalog()
+    usage = TokenUsage(input=100_000, output=20_000, cache_read=30_000)
+    checked = 0
+    for provider in get_snapshot().providers:
+        for model in provider.models:
+            for variant in model.price_variants or ():
+                context = tuple(sorted(variant.when.items()))
+                try:
+                    with warnings.catch_warnings():
+                        warnings.simplefilter("ignore")
+                        expected = calc_price(
+                            Usage(**usage.as_genai_prices()),
+                            model.id,
+                            provider_id=provider.id,
+                            genai_request_timestamp=NOW,
+                            price_context=dict(context),
+                        ).total_price
+                except LookupError:
+                    continue  # genai-prices cannot find this model by its own id
+                plan = catalog.plan(provider.id, model.id, NOW, context)
+                assert plan is not None and plan.cost(usage) == expected, (provider.id, model.id, context)
+                checked += 1
+    assert checked > 100
+    flex = catalog.plan("openai", "gpt-5", NOW, (("service_tier", "flex"),))
+    standard = catalog.plan("openai", "gpt-5", NOW)
+    assert flex is not None and standard is not None and flex.cost(usage) < standard.cost(usage)

@@ -36,7 +36,11 @@ def _expected_cost(case: dict[str, Any], at: Any = None) -> Decimal:
     gp = {"gemini": "google"}.get(case["provider"], case["provider"])
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        return calc_price(usage, case["model"], provider_id=gp, genai_request_timestamp=at).total_price
+        tier = case.get("service_tier", (case.get("body") or {}).get("service_tier"))
+        context = {"service_tier": tier} if tier else None
+        return calc_price(
+            usage, case["model"], provider_id=gp, genai_request_timestamp=at, price_context=context
+        ).total_price
 
 
 @pytest.fixture
