@@ -15,6 +15,7 @@ Severity maps to a priority: critical → P1, warning → P3, info → P4 unless
 
 from __future__ import annotations
 
+import functools
 import operator
 import re
 from collections.abc import Callable, Iterator, Mapping
@@ -28,6 +29,7 @@ __all__ = [
     "AlertRule",
     "Condition",
     "Matchers",
+    "check_matcher",
     "labels_match",
     "render_template",
 ]
@@ -49,14 +51,45 @@ _CONDITION = re.compile(r"^\s*(>=|<=|==|!=|>|<)\s*(\S+)\s*$")
 _TEMPLATE = re.compile(r"\{\{\s*\$?(?:labels\.([A-Za-z_][A-Za-z0-9_]*)|(value))\s*\}\}")
 
 
-def labels_match(labels: Mapping[str, str], matchers: Matchers) -> bool:
-    """Whether every matcher holds (a missing label matches only the empty string)."""
+@functools.lru_cache(maxsize=1024)
+def _regex(pattern: str) -> re.Pattern[str]:
+    return re.compile(pattern)
+
+
+def check_matcher(value: str) -> None:
+    """Raise ``ValueError`` if ``value`` is a regex matcher whose pattern does not compile."""
+    if value.startswith(("=~", "!~")):
+        try:
+            _regex(value[2:].strip())
+        except re.error as exc:
+            raise ValueError(f"invalid regular expression {value[2:].strip()!r}: {exc}") from None
+
+
+def _holds(want: str, got: str) -> bool:
+    if want.startswith("=~"):
+        return _regex(want[2:].strip()).fullmatch(got) is not None
+    if want.startswith("!~"):
+        return _regex(want[2:].strip()).fullmatch(got) is None
+    if want.startswith("!="):
+        return got != want[2:].strip()
+    return got == want
+
+
+def labels_match(labels: Mapping[str, str], matchers: Matchers, *, literal: bool = False) -> bool:
+    """Whether every matcher holds (a missing label is the empty string).
+
+    A value is compared for equality, except (unless ``literal``) Alertmanager-style operators:
+    ``"=~regex"`` and ``"!~regex"`` (anchored, as in Alertmanager) and ``"!=value"``.
+    """
     for key, want in matchers.items():
         got = labels.get(key, "")
         if isinstance(want, frozenset):
             if got not in want:
                 return False
-        elif got != want:
+        elif literal or want[:1] not in ("=", "!"):
+            if got != want:
+                return False
+        elif not _holds(want, got):
             return False
     return True
 

@@ -128,7 +128,8 @@ class SilenceStore:
             if s.is_active(now) and labels_match(labels, s.matchers):
                 return f"silence:{s.id}"
         for m in maintenance:
-            if labels_match(labels, m.matchers) and m.window.is_active(now):
+            # literal: a window's ``match`` is shared with the SLO processor, which compares values
+            if labels_match(labels, m.matchers, literal=True) and m.window.is_active(now):
                 return f"maintenance:{m.name}"
         return None
 

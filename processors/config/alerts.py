@@ -4,9 +4,17 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import Field, SecretStr, ValidationError, ValidationInfo, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    Field,
+    SecretStr,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from ._types import Duration, StrictModel, TimeZoneName
@@ -32,13 +40,28 @@ Weekday = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
 WEEKDAYS: tuple[Weekday, ...] = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 
 
+def _matchers(value: dict[str, str]) -> dict[str, str]:
+    """Label matchers: ``value``, or Alertmanager-style ``=~regex``, ``!~regex``, ``!=value``."""
+    from ..alerts.rules import check_matcher
+
+    for key, want in value.items():
+        try:
+            check_matcher(want)
+        except ValueError as exc:
+            raise ValueError(f"{key}: {exc}") from None
+    return value
+
+
+Matchers = Annotated[dict[str, str], AfterValidator(_matchers)]
+
+
 class AlertRuleConfig(StrictModel):
     """An ``alerts.rules`` entry: fire when ``signal`` (a catalogue metric) with labels matching
     ``match`` satisfies ``condition`` (e.g. ``">= 2"``) for ``for``."""
 
     name: str = Field(min_length=1, pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
     signal: str = Field(min_length=1)
-    match: dict[str, str] = Field(default_factory=dict)
+    match: Matchers = Field(default_factory=dict)
     condition: str
     for_: Duration = Field(0.0, alias="for")
     keep_firing_for: Duration = 0.0
@@ -154,7 +177,7 @@ class EscalationLevel(StrictModel):
 class RouteConfig(StrictModel):
     """An ``alerts.routes`` entry (first match wins unless ``continue``)."""
 
-    match: dict[str, str] = Field(default_factory=dict)
+    match: Matchers = Field(default_factory=dict)
     receiver: str
     group_by: list[str] = Field(default_factory=lambda: ["alertname"])
     group_wait: Duration = 30.0
@@ -201,7 +224,7 @@ class MaintenanceConfig(StrictModel):
 
 
 class SilenceConfig(StrictModel):
-    matchers: dict[str, str] = Field(min_length=1)
+    matchers: Matchers = Field(min_length=1)
     starts_at: dt.datetime | None = None
     ends_at: dt.datetime | None = None
     schedule: ScheduleConfig | None = None
@@ -210,8 +233,8 @@ class SilenceConfig(StrictModel):
 
 
 class InhibitRuleConfig(StrictModel):
-    source_match: dict[str, str]
-    target_match: dict[str, str]
+    source_match: Matchers
+    target_match: Matchers
     equal: list[str] = Field(default_factory=list)
 
 

@@ -162,3 +162,47 @@ def test_event_signals_expose_latest_state_per_instance():
     [(labels, _, value)] = list(rule.evaluate(snap))
     assert labels["slo"] == "search" and value == "ticket"
     assert not list(AlertRule("SloPage", "event:slo", Condition.parse("== page")).evaluate(snap))
+
+
+@pytest.mark.parametrize(
+    ("matcher", "value", "holds"),
+    [
+        ("=~critical|warning", "warning", True),
+        ("=~critical|warning", "info", False),
+        ("=~crit", "critical", False),  # anchored, as in Alertmanager
+        ("!~P[12]", "P3", True),
+        ("!~P[12]", "P1", False),
+        ("!=info", "warning", True),
+        ("!=info", "info", False),
+        ("=~.*", "", True),
+        ("critical", "critical", True),
+    ],
+)
+def test_alertmanager_style_matchers(matcher, value, holds):
+    """=~ / !~ (anchored regexes) and != work in rule, route, silence and inhibit matchers."""
+    from spansignals.processors.alerts.rules import labels_match
+
+    assert labels_match({"x": value}, {"x": matcher}) is holds
+
+
+def test_matcher_operators_are_literal_for_maintenance_windows():
+    """Maintenance-window matches (shared with the SLO processor) compare values literally."""
+    from spansignals.processors.alerts.rules import labels_match
+
+    assert labels_match({"x": "=~a"}, {"x": "=~a"}, literal=True)
+    assert not labels_match({"x": "a"}, {"x": "=~a"}, literal=True)
+
+
+def test_bad_regex_is_a_config_error_naming_the_field():
+    """An invalid regex in a route matcher fails config load at alerts.routes[0].match."""
+    from spansignals.processors.config import ConfigError, load_config
+
+    with pytest.raises(ConfigError, match=r"alerts\.routes\.0\.match|alerts\.routes\[0\]\.match"):
+        load_config(
+            {
+                "alerts": {
+                    "receivers": [{"name": "r", "log": True}],
+                    "routes": [{"receiver": "r", "match": {"severity": "=~(critical"}}],
+                }
+            }
+        )
