@@ -98,7 +98,7 @@ class Notification:
     def title(self) -> str:
         """A one-line headline: ``[FIRING:2] LLMBudgetCritical (service_name=checkout)``."""
         status = self.status.upper()
-        if self.reason == "escalation":
+        if self.reason == "escalation" and self.status == "firing":
             status = "ESCALATED"
         elif self.reason == "acknowledge":
             status = "ACKNOWLEDGED"

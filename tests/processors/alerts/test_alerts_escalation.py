@@ -72,6 +72,7 @@ def test_escalated_receivers_get_the_resolution():
     gauge.set(("llm", "month"), 0)
     _run(clock, engine, 20)
     assert [n.status for n in rec["secondary"].sent] == ["firing", "resolved"]
+    assert rec["secondary"].sent[1].title.startswith("[RESOLVED:1]")
 
 
 def _note(severity: str, fp: str, status: str = "firing") -> Notification:
