@@ -74,7 +74,6 @@ class DeliveryWorker:
         self._wait = wait or self._stop.wait
         self._rand = rand
         self._thread: threading.Thread | None = None
-        self.waits: list[float] = []
 
     def start(self) -> None:
         """Start the thread (idempotent)."""
@@ -120,7 +119,6 @@ class DeliveryWorker:
                 delay = self.policy.delay(attempt, exc.retry_after, self._rand)
                 self._on_outcome(self.receiver, "retried")
                 _logger.info("spansignals: retrying %s in %.1fs: %s", self.receiver, delay, exc)
-                self.waits.append(delay)
                 if self._wait(delay):
                     self._on_outcome(self.receiver, "failed")
                     return False
