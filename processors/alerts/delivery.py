@@ -138,15 +138,29 @@ class DeliveryWorker:
             self.deliver(item)
 
     def stop(self, timeout: float = 5.0) -> None:
-        """Deliver what is queued within ``timeout`` (no more retry waits), then stop the thread."""
+        """Deliver what is queued within ``timeout`` (no more retry waits), then stop the thread.
+
+        Whatever is still queued afterwards is counted ``dropped``: nothing is lost uncounted."""
         thread, self._thread = self._thread, None
-        if thread is None:
-            self.notifier.close()
-            return
-        with contextlib.suppress(queue.Full):
-            self._queue.put(None, timeout=timeout)
-        thread.join(timeout)
-        self._stop.set()  # aborts a retry wait in progress
-        thread.join(0.5)
-        if not thread.is_alive():
+        if thread is not None:
+            with contextlib.suppress(queue.Full):
+                self._queue.put(None, timeout=timeout)
+            thread.join(timeout)
+            self._stop.set()  # aborts a retry wait in progress
+            thread.join(0.5)
+        self._stop.set()
+        left = 0
+        while True:
+            try:
+                item = self._queue.get_nowait()
+            except queue.Empty:
+                break
+            if item is not None:
+                left += 1
+                self._on_outcome(self.receiver, "dropped")
+        if left:
+            _logger.warning(
+                "spansignals: %d notification(s) for %s not delivered at shutdown", left, self.receiver
+            )
+        if thread is None or not thread.is_alive():
             self.notifier.close()

@@ -144,3 +144,16 @@ def test_notifier_bug_is_contained():
     assert worker.deliver(_note()) is False and outcomes == ["failed"]
     with pytest.raises(DeliveryError):
         raise DeliveryError("x", retryable=False)
+
+
+def test_stop_counts_what_could_not_be_delivered(server):
+    """Notifications still queued when stop() gives up are counted as dropped, never lost silently."""
+    server.script = [(200, {}, b"", -1.0)]  # the first request hangs until the server closes
+    outcomes: list[str] = []
+    notifier = WebhookNotifier(server.url, poster=HttpPoster(timeout=30))
+    worker = DeliveryWorker("hook", notifier, on_outcome=lambda r, o: outcomes.append(o))
+    worker.start()
+    for _ in range(3):
+        worker.submit(_note())
+    worker.stop(timeout=0.3)
+    assert outcomes.count("dropped") == 2  # one is in flight, two were waiting
