@@ -216,8 +216,14 @@ def _str(value: Any) -> str | None:
 def parse_json_body(
     dialect: str, obj: Any, *, provider: str | None = None, path: str = ""
 ) -> ParsedUsage | None:
-    """Usage from a decoded (non-streaming) response object; ``None`` when it carries none."""
+    """Usage from a decoded response object; ``None`` when it carries none.
+
+    Gemini's ``streamGenerateContent`` without ``alt=sse`` answers a JSON *array* of chunks whose
+    ``usageMetadata`` is cumulative: the last chunk carrying one is used.
+    """
     try:
+        if dialect == "gemini" and isinstance(obj, list):
+            obj = next((c for c in reversed(obj) if isinstance(c, Mapping) and "usageMetadata" in c), None)
         if not isinstance(obj, Mapping):
             return None
         operation = operation_for(dialect, path) if path else None

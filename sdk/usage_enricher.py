@@ -185,9 +185,10 @@ class GenAiUsageEnricher:
             return False  # a custom or mock transport: the body cannot be seen without changing it
         headers = _body_headers(response.headers)
         content_type = headers.get(b"content-type", "").lower()
-        streaming = "text/event-stream" in content_type
-        if not streaming and "json" not in content_type:
-            return False
+        media_type = content_type.partition(";")[0].strip()
+        streaming = media_type == "text/event-stream"
+        if not streaming and not (media_type == "application/json" or media_type.endswith("+json")):
+            return False  # not JSON (or a JSON-lines stream): nothing to read
         reader = ResponseUsageReader(
             state.dialect,
             content_type=content_type,
@@ -197,7 +198,9 @@ class GenAiUsageEnricher:
         )
         if reader.failed:
             return False
-        if not streaming and self._read_ahead(
+        # Gemini's streamGenerateContent without alt=sse streams a JSON array: never held back.
+        progressive = streaming or ":streamGenerateContent" in state.path
+        if not progressive and self._read_ahead(
             span, response, reader, state, headers.get(b"content-length", "")
         ):
             return True

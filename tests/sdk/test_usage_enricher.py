@@ -26,8 +26,8 @@ GP_KEYS = {
 }
 _BUILTIN = ("openai", "anthropic", "gemini")
 PRICED = [n for n, c in CASES.items() if c.get("gp_provider") and c["provider"] in _BUILTIN]
-JSON_CASES = [n for n in PRICED if "sse" not in CASES[n]]
-SSE_CASES = [n for n in PRICED if "sse" in CASES[n]]
+JSON_CASES = [n for n in PRICED if "sse" not in CASES[n] and not CASES[n].get("progressive")]
+SSE_CASES = [n for n in PRICED if "sse" in CASES[n] or CASES[n].get("progressive")]
 
 
 def _expected_cost(case: dict[str, Any], at: Any = None) -> Decimal:
@@ -36,7 +36,8 @@ def _expected_cost(case: dict[str, Any], at: Any = None) -> Decimal:
     gp = {"gemini": "google"}.get(case["provider"], case["provider"])
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        tier = case.get("service_tier", (case.get("body") or {}).get("service_tier"))
+        body = case.get("body")
+        tier = case.get("service_tier", body.get("service_tier") if isinstance(body, dict) else None)
         context = {"service_tier": tier} if tier else None
         return calc_price(
             usage, case["model"], provider_id=gp, genai_request_timestamp=at, price_context=context
