@@ -14,7 +14,8 @@ Resolution: a window of length ``W`` evaluated at ``now`` sums the bucket contai
 the ``W / width - 1`` buckets before it, i.e. the events with time in
 ``[(floor(now / width) + 1) * width - W, now]``. It therefore covers between ``W - width`` and
 ``W`` of history: at most one bucket (10 s or 5 min) short at its old edge. ``W`` is rounded up
-to a whole number of buckets. About 260 KB per SLO at the defaults.
+to a whole number of buckets. About 170 KB per SLO at the defaults (two arrays of doubles per
+ring).
 """
 
 from __future__ import annotations
@@ -42,63 +43,78 @@ def window_label(seconds: float) -> str:
 
 class BucketRing:
     """Weighted ``(total, bad)`` sums per time bucket over a fixed horizon. Not locked: the owner
-    (:class:`SloWindows`) serializes access."""
+    (:class:`SloWindows`) serializes access.
 
-    __slots__ = ("bad", "index", "size", "total", "width")
+    Invariant: slot ``k % size`` holds bucket ``k`` for every ``k`` in ``(newest - size, newest]``
+    (slots are zeroed as ``newest`` advances), so a window's sum is one or two array slices.
+    """
+
+    __slots__ = ("bad", "newest", "size", "total", "width")
 
     def __init__(self, width: float, size: int) -> None:
         if width <= 0 or size < 1:
             raise ValueError(f"bucket ring needs width > 0 and size >= 1, got {width}, {size}")
         self.width = width
         self.size = size
-        self.index = array("q", [-1]) * size
+        self.newest: int | None = None
         self.total = array("d", [0.0]) * size
         self.bad = array("d", [0.0]) * size
 
     def add(self, t: float, total: float, bad: float) -> bool:
         """Count events at time ``t``; False when ``t`` is older than what the ring still holds."""
         bucket = int(t // self.width)
-        slot = bucket % self.size
-        held = self.index[slot]
-        if held == bucket:
-            self.total[slot] += total
-            self.bad[slot] += bad
-            return True
-        if held > bucket:
+        newest = self.newest
+        if newest is None or bucket > newest:
+            self._advance(bucket)
+        elif bucket <= newest - self.size:
             return False
-        self.index[slot] = bucket
-        self.total[slot] = total
-        self.bad[slot] = bad
+        slot = bucket % self.size
+        self.total[slot] += total
+        self.bad[slot] += bad
         return True
+
+    def _advance(self, bucket: int) -> None:
+        """Make ``bucket`` the newest, zeroing the slots of the buckets it skips over."""
+        newest, size = self.newest, self.size
+        if newest is None or bucket - newest >= size:
+            self.total = array("d", [0.0]) * size
+            self.bad = array("d", [0.0]) * size
+        else:
+            total, bad = self.total, self.bad
+            for k in range(newest + 1, bucket + 1):
+                slot = k % size
+                total[slot] = 0.0
+                bad[slot] = 0.0
+        self.newest = bucket
 
     def copy(self) -> BucketRing:
         """A snapshot (for evaluating outside the owner's lock)."""
         other = BucketRing.__new__(BucketRing)
-        other.width, other.size = self.width, self.size
-        other.index, other.total, other.bad = (
-            array("q", self.index),
-            array("d", self.total),
-            array("d", self.bad),
-        )
+        other.width, other.size, other.newest = self.width, self.size, self.newest
+        other.total, other.bad = array("d", self.total), array("d", self.bad)
         return other
+
+    def _slice_sum(self, values: array, lo: int, hi: int) -> float:
+        a, b = lo % self.size, hi % self.size
+        if a <= b:
+            return sum(values[a : b + 1])
+        return sum(values[a:]) + sum(values[: b + 1])
 
     def sums(self, now: float, windows: Sequence[float]) -> dict[float, tuple[float, float]]:
         """``{window: (total, bad)}`` for windows (seconds, each <= the horizon) ending at ``now``."""
         current = int(now // self.width)
-        wanted = sorted((max(1, math.ceil(w / self.width - 1e-9)), w) for w in windows)
         out: dict[float, tuple[float, float]] = {}
-        total = bad = 0.0
-        index, totals, bads, size = self.index, self.total, self.bad, self.size
-        done = 0
-        for back in range(wanted[-1][0] if wanted else 0):
-            bucket = current - back
-            slot = bucket % size
-            if index[slot] == bucket:
-                total += totals[slot]
-                bad += bads[slot]
-            while done < len(wanted) and wanted[done][0] == back + 1:
-                out[wanted[done][1]] = (total, bad)
-                done += 1
+        for window in windows:
+            count = max(1, math.ceil(window / self.width - 1e-9))
+            if self.newest is None:
+                out[window] = (0.0, 0.0)
+                continue
+            lo = max(current - count + 1, self.newest - self.size + 1)
+            hi = min(current, self.newest)
+            if lo > hi:
+                out[window] = (0.0, 0.0)
+            else:
+                out[window] = (self._slice_sum(self.total, lo, hi), self._slice_sum(self.bad, lo, hi))
         return out
 
 
