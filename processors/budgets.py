@@ -221,6 +221,8 @@ class BudgetTracker:
         now = clock()
         for b in self.budgets:
             b.roll(now)
+        self._changes = 0  # bumped on every change of spend; the saver skips unchanged state
+        self._saved_changes = -1
         if self.state_path is not None:
             self._load(now)
         self._stop = threading.Event()
@@ -264,6 +266,7 @@ class BudgetTracker:
                     continue
                 b.roll(now)
                 b.add(amount, now)
+                self._changes += 1
                 change = self._evaluate(b, now)
                 if change is not None:
                     changes.append(change)
@@ -309,6 +312,7 @@ class BudgetTracker:
             for b in self.budgets:
                 if not b.period_start <= now < b.period_end:
                     b.roll(now)
+                    self._changes += 1
                     change = self._evaluate(b, now)
                     if change is not None:
                         changes.append(change)
@@ -409,12 +413,16 @@ class BudgetTracker:
 
     # --- persistence ----------------------------------------------------------------------------
 
-    def save(self) -> bool:
-        """Write the state file now (atomically); ``False`` when there is none or writing failed."""
+    def save(self, *, only_if_changed: bool = False) -> bool:
+        """Write the state file now (atomically); ``False`` when there is none, nothing changed
+        (with ``only_if_changed``) or writing failed."""
         path = self.state_path
         if path is None:
             return False
         with self._lock:
+            if only_if_changed and self._changes == self._saved_changes:
+                return False
+            changes = self._changes
             data = {
                 "version": 1,
                 "saved_at": self._clock(),
@@ -439,6 +447,7 @@ class BudgetTracker:
                     f.flush()
                     os.fsync(f.fileno())
                 os.replace(tmp, path)
+                self._saved_changes = changes
             except BaseException:
                 os.unlink(tmp)
                 raise
@@ -479,7 +488,7 @@ class BudgetTracker:
 
     def _save_loop(self, interval: float) -> None:
         while not self._stop.wait(interval):
-            self.save()
+            self.save(only_if_changed=True)
 
     def shutdown(self) -> None:
         """Stop the saver and write the state one last time."""

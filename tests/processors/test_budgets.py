@@ -219,3 +219,15 @@ def test_corrupt_state_file_is_ignored(tmp_path: Path) -> None:
     path.write_text("{not json")
     t, _ = _tracker([_budget()], Clock(dt.datetime(2026, 11, 10, tzinfo=dt.timezone.utc)), state_path=path)
     assert t.get("llm").spent == 0
+
+
+def test_periodic_save_skips_unchanged_state(tmp_path: Path) -> None:
+    """The periodic saver writes only when spend changed since the last write."""
+    clock = Clock(dt.datetime(2026, 11, 10, tzinfo=dt.timezone.utc))
+    t, _ = _tracker([_budget()], clock, state_path=tmp_path / "b.json")
+    assert t.save(only_if_changed=True)
+    assert not t.save(only_if_changed=True)
+    _spend(t, "1")
+    assert t.save(only_if_changed=True)
+    assert not t.save(only_if_changed=True)
+    assert t.save()  # shutdown always writes
