@@ -1,13 +1,16 @@
 """The signal engine (derivations over a span view) and the collector service."""
 
+from .breaker import CircuitBreaker
 from .engine import EngineSpanProcessor, ProcessorErrors, SignalEngine, SignalSpanProcessor
 from .events import EventBus, SignalEvent
 from .families import CounterFamily, GaugeFamily, HistogramFamily, MetricFamily
 from .producer import SignalMetricProducer, attach_producer
+from .ratelimit import RateLimitSpanProcessor
 from .red import Dimension, RedSpanProcessor
 from .view import SpanView, view_from_otlp_span, view_from_readable_span
 
 __all__ = [
+    "CircuitBreaker",
     "CounterFamily",
     "Dimension",
     "EngineSpanProcessor",
@@ -16,6 +19,7 @@ __all__ = [
     "HistogramFamily",
     "MetricFamily",
     "ProcessorErrors",
+    "RateLimitSpanProcessor",
     "RedSpanProcessor",
     "SignalEngine",
     "SignalEvent",
