@@ -353,6 +353,11 @@ class CircuitBreakers:
                 self._breakers[key] = breaker
         return breaker
 
+    def clear(self) -> None:
+        """Drop every breaker (shutdown)."""
+        with self._lock:
+            self._breakers.clear()
+
     def __iter__(self) -> Any:
         return iter(list(self._breakers.values()))
 

@@ -220,6 +220,15 @@ class RateLimitSpanProcessor(SignalSpanProcessor):
             self.breakers.state_family,
         ]
 
+    def shutdown(self) -> None:
+        """Forget readings, blocks and breakers, so collection-time gauges render nothing more."""
+        with self._lock:
+            self._latest.clear()
+            self._blocked.clear()
+            self._breakers_of.clear()
+            self._known_keys.clear()
+        self.breakers.clear()
+
     # --- span path -----------------------------------------------------------------------------
 
     def observe(self, view: SpanView) -> None:

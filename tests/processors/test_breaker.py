@@ -5,6 +5,9 @@ from __future__ import annotations
 import threading
 
 import pytest
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from spansignals.processors.breaker import (
     BreakerSettings,
@@ -229,6 +232,24 @@ def test_registry_gauge_events_and_cap() -> None:
     assert events[0].labels == {"service_name": "svc", "provider": "openai"}
     assert events[0].details["retry_after_s"] == pytest.approx(5)
     assert events[0].value == 2.0
+
+
+def test_transition_is_an_event_on_the_current_span() -> None:
+    """A transition while a span is current adds spansignals.breaker.transition to that span."""
+    exporter = InMemorySpanExporter()
+    tp = TracerProvider()
+    tp.add_span_processor(SimpleSpanProcessor(exporter))
+    clock = FakeClock()
+    reg = CircuitBreakers(SETTINGS, clock=clock)
+    b = reg.get(("svc", "openai"))
+    assert b is not None
+    with tp.get_tracer("t").start_as_current_span("work"):
+        b.trip_until(clock.now + 5, "rate limited (Retry-After)")
+    (span,) = exporter.get_finished_spans()
+    (event,) = span.events
+    assert event.name == "spansignals.breaker.transition"
+    assert event.attributes["spansignals.breaker.to"] == "open"
+    tp.shutdown()
 
 
 def test_concurrent_records_are_exact() -> None:

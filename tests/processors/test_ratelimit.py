@@ -152,6 +152,17 @@ def test_fields_left_out_keep_their_last_value_and_series_are_capped() -> None:
     assert dict(p.utilization.snapshot()) == {labels: 0.5}
 
 
+def test_shutdown_leaves_nothing_to_collect() -> None:
+    """After shutdown the callback gauges render no series and nothing is blocked."""
+    p = _processor(FakeClock())
+    p.observe(_view("openai.test", 429, {"retry-after": "5", "x-ratelimit-remaining-requests": "0"}))
+    assert p.reset.snapshot() == [] and p.remaining.snapshot() and p.breakers.state_family.snapshot()
+    p.shutdown()
+    families = (p.limit, p.remaining, p.reset, p.utilization, p.breakers.state_family)
+    assert all(f.snapshot() == [] for f in families)
+    assert p.admission("openai") is None
+
+
 def test_header_errors_are_counted() -> None:
     """Unparseable header values are counted per provider and do not stop the rest."""
     p = _processor(FakeClock())
