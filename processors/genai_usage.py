@@ -12,7 +12,8 @@ Formats, chosen by the provider table's ``dialect``:
   output, as Google bills them; per-modality splits are not kept, so audio/image input is
   priced as text input).
 - any other dialect of a provider genai-prices knows: genai-prices' own extractors (slower,
-  non-streaming only).
+  non-streaming only), e.g. AWS Bedrock ``converse`` and ``invoke`` (the model comes from the
+  URL; Bedrock's binary event streams are not read).
 
 Counts follow the GenAI semantic conventions: ``gen_ai.usage.input_tokens`` *includes* cache read
 and cache creation tokens (Anthropic reports them separately, so they are added); counts the
@@ -34,6 +35,7 @@ import zlib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import unquote
 
 from .pricing import TokenUsage
 
@@ -178,16 +180,22 @@ def operation_for(dialect: str, path: str) -> str | None:
         if p.endswith("/responses"):
             return "chat"
         return None
+    if _BEDROCK_MODEL.search(path):
+        return "chat"
     return None
 
 
 _GEMINI_MODEL = re.compile(r"/models/([^/:]+):")
+_BEDROCK_MODEL = re.compile(
+    r"/model/([^/]+)/(?:converse|converse-stream|invoke|invoke-with-response-stream)/?\Z"
+)
 _MODEL_KEY = b'"model"'
 _MODEL_VALUE = re.compile(rb'\s*:\s*"((?:[^"\\]|\\.){1,256})"')
 
 
 def request_model_from(dialect: str, path: str, body: bytes | None) -> str | None:
-    """``gen_ai.request.model``: from the URL for Gemini, else the request body's top-level ``model``.
+    """``gen_ai.request.model``: from the URL for Gemini and Bedrock (``/model/{id}/converse``),
+    else the request body's top-level ``model``.
 
     The body is scanned, not parsed (a large prompt would cost a full JSON parse): a ``"model"``
     key followed by a string, which cannot occur inside a JSON string (its quotes are escaped).
@@ -196,6 +204,10 @@ def request_model_from(dialect: str, path: str, body: bytes | None) -> str | Non
         if dialect == "gemini":
             m = _GEMINI_MODEL.search(path)
             return m.group(1) if m else None
+        if dialect == "generic":
+            bedrock = _BEDROCK_MODEL.search(path)
+            if bedrock:
+                return unquote(bedrock.group(1))
         if not body:
             return None
         start = body.find(_MODEL_KEY)
@@ -252,13 +264,15 @@ def parse_json_body(
                 return None
             return ParsedUsage(usage, _str(obj.get("modelVersion")), operation)
         if provider:
-            return _parse_with_genai_prices(provider, obj)
+            return _parse_with_genai_prices(provider, obj, operation)
     except Exception:
         return None
     return None
 
 
-def _parse_with_genai_prices(provider: str, obj: Mapping[str, Any]) -> ParsedUsage | None:
+def _parse_with_genai_prices(
+    provider: str, obj: Mapping[str, Any], operation: str | None
+) -> ParsedUsage | None:
     """genai-prices' extractors for providers we have no hand-written format for."""
     import warnings
 
@@ -287,6 +301,7 @@ def _parse_with_genai_prices(provider: str, obj: Mapping[str, Any]) -> ParsedUsa
                 _count(values.get("output_reasoning_tokens")),
             ),
             model,
+            operation,
         )
     return None
 

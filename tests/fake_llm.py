@@ -3,8 +3,8 @@
 The request path is ``/<case name><the provider's real path>`` (e.g.
 ``/openai-chat/v1/chat/completions``), so the provider dialect logic sees real API paths.
 ``?enc=gzip|br|deflate`` encodes the body. SSE cases are sent chunked, split at odd byte offsets,
-with a flush per piece. Three servers listen on 127.0.0.1, 127.0.0.2 and 127.0.0.3 so a provider
-table can map each address to a dialect (openai, anthropic, gemini).
+with a flush per piece. Four servers listen on 127.0.0.1-4 so a provider table can map each address to a
+dialect (openai, anthropic, gemini, and generic for AWS Bedrock).
 """
 
 from __future__ import annotations
@@ -23,7 +23,8 @@ import brotli
 CASES: dict[str, dict[str, Any]] = {
     c["name"]: c for c in json.loads((Path(__file__).parent / "testdata/genai/responses.json").read_text())
 }
-HOSTS = {"openai": "127.0.0.1", "anthropic": "127.0.0.2", "gemini": "127.0.0.3"}
+HOSTS = {"openai": "127.0.0.1", "anthropic": "127.0.0.2", "gemini": "127.0.0.3", "generic": "127.0.0.4"}
+NAMES = {"openai": "openai", "anthropic": "anthropic", "gemini": "gemini", "generic": "bedrock"}
 
 
 def case_body(case: dict[str, Any]) -> bytes:
@@ -97,7 +98,7 @@ class FakeLlmServers:
         first = http.server.ThreadingHTTPServer((HOSTS["openai"], 0), _Handler)
         self.port = first.server_address[1]
         self.servers.append(first)
-        for host in (HOSTS["anthropic"], HOSTS["gemini"]):
+        for host in (HOSTS["anthropic"], HOSTS["gemini"], HOSTS["generic"]):
             self.servers.append(http.server.ThreadingHTTPServer((host, self.port), _Handler))
         for server in self.servers:
             server.daemon_threads = True
@@ -111,8 +112,11 @@ class FakeLlmServers:
 
     @staticmethod
     def providers_config() -> list[dict[str, Any]]:
-        """``providers:`` entries mapping the three hosts to the built-in provider names."""
-        return [{"name": name, "hosts": [host], "dialect": name} for name, host in HOSTS.items()]
+        """``providers:`` entries mapping the hosts to built-in provider names (generic: Bedrock)."""
+        return [
+            {"name": NAMES[dialect], "hosts": [host], "dialect": dialect, "genai": True}
+            for dialect, host in HOSTS.items()
+        ]
 
     def close(self) -> None:
         for server in self.servers:

@@ -207,3 +207,21 @@ def test_usage_from_http_off_leaves_bodies_alone(
         client.post(llm.url("openai-chat"), json={"model": "gpt-4o"})
     assert "gen_ai.usage.input_tokens" not in _client_span(providers).attributes
     assert _cost_total(telemetry) == 0
+
+
+def test_bedrock_converse_priced_from_the_url_model(
+    app: Callable[..., Telemetry], providers: Providers, llm: FakeLlmServers
+) -> None:
+    """AWS Bedrock converse (genai-prices' extractor, model from the URL) is priced like calc_price(aws)."""
+    case = CASES["bedrock-converse"]
+    telemetry = app()
+    with httpx.Client() as client:
+        client.post(llm.url("bedrock-converse"), json={"messages": []})
+    attrs = dict(_client_span(providers).attributes)
+    assert attrs["gen_ai.request.model"] == case["request_model"]
+    assert attrs["gen_ai.operation.name"] == "chat"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        want = calc_price(Usage(input_tokens=30, output_tokens=628), case["request_model"], provider_id="aws")
+    assert attrs["gen_ai.usage.cost"] == float(want.total_price)
+    assert _cost_total(telemetry) == want.total_price
