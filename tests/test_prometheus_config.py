@@ -19,6 +19,7 @@ from opentelemetry.trace import SpanKind, Status, StatusCode
 from peers import CollectorProcess, ManagedProcess, free_port, http_get, missing_peer, poll_until
 
 from spansignals.processors.config import load_config
+from spansignals.processors.report import report_from_prometheus
 from spansignals.processors.rules import render_rules
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -157,5 +158,11 @@ def test_real_prometheus_loads_the_shipped_config_and_evaluates_slo_rules(
             what="the 14.4x page to become active",
         )
         assert firing[0]["labels"]["severity"] == "critical"
+        # The same data end to end through `spansignals report`: 2 bad of the 8 events Prometheus saw arrive.
+        report = report_from_prometheus(url, load_config({"slos": example["slos"]}), 3600.0)
+        checkout = {s.name: s for s in report.slos}["checkout-availability"]
+        assert checkout.compliance == pytest.approx(0.75)
+        assert checkout.met is False
+        assert checkout.error_budget_remaining == pytest.approx(1 - 0.25 / 0.001, rel=1e-6)
     finally:
         process.stop()
