@@ -23,22 +23,30 @@ from spansignals.processors.ratelimit_headers import ATTR_HEADER_PREFIX, CAPTURE
 __all__ = ["RateLimitHeaderEnricher", "build_ratelimit_enricher"]
 
 _ATTR_OF = {name: ATTR_HEADER_PREFIX + name for name in CAPTURED_HEADERS}
+_ATTR_OF_RAW = {name.encode("ascii"): attr for name, attr in _ATTR_OF.items()}
 
 
-def _items(headers: Any) -> Any:
-    """``(lowercase name, value)`` pairs of httpx ``Headers``, a mapping or a raw list."""
-    multi = getattr(headers, "multi_items", None)
-    if multi is not None:
-        return multi()  # httpx: names already lower-cased
-    if isinstance(headers, dict):
-        return ((str(k).lower(), v) for k, v in headers.items())
-    return (
-        (
-            k.decode("latin-1").lower() if isinstance(k, bytes) else str(k).lower(),
-            v.decode("latin-1") if isinstance(v, bytes) else v,
-        )
-        for k, v in headers
-    )
+def _captured(headers: Any) -> dict[str, list[str]]:
+    """``{attribute: [values]}`` for the captured headers among httpx ``Headers``, a mapping or a
+    raw list of byte pairs. httpx headers are scanned undecoded; only matches are decoded."""
+    found: dict[str, list[str]] = {}
+    raw = getattr(headers, "raw", None)
+    if raw is None and isinstance(headers, dict):
+        for key, value in headers.items():
+            attr = _ATTR_OF.get(str(key).lower())
+            if attr is not None and isinstance(value, str):
+                found.setdefault(attr, []).append(value)
+        return found
+    attr_of = _ATTR_OF_RAW
+    for key, value in headers if raw is None else raw:
+        if isinstance(key, str):
+            key = key.encode("latin-1")
+        attr = attr_of.get(key if key.islower() else key.lower())
+        if attr is not None:
+            found.setdefault(attr, []).append(
+                value.decode("latin-1") if isinstance(value, bytes) else str(value)
+            )
+    return found
 
 
 class RateLimitHeaderEnricher:
@@ -53,18 +61,13 @@ class RateLimitHeaderEnricher:
     def on_response(
         self, span: Any, request: Any, response: Any, provider: ProviderInfo | None, state: Any
     ) -> None:
-        """Set ``http.response.header.<name>`` for each captured header present."""
+        """Set ``http.response.header.<name>`` (a list of strings) for each captured header present."""
         if provider is None:
             return
         headers = getattr(response, "headers", None)
         if not headers:
             return
-        found: dict[str, list[str]] = {}
-        attr_of = _ATTR_OF
-        for key, value in _items(headers):
-            attr = attr_of.get(key)
-            if attr is not None and isinstance(value, str):
-                found.setdefault(attr, []).append(value)
+        found = _captured(headers)
         if found:
             span.set_attributes(found)
 
