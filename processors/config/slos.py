@@ -25,9 +25,9 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, ValidationInfo, field_validator, model_validator
 
-from ._types import Duration, StrictModel, StrList
+from ._types import Duration, StrictModel, StrList, _format_duration
 from .alerts import MaintenanceConfig
 
 __all__ = ["DEFAULT_BURN_ALERTS", "BurnAlert", "SloConfig", "SloMatch"]
@@ -76,8 +76,8 @@ class BurnAlert(StrictModel):
             raise ValueError("short_window must be > 0")
         if self.short_window >= self.long_window:
             raise ValueError(
-                f"short_window ({self.short_window:g}s) must be shorter than "
-                f"long_window ({self.long_window:g}s)"
+                f"short_window ({_format_duration(self.short_window)}) must be shorter than "
+                f"long_window ({_format_duration(self.long_window)})"
             )
         return self
 
@@ -90,6 +90,15 @@ DEFAULT_BURN_ALERTS = (
 )
 
 
+def _check_period(period: float, burn_alerts: list[BurnAlert] | None) -> None:
+    longest = max((a.long_window for a in burn_alerts or ()), default=0.0)
+    if period <= longest:
+        raise ValueError(
+            f"period ({_format_duration(period)}) must be longer than the longest burn_alerts "
+            f"long_window ({_format_duration(longest)})"
+        )
+
+
 class SloConfig(StrictModel):
     """An ``slos`` entry. With ``latency_threshold`` the SLI is latency (bad = slower than the
     threshold), else availability (bad = error status, or the listed HTTP status codes)."""
@@ -97,12 +106,14 @@ class SloConfig(StrictModel):
     name: str = Field(min_length=1, max_length=120)
     match: SloMatch = Field(default_factory=SloMatch)
     objective: float = Field(gt=0, lt=1)
+    # burn_alerts and latency_threshold come before the fields checked against them, so those
+    # checks are field validators and their errors name the field (slos[0].period).
+    burn_alerts: list[BurnAlert] = Field(default_factory=lambda: list(DEFAULT_BURN_ALERTS))
     period: Duration = 30 * 86400.0
     latency_threshold: Duration | None = None
     bad_status_codes: list[int] | None = None
     exclude_maintenance: bool = False
     maintenance: list[MaintenanceConfig] = Field(default_factory=list)
-    burn_alerts: list[BurnAlert] = Field(default_factory=lambda: list(DEFAULT_BURN_ALERTS))
     alerts: bool = True
 
     @field_validator("name")
@@ -116,18 +127,21 @@ class SloConfig(StrictModel):
 
     @field_validator("bad_status_codes")
     @classmethod
-    def _codes(cls, v: list[int] | None) -> list[int] | None:
+    def _codes(cls, v: list[int] | None, info: ValidationInfo) -> list[int] | None:
         if v is not None:
             wrong = [c for c in v if not 100 <= c <= 599]
             if wrong:
                 raise ValueError(f"HTTP status codes are 100..599, got {wrong}")
+            if info.data.get("latency_threshold") is not None:
+                raise ValueError("applies to availability SLOs only; drop it or latency_threshold")
         return v
 
     @field_validator("period")
     @classmethod
-    def _period(cls, v: float) -> float:
+    def _period(cls, v: float, info: ValidationInfo) -> float:
         if v < 3600:
-            raise ValueError(f"period must be at least 1h, got {v:g}s")
+            raise ValueError(f"period must be at least 1h, got {_format_duration(v)}")
+        _check_period(v, info.data.get("burn_alerts"))
         return v
 
     @field_validator("latency_threshold")
@@ -139,14 +153,7 @@ class SloConfig(StrictModel):
 
     @model_validator(mode="after")
     def _check(self) -> SloConfig:
-        longest = max((a.long_window for a in self.burn_alerts), default=0.0)
-        if self.period <= longest:
-            raise ValueError(
-                f"period ({self.period:g}s) must be longer than the longest "
-                f"burn_alerts long_window ({longest:g}s)"
-            )
-        if self.latency_threshold is not None and self.bad_status_codes is not None:
-            raise ValueError("bad_status_codes applies to availability SLOs; drop it or latency_threshold")
+        _check_period(self.period, self.burn_alerts)  # the default period is not field-validated
         return self
 
     @property

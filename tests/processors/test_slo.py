@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import re
 from typing import Any
 
 import pytest
@@ -412,7 +413,11 @@ def test_duplicate_names_and_bad_config_are_rejected():
 
     for bad, field in [
         ({"name": "x", "objective": 1.0}, "slos[0].objective"),
-        ({"name": "x", "objective": 0.9, "period": "2d"}, "period"),
+        ({"name": "x", "objective": 0.9, "period": "2d"}, "slos[0].period: period (2d) must be longer"),
+        (
+            {"name": "x", "objective": 0.9, "latency_threshold": "1s", "bad_status_codes": [500]},
+            "slos[0].bad_status_codes: applies to availability SLOs only",
+        ),
         ({"name": "x", "objective": 0.9, "bad_status_codes": [700]}, "slos[0].bad_status_codes"),
         ({"name": "x", "objective": 0.9, "match": {"span_kind": "sideways"}}, "slos[0].match.span_kind"),
         (
@@ -424,7 +429,7 @@ def test_duplicate_names_and_bad_config_are_rejected():
             "short_window",
         ),
     ]:
-        with pytest.raises(ConfigError, match=field.replace("[", r"\[").replace("]", r"\]")):
+        with pytest.raises(ConfigError, match=re.escape(field)):
             load_config({"slos": [bad]})
 
 
