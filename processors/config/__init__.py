@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from pathlib import Path as FsPath
 from typing import Any
 
-from pydantic import Field, ValidationError
+from pydantic import Field, ValidationError, field_validator
 
 from . import alerts as _alerts
 from . import collector as _collector
@@ -55,6 +55,15 @@ class SpansignalsConfig(StrictModel):
     slos: list[SloConfig] = Field(default_factory=list)
     alerts: AlertsConfig = Field(default_factory=AlertsConfig)
     collector: CollectorConfig = Field(default_factory=CollectorConfig)
+
+    @field_validator("slos")
+    @classmethod
+    def _unique_slo_names(cls, slos: list[SloConfig]) -> list[SloConfig]:
+        names = [s.name for s in slos]
+        repeated = sorted({n for n in names if names.count(n) > 1})
+        if repeated:
+            raise ValueError(f"SLO names must be unique (they label every SLO series), repeated: {repeated}")
+        return slos
 
 
 # Which module decides whether a block's feature is built (``ACTIVE``), for check-config.

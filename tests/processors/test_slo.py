@@ -411,6 +411,8 @@ def test_duplicate_names_and_bad_config_are_rejected():
         SloSpanProcessor([slo(), slo()])
     from spansignals.processors.config import ConfigError
 
+    with pytest.raises(ConfigError, match=re.escape("slos: SLO names must be unique")):
+        load_config({"slos": [{"name": "x", "objective": 0.9}, {"name": "x", "objective": 0.99}]})
     for bad, field in [
         ({"name": "x", "objective": 1.0}, "slos[0].objective"),
         ({"name": "x", "objective": 0.9, "period": "2d"}, "slos[0].period: period (2d) must be longer"),
