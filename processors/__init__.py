@@ -7,6 +7,8 @@ from .families import CounterFamily, GaugeFamily, HistogramFamily, MetricFamily
 from .producer import SignalMetricProducer, attach_producer
 from .ratelimit import RateLimitSpanProcessor
 from .red import Dimension, RedSpanProcessor
+from .schedule import MaintenanceWindow
+from .slo import SloSpanProcessor, SloStatus
 from .view import SpanView, view_from_otlp_span, view_from_readable_span
 
 __all__ = [
@@ -17,6 +19,7 @@ __all__ = [
     "EventBus",
     "GaugeFamily",
     "HistogramFamily",
+    "MaintenanceWindow",
     "MetricFamily",
     "ProcessorErrors",
     "RateLimitSpanProcessor",
@@ -25,6 +28,8 @@ __all__ = [
     "SignalEvent",
     "SignalMetricProducer",
     "SignalSpanProcessor",
+    "SloSpanProcessor",
+    "SloStatus",
     "SpanView",
     "attach_producer",
     "view_from_otlp_span",
