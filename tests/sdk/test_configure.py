@@ -245,19 +245,32 @@ def test_otlp_grpc_exports_spans(
     assert providers.red_calls(span_kind="SPAN_KIND_CLIENT") == 1
 
 
-def test_otlp_http_exports_spans(configured: Callable[..., Telemetry], local_server: LocalServer) -> None:
-    """With otlp_protocol http/protobuf, spans are POSTed to <endpoint>/v1/traces."""
+@pytest.mark.parametrize("from_env", [False, True], ids=["arguments", "environment"])
+def test_otlp_http_exports_spans(
+    configured: Callable[..., Telemetry],
+    local_server: LocalServer,
+    monkeypatch: pytest.MonkeyPatch,
+    from_env: bool,
+) -> None:
+    """With http/protobuf (from arguments or OTEL_* variables), spans are POSTed to <endpoint>/v1/traces."""
     _HttpSink.requests = []
     sink = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _HttpSink)
-    threading.Thread(target=sink.serve_forever, daemon=True).start()
+    threading.Thread(target=sink.serve_forever, args=(0.05,), daemon=True).start()
+    endpoint = f"http://127.0.0.1:{sink.server_address[1]}"
     try:
         providers = Providers()
-        telemetry = configured(
-            traces_exporter="otlp",
-            otlp_protocol="http/protobuf",
-            otlp_endpoint=f"http://127.0.0.1:{sink.server_address[1]}",
-            meter_provider=providers.meter_provider,
-        )
+        if from_env:
+            monkeypatch.setenv("OTEL_TRACES_EXPORTER", "otlp")
+            monkeypatch.setenv("OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf")
+            monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint)
+            telemetry = configured(meter_provider=providers.meter_provider)
+        else:
+            telemetry = configured(
+                traces_exporter="otlp",
+                otlp_protocol="http/protobuf",
+                otlp_endpoint=endpoint,
+                meter_provider=providers.meter_provider,
+            )
         httpx.get(local_server.url())
         assert telemetry.force_flush(timeout=10)
         request = trace_service_pb2.ExportTraceServiceRequest()
