@@ -7,9 +7,9 @@ See :mod:`spansignals.processors.ratelimit` (gauges, throttling, breakers) and
 from __future__ import annotations
 
 import re
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import Field, field_validator
+from pydantic import AfterValidator, Field
 
 from ._types import Duration, StrictModel
 
@@ -20,7 +20,19 @@ ACTIVE = True
 _STATUS_CLASS = re.compile(r"[1-5][xX][xX]")
 
 
-def _default_failure_codes() -> list[int | str]:
+def _check_status(code: int | str) -> int | str:
+    if isinstance(code, int) and not 100 <= code <= 599:
+        raise ValueError(f"status codes must be in 100..599, got {code}")
+    if isinstance(code, str) and not _STATUS_CLASS.fullmatch(code):
+        raise ValueError(f"expected an integer status or a class like '5xx', got {code!r}")
+    return code
+
+
+StatusCodeOrClass = Annotated[int | str, AfterValidator(_check_status)]
+"""An HTTP status (``503``) or a status class (``"5xx"``)."""
+
+
+def _default_failure_codes() -> list[StatusCodeOrClass]:
     return [429, "5xx"]
 
 
@@ -47,20 +59,10 @@ class BreakerConfig(StrictModel):
     open_for: Duration = 30.0
     half_open_probes: int = Field(1, ge=1)
     key: Literal["provider", "provider_route"] = "provider"
-    failure_status_codes: list[int | str] = Field(default_factory=_default_failure_codes)
+    failure_status_codes: list[StatusCodeOrClass] = Field(default_factory=_default_failure_codes)
     timeouts_are_failures: bool = True
     connection_errors_are_failures: bool = True
     alerts: bool = True
-
-    @field_validator("failure_status_codes")
-    @classmethod
-    def _check_codes(cls, codes: list[int | str]) -> list[int | str]:
-        for code in codes:
-            if isinstance(code, int) and not 100 <= code <= 599:
-                raise ValueError(f"status codes must be in 100..599, got {code}")
-            if isinstance(code, str) and not _STATUS_CLASS.fullmatch(code):
-                raise ValueError(f"expected an integer status or a class like '5xx', got {code!r}")
-        return codes
 
 
 class GuardConfig(StrictModel):
