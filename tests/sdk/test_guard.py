@@ -289,3 +289,26 @@ def test_bad_arguments() -> None:
         guard(httpx.Client(), mode="maybe")
     with pytest.raises(ValueError, match="max_wait"):
         guard(httpx.Client(), max_wait=-1)
+
+
+def test_route_scoped_breaker_blocks_only_its_route() -> None:
+    """With breaker.key provider_route, an open breaker on one path blocks that path only."""
+    clock, transport = FakeClock(), CountingTransport()
+    cfg = load_config(
+        {"ratelimits": {"breaker": {"key": "provider_route", "consecutive_failures": 2}}}
+    ).ratelimits
+    table = ProviderTable([("api.provider.test", ProviderInfo("prov", "openai"))])
+    p = RateLimitSpanProcessor(cfg, providers=table, service_name="app", clock=clock)
+    for _ in range(2):
+        attrs = {
+            "http.request.method": "POST",
+            "url.full": "https://api.provider.test/v1/files/12345/content",
+            "server.address": "api.provider.test",
+            "http.response.status_code": 503,
+        }
+        p.observe(SpanView("POST", KIND_CLIENT, 0, 1, STATUS_UNSET, attrs, {"service.name": "app"}))
+    client = guard(httpx.Client(transport=transport.sync()), processor=p, clock=clock)
+    with pytest.raises(RequestBlocked):
+        client.get("https://api.provider.test/v1/files/67890/content")
+    assert client.get(URL).status_code == 200
+    assert transport.calls == 1
