@@ -49,7 +49,11 @@ def test_config_entries_extend_and_override_builtins() -> None:
     cfg = load_config(
         {
             "providers": [
-                {"name": "internal-llm", "hosts": ["llm.internal.example", "*.llm.example"], "dialect": "openai"},
+                {
+                    "name": "internal-llm",
+                    "hosts": ["llm.internal.example", "*.llm.example"],
+                    "dialect": "openai",
+                },
                 {"name": "proxy", "hosts": ["api.openai.com"], "dialect": "generic"},
                 {"name": "openai", "hosts": ["openai-gw.corp"], "dialect": "openai"},
             ]
