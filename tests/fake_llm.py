@@ -89,17 +89,24 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         """Quiet."""
 
 
+class _Server(http.server.ThreadingHTTPServer):
+    daemon_threads = True
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """Quiet: tests abandon streams on purpose (the client closing mid-body is not an error)."""
+
+
 class FakeLlmServers:
     """One threaded server per dialect host, all on the same free port."""
 
     def __init__(self) -> None:
         self.requests: list[bytes] = []
-        self.servers: list[http.server.ThreadingHTTPServer] = []
-        first = http.server.ThreadingHTTPServer((HOSTS["openai"], 0), _Handler)
+        self.servers: list[_Server] = []
+        first = _Server((HOSTS["openai"], 0), _Handler)
         self.port = first.server_address[1]
         self.servers.append(first)
         for host in (HOSTS["anthropic"], HOSTS["gemini"], HOSTS["generic"]):
-            self.servers.append(http.server.ThreadingHTTPServer((host, self.port), _Handler))
+            self.servers.append(_Server((host, self.port), _Handler))
         for server in self.servers:
             server.daemon_threads = True
             server.requests = self.requests  # type: ignore[attr-defined]
