@@ -1,9 +1,12 @@
 """The signal engine (derivations over a span view) and the collector service."""
 
 from .breaker import CircuitBreaker
+from .budgets import BudgetTracker
+from .cost import CostSpanProcessor
 from .engine import EngineSpanProcessor, ProcessorErrors, SignalEngine, SignalSpanProcessor
 from .events import EventBus, SignalEvent
 from .families import CounterFamily, GaugeFamily, HistogramFamily, MetricFamily
+from .pricing import PriceCatalog, TokenUsage
 from .producer import SignalMetricProducer, attach_producer
 from .ratelimit import RateLimitSpanProcessor
 from .red import Dimension, RedSpanProcessor
@@ -12,7 +15,9 @@ from .slo import SloSpanProcessor, SloStatus
 from .view import SpanView, view_from_otlp_span, view_from_readable_span
 
 __all__ = [
+    "BudgetTracker",
     "CircuitBreaker",
+    "CostSpanProcessor",
     "CounterFamily",
     "Dimension",
     "EngineSpanProcessor",
@@ -21,6 +26,7 @@ __all__ = [
     "HistogramFamily",
     "MaintenanceWindow",
     "MetricFamily",
+    "PriceCatalog",
     "ProcessorErrors",
     "RateLimitSpanProcessor",
     "RedSpanProcessor",
@@ -31,6 +37,7 @@ __all__ = [
     "SloSpanProcessor",
     "SloStatus",
     "SpanView",
+    "TokenUsage",
     "attach_producer",
     "view_from_otlp_span",
     "view_from_readable_span",

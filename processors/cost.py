@@ -133,7 +133,8 @@ class CostSpanProcessor(SignalSpanProcessor):
     """Cost per provider, model and operation; tokens by type; unpriced usage; budgets.
 
     ``catalog`` prices usage (default: genai-prices alone); ``budgets`` receives every cost
-    (default: none); ``table`` resolves providers by host (default: the built-in table).
+    (default: none); ``table`` resolves providers by host (default: the built-in table);
+    ``preload`` loads genai-prices' table on a background thread at construction (default: true).
     """
 
     processor_name = "cost"
@@ -145,9 +146,12 @@ class CostSpanProcessor(SignalSpanProcessor):
         budgets: BudgetTracker | None = None,
         table: ProviderTable | None = None,
         max_series: int = DEFAULT_MAX_SERIES,
+        preload: bool = True,
     ) -> None:
         super().__init__()
         self.catalog = catalog if catalog is not None else PriceCatalog()
+        if preload:
+            self.catalog.preload()
         self.budgets = budgets
         if budgets is not None:
             budgets.events = self._events

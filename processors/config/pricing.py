@@ -20,7 +20,7 @@ class ModelPrice(StrictModel):
     provider: str
     model: str
     input_per_mtok: Money
-    output_per_mtok: Money = Money(0)  # type: ignore[operator]
+    output_per_mtok: Money = Money(0)
     cache_read_per_mtok: Money | None = None
     cache_write_per_mtok: Money | None = None
     reasoning_per_mtok: Money | None = None
