@@ -66,9 +66,17 @@ def app(configured: Callable[..., Telemetry], providers: Providers) -> Callable[
     return run
 
 
+def _cost(telemetry: Telemetry) -> Any:
+    """The cost processor, after the engine derived every span it may have queued."""
+    flush = getattr(telemetry.engine, "flush", None)
+    if flush is not None:
+        flush()
+    return telemetry.engine.get("cost")
+
+
 def _cost_total(telemetry: Telemetry) -> Decimal:
-    cost = telemetry.engine.get("cost")
-    return sum((Decimal(v) for _, v in cost.cost._series.items()), Decimal(0))  # exact sums
+    cost = _cost(telemetry)
+    return sum((cost.cost.exact(labels) for labels, _ in cost.cost.snapshot()), Decimal(0))  # exact sums
 
 
 def _client_span(providers: Providers) -> Any:
@@ -120,7 +128,7 @@ def test_sync_stream_same_bytes_and_late_usage(
     assert received == case_body(case)
     assert "gen_ai.usage.input_tokens" not in _client_span(providers).attributes
     assert _cost_total(telemetry) == _expected_cost(case)
-    cost = telemetry.engine.get("cost")
+    cost = _cost(telemetry)
     assert (
         cost.tokens.value(("test-app", case["provider"], case["model"], "input")) == case["expected"]["input"]
     )
@@ -158,7 +166,7 @@ def test_error_and_non_llm_responses_are_untouched(
         ):
             assert client.post(llm.url(name), json={}).content == case_body(CASES[name])
     assert _cost_total(telemetry) == 0
-    assert telemetry.engine.get("cost").unpriced.snapshot() == []
+    assert _cost(telemetry).unpriced.snapshot() == []
 
 
 def test_unknown_model_counts_unpriced(
@@ -170,7 +178,7 @@ def test_unknown_model_counts_unpriced(
         client.post(llm.url("unknown-model"), json={"model": "acme-unreleased-9000"})
     attrs = dict(_client_span(providers).attributes)
     assert attrs["gen_ai.usage.input_tokens"] == 19 and "gen_ai.usage.cost" not in attrs
-    assert telemetry.engine.get("cost").unpriced.value(("test-app", "openai", "acme-unreleased-9000")) == 1
+    assert _cost(telemetry).unpriced.value(("test-app", "openai", "acme-unreleased-9000")) == 1
 
 
 def test_abandoned_stream_counts_what_was_reported(
@@ -181,7 +189,7 @@ def test_abandoned_stream_counts_what_was_reported(
     with httpx.Client() as client, client.stream("POST", llm.url("anthropic-stream"), json={}) as response:
         raw = response.iter_raw(512)
         next(raw)
-    cost = telemetry.engine.get("cost")
+    cost = _cost(telemetry)
     assert cost.tokens.value(("test-app", "anthropic", "claude-sonnet-4-5-20250929", "input")) == 1672
 
 
@@ -192,7 +200,7 @@ def test_budget_sees_streamed_and_plain_calls(app: Callable[..., Telemetry], llm
         client.post(llm.url("anthropic-messages"), json={})
         with client.stream("POST", llm.url("openai-chat-stream"), json={}) as response:
             response.read()
-    budget = telemetry.engine.get("cost").budgets.get("llm")
+    budget = _cost(telemetry).budgets.get("llm")
     assert budget.spent == _expected_cost(CASES["anthropic-messages"]) + _expected_cost(
         CASES["openai-chat-stream"]
     )
