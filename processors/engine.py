@@ -16,20 +16,23 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from opentelemetry.sdk.trace import SpanProcessor
+from opentelemetry.trace import SpanKind
 
+from .deferred import DeferredSpans
 from .events import EventBus
 from .families import CounterFamily, MetricFamily
-from .view import SpanView, view_from_readable_span
+from .view import _SDK_KIND_TO_OTLP, SpanView, view_from_readable_span
 
 __all__ = ["EngineSpanProcessor", "ProcessorErrors", "SignalEngine", "SignalSpanProcessor"]
 
 _logger = logging.getLogger(__name__)
 
 _LOG_EVERY_S = 60.0
+SDK_SPAN_KINDS = tuple(SpanKind)
 
 
 class ProcessorErrors:
@@ -81,6 +84,10 @@ class SignalSpanProcessor(SpanProcessor):
     """
 
     processor_name = "signal"
+    sync_kinds: frozenset[int] = frozenset()
+    """OTLP span kinds this derivation must see on the span path when the in-app front door
+    defers derivation (see :mod:`.deferred`): set it when a decision made before the next request
+    depends on the state, as the guard depends on the breakers."""
 
     def __init__(self) -> None:
         self.errors = ProcessorErrors()
@@ -117,6 +124,7 @@ class SignalEngine:
             p.errors = self.errors
             p.events = self.events
         self._observers = tuple((p.processor_name, p.observe) for p in self._processors)
+        self._flushers: list[Callable[[], object]] = []
 
     @property
     def processors(self) -> tuple[SignalSpanProcessor, ...]:
@@ -130,13 +138,33 @@ class SignalEngine:
                 return p
         return None
 
-    def process(self, view: SpanView) -> None:
-        """Run every derivation on ``view``; never raises."""
-        for name, observe in self._observers:
+    def process(
+        self, view: SpanView, observers: Sequence[tuple[str, Callable[[SpanView], None]]] | None = None
+    ) -> None:
+        """Run every derivation (or only ``observers``, ``(name, observe)`` pairs) on ``view``;
+        never raises."""
+        for name, observe in self._observers if observers is None else observers:
             try:
                 observe(view)
             except Exception as exc:
                 self.errors.record(name, exc)
+
+    def add_flusher(self, flush: Callable[[], object]) -> None:
+        """Register a callable that derives spans a front door has queued (see :meth:`flush`)."""
+        self._flushers.append(flush)
+
+    def flush(self) -> None:
+        """Derive every queued span now, so that state read next includes them; never raises."""
+        for flush in self._flushers:
+            try:
+                flush()
+            except Exception as exc:
+                self.errors.record("deferred", exc)
+
+    def fresh_families(self) -> list[MetricFamily]:
+        """:meth:`flush`, then :meth:`metric_families`: what readers of current values call."""
+        self.flush()
+        return self.metric_families()
 
     def metric_families(self) -> list[MetricFamily]:
         """Every family of every derivation, plus the error counter."""
@@ -160,19 +188,71 @@ class EngineSpanProcessor(SpanProcessor):
 
     It sees every *recording* span, sampled or not (see :class:`spansignals.sdk.RecordAllSampler`
     for keeping derived signals exact while the app samples traces).
+
+    With ``deferred=True`` (what ``configure()`` uses) ``span.end()`` only enqueues the span and a
+    worker derives in batches (:class:`~.deferred.DeferredSpans`); derivations with ``sync_kinds``
+    still run on the span path for those kinds. ``engine.flush()`` (called before every metric
+    collection and alert evaluation), ``force_flush`` and ``shutdown`` derive what is queued.
+    Without it, derivation runs inside ``span.end()`` (simplest; what tests of one derivation use).
     """
 
-    def __init__(self, engine: SignalEngine) -> None:
+    def __init__(self, engine: SignalEngine, *, deferred: bool = False, **deferred_options: Any) -> None:
         self.engine = engine
+        self._deferred: DeferredSpans | None = None
+        if not deferred:
+            return
+        sync = [p for p in engine.processors if p.sync_kinds]
+        sync_kinds: set[int] = set().union(*(p.sync_kinds for p in sync))
+        # SDK SpanKind members, compared by identity on the span path (no enum hashing there).
+        self._sync_sdk_kinds = tuple(k for k in SDK_SPAN_KINDS if _SDK_KIND_TO_OTLP[k.value] in sync_kinds)
+        self._sync_observers = tuple((p.processor_name, p.observe) for p in sync)
+        self._later_observers = tuple(
+            (p.processor_name, p.observe) for p in engine.processors if not p.sync_kinds
+        )
+        self._deferred = DeferredSpans(self._consume, **deferred_options)
+        engine.add_flusher(self._deferred.flush)
+
+    @property
+    def deferred(self) -> DeferredSpans | None:
+        """The queue in deferred mode (``pending``, ``sync_fallbacks``), else ``None``."""
+        return self._deferred
 
     def on_end(self, span: Any) -> None:
+        deferred = self._deferred
+        if deferred is None:
+            try:
+                self.engine.process(view_from_readable_span(span))
+            except Exception as exc:  # a span the adapter cannot read
+                self.engine.errors.record("adapter", exc)
+            return
         try:
-            self.engine.process(view_from_readable_span(span))
-        except Exception as exc:  # a span the adapter cannot read
+            if self._sync_sdk_kinds and span.kind in self._sync_sdk_kinds:
+                view = view_from_readable_span(span)
+                self.engine.process(view, self._sync_observers)
+                deferred.put(view)
+            else:
+                deferred.put(span)
+        except Exception as exc:
             self.engine.errors.record("adapter", exc)
 
+    def _consume(self, batch: list[Any]) -> None:
+        process = self.engine.process
+        later = self._later_observers
+        for item in batch:
+            try:
+                if isinstance(item, SpanView):
+                    process(item, later)  # the sync derivations saw it on the span path
+                else:
+                    process(view_from_readable_span(item))
+            except Exception as exc:
+                self.engine.errors.record("adapter", exc)
+
     def shutdown(self) -> None:
+        if self._deferred is not None:
+            self._deferred.stop()
         self.engine.shutdown()
 
     def force_flush(self, timeout_millis: int = 30000) -> bool:
+        if self._deferred is not None:
+            self._deferred.flush()
         return True

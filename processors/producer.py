@@ -74,7 +74,13 @@ class SignalMetricProducer:
         self._resource = resource
         self._clock_ns = clock_ns
         self._lock = threading.Lock()
+        self._before_produce: list[Callable[[], object]] = []
         self.scope = InstrumentationScope(SCOPE_NAME, _version())
+
+    def add_before_produce(self, hook: Callable[[], object]) -> None:
+        """Run ``hook`` before every :meth:`produce` (e.g. ``engine.flush`` so that spans the
+        in-app front door queued are derived before their metrics are read)."""
+        self._before_produce.append(hook)
 
     def register(self, *families: MetricFamily) -> None:
         """Add families; a second family with the same name is an error (it would double count)."""
@@ -93,6 +99,11 @@ class SignalMetricProducer:
     def produce(self, delta_state: dict[Any, Any] | None = None) -> list[Metric]:
         """Render every family. With ``delta_state`` (a dict kept by the caller), sums and histograms
         are rendered as deltas since the previous call that used the same dict."""
+        for hook in self._before_produce:
+            try:
+                hook()
+            except Exception:
+                _logger.exception("spansignals: pre-collection hook failed")
         now = self._clock_ns()
         out: list[Metric] = []
         for family in self.families:

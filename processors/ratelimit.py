@@ -98,6 +98,8 @@ class RateLimitSpanProcessor(SignalSpanProcessor):
     """
 
     processor_name = "ratelimit"
+    # guard() consults the breakers before the next request: keep client spans on the span path.
+    sync_kinds = frozenset({KIND_CLIENT})
 
     def __init__(
         self,

@@ -230,7 +230,9 @@ def _install(
                         "(%s); spansignals uses its own for httpx spans",
                         type(current).__name__,
                     )
-    span_processor = EngineSpanProcessor(engine)
+    # Derivation is deferred off the span path (processors/deferred.py); the rate-limit
+    # derivation still runs on it for client spans, because guard() reads its breakers.
+    span_processor = EngineSpanProcessor(engine, deferred=True)
     tp.add_span_processor(span_processor)
 
     # Metrics: the same choice; our pre-aggregated families join every reader's collection.
@@ -260,6 +262,7 @@ def _install(
                 metrics.set_meter_provider(mp)
     producer = SignalMetricProducer()
     producer.register(*engine.metric_families())
+    producer.add_before_produce(engine.flush)
     readers = readers_of(mp)
     for reader in readers:
         attach_producer(reader, producer)

@@ -170,15 +170,18 @@ class Telemetry:
         # Whatever happened above, stop deriving: a re-configure must not count twice.
         if self.span_processor is not None:
             self.span_processor.on_end = _ignore_span
-        if not self.owns_meter_provider:
-            for family in self.engine.metric_families():
-                family.reset()  # an app reader keeps our producer attached; make it render nothing
         if not self.owns_tracer_provider:  # an owned provider's shutdown already shut the engine down
             try:
-                self.engine.shutdown()
+                if self.span_processor is not None:
+                    self.span_processor.shutdown()  # derives what is queued, stops the worker
+                else:
+                    self.engine.shutdown()
             except Exception:
                 ok = False
                 _logger.warning("spansignals: engine shutdown failed", exc_info=True)
+        if not self.owns_meter_provider:
+            for family in self.engine.metric_families():
+                family.reset()  # an app reader keeps our producer attached; make it render nothing
         server = self._prometheus_server
         if server is not None:
             ok = (

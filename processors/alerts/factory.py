@@ -174,7 +174,7 @@ def build_alert_engine(
         resolved_retention=max(
             [900.0, *(r.alertmanager.resolved_resend_for for r in alerts.receivers if r.alertmanager)]
         ),
-        families=signal_engine.metric_families if signal_engine is not None else list,
+        families=signal_engine.fresh_families if signal_engine is not None else list,
         events=signal_engine.events if signal_engine is not None else None,
         errors=signal_engine.errors if signal_engine is not None else None,
         clock=clock,
