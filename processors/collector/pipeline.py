@@ -5,29 +5,46 @@ each span then becomes a :class:`~spansignals.processors.view.SpanView` (attribu
 so spans no derivation inspects stay cheap) and goes through the
 :class:`~spansignals.processors.engine.SignalEngine`, which never raises.
 
-Received spans are counted in ``spansignals_receiver_spans_total{transport, outcome}`` through a
+Spans inside a well-formed request that break a rule of :mod:`.validation` (ids, times,
+attribute caps) are removed from the request, never derived, and reported by :meth:`TracePipeline.ingest`
+for the response's ``partial_success``. With ``redact=True`` the credentials in every attribute are
+rewritten in place first (:mod:`.redaction_stage`), so derivations never see them.
+
+Received spans are counted in ``spansignals_receiver_spans_total{transport, outcome}`` (outcome
+``accepted``, ``rejected`` for invalid spans, ``refused`` for retryable refusals) through a
 pre-aggregated family: one update per request, never an instrument call per span.
 
-Forwarding is not part of this stage yet (issue #6): after derivation, spans are dropped.
+Whether the request still equals the received bytes afterwards is :attr:`IngestResult.modified`
+(spans removed or redacted): forwarding sends the received bytes only when it is false.
 """
 
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import Any, NamedTuple
 
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
 from ..engine import SignalEngine
 from ..families import CounterFamily, MetricFamily
 from ..view import OtlpAttributes, view_from_otlp_span
+from .redaction_stage import redact_request
+from .validation import Rejections, SpanLimits, span_rule_broken, values_too_long
 
-__all__ = ["OUTCOME_ACCEPTED", "OUTCOME_REFUSED", "TracePipeline", "count_spans"]
+__all__ = [
+    "OUTCOME_ACCEPTED",
+    "OUTCOME_REFUSED",
+    "OUTCOME_REJECTED",
+    "IngestResult",
+    "TracePipeline",
+    "count_spans",
+]
 
 _logger = logging.getLogger(__name__)
 
 OUTCOME_ACCEPTED = "accepted"
 OUTCOME_REFUSED = "refused"
+OUTCOME_REJECTED = "rejected"
 _UNKNOWN_SERVICE = "unknown_service"
 
 
@@ -36,49 +53,129 @@ def count_spans(request: ExportTraceServiceRequest) -> int:
     return sum(len(ss.spans) for rs in request.resource_spans for ss in rs.scope_spans)
 
 
-class TracePipeline:
-    """Feeds every span of a request to ``engine`` and counts what the receivers took in.
+class IngestResult(NamedTuple):
+    """What :meth:`TracePipeline.ingest` did with one request."""
 
-    ``receiver_spans`` is the ``spansignals.receiver.spans`` family (labels ``transport``,
-    ``outcome``); register it with the metric producer next to the engine's families.
+    accepted: int
+    """Spans derived (and to be forwarded)."""
+    rejected: int
+    """Invalid spans removed from the request (``partial_success.rejected_spans``)."""
+    error_message: str
+    """``partial_success.error_message``: empty when nothing was rejected."""
+    modified: bool
+    """The request no longer equals the received bytes (spans removed or redacted): re-encode it
+    to forward."""
+
+
+class TracePipeline:
+    """Feeds every valid span of a request to ``engine`` and counts what the receivers took in.
+
+    ``limits`` are the per-span caps of :mod:`.validation` (defaults: :class:`SpanLimits`);
+    ``redact`` turns on the credential redaction stage. ``receiver_spans`` is the
+    ``spansignals.receiver.spans`` family (labels ``transport``, ``outcome``); register it with the
+    metric producer next to the engine's families.
     """
 
-    def __init__(self, engine: SignalEngine) -> None:
+    def __init__(
+        self, engine: SignalEngine, *, limits: SpanLimits | None = None, redact: bool = False
+    ) -> None:
         self.engine = engine
+        self.limits = limits or SpanLimits()
+        self.redact = redact
         self.receiver_spans = CounterFamily(
             "spansignals.receiver.spans",
-            "Spans received by the collector, by transport and outcome (accepted, refused).",
+            "Spans received by the collector, by transport and outcome (accepted, rejected, refused).",
             "{span}",
             ("transport", "outcome"),
             max_series=32,
         )
+
+    @property
+    def mutates(self) -> bool:
+        """True when a stage rewrites spans (redaction): forwarding must then always re-encode."""
+        return self.redact
 
     def metric_families(self) -> list[MetricFamily]:
         """The pipeline's own families (not the engine's)."""
         return [self.receiver_spans]
 
     def consume(self, request: ExportTraceServiceRequest, transport: str) -> int:
-        """Derive signals from every span of ``request``; return the number of spans accepted.
+        """:meth:`ingest` returning only the number of spans accepted."""
+        return self.ingest(request, transport).accepted
 
+    def ingest(
+        self, request: ExportTraceServiceRequest, transport: str, *, body_bytes: int = 0
+    ) -> IngestResult:
+        """Redact (if on), drop invalid spans, derive signals from the rest.
+
+        ``body_bytes`` is the decoded body's size: the attribute length rule runs only when it is
+        over the limit (see :mod:`.validation`); 0 means unknown (checked via the request size).
         Never raises: a resource that cannot be read is counted as a processor error and its
         spans still count as accepted (they were acknowledged, and derivation is best effort).
         """
+        modified = False
+        if self.redact and redact_request(request):
+            modified = True
+        limits = self.limits
+        max_attributes = limits.max_attributes
+        value_limit = limits.max_attribute_value_bytes
+        if not body_bytes:
+            body_bytes = request.ByteSize()
+        check_lengths = body_bytes > value_limit
         process = self.engine.process
+        rejections: Rejections | None = None
         accepted = 0
-        for resource_spans in request.resource_spans:
+        for r, resource_spans in enumerate(request.resource_spans):
             try:
-                resource = OtlpAttributes(resource_spans.resource.attributes)
+                resource_kvs = resource_spans.resource.attributes
+                bad_resource = None
+                if len(resource_kvs) > max_attributes:
+                    bad_resource = "attribute_count"
+                elif check_lengths and values_too_long(resource_kvs, value_limit):
+                    bad_resource = "attribute_length"
+                if bad_resource is not None:
+                    count = sum(len(ss.spans) for ss in resource_spans.scope_spans)
+                    if count:
+                        rejections = rejections or Rejections()
+                        rejections.add(bad_resource, count, f"resourceSpans[{r}].resource")
+                    for scope_spans in resource_spans.scope_spans:
+                        del scope_spans.spans[:]
+                    modified = True
+                    continue
+                resource = OtlpAttributes(resource_kvs)
                 service_name = _service_name(resource)
-                for scope_spans in resource_spans.scope_spans:
+                for s, scope_spans in enumerate(resource_spans.scope_spans):
                     spans = scope_spans.spans
-                    accepted += len(spans)
-                    for span in spans:
+                    bad: list[int] | None = None
+                    for i, span in enumerate(spans):
+                        rule = span_rule_broken(span, len(span.attributes), limits)
+                        if (
+                            rule is None
+                            and check_lengths
+                            and span.ByteSize() > value_limit
+                            and values_too_long(span.attributes, value_limit)
+                        ):
+                            rule = "attribute_length"
+                        if rule is not None:
+                            rejections = rejections or Rejections()
+                            rejections.add(rule, 1, f"resourceSpans[{r}].scopeSpans[{s}].spans[{i}]")
+                            bad = bad or []
+                            bad.append(i)
+                            continue
+                        accepted += 1
                         process(view_from_otlp_span(span, resource, service_name))
+                    if bad:
+                        for i in reversed(bad):
+                            del spans[i]
+                        modified = True
             except Exception as exc:  # the engine never raises; this guards the adapter
                 self.engine.errors.record("collector.pipeline", exc)
         if accepted:
             self.receiver_spans.add((transport, OUTCOME_ACCEPTED), accepted)
-        return accepted
+        if rejections is None:
+            return IngestResult(accepted, 0, "", modified)
+        self.receiver_spans.add((transport, OUTCOME_REJECTED), rejections.total)
+        return IngestResult(accepted, rejections.total, rejections.message(), modified)
 
     def refuse(self, transport: str, spans: int) -> None:
         """Count ``spans`` refused by a receiver (for example when shutting down)."""
