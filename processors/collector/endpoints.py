@@ -53,8 +53,12 @@ def parse_endpoint(text: str) -> Endpoint:
     return Endpoint(host, port)
 
 
-def bind_tcp(endpoint: Endpoint, *, backlog: int = 512) -> socket.socket:
-    """A listening TCP socket bound to ``endpoint``; raises :class:`ListenError` on failure."""
+def bind_tcp(endpoint: Endpoint, *, backlog: int = 512, reuse_port: bool = False) -> socket.socket:
+    """A listening TCP socket bound to ``endpoint``; raises :class:`ListenError` on failure.
+
+    ``reuse_port`` sets ``SO_REUSEPORT`` so worker processes can listen on the same port (the
+    kernel spreads connections over them); off by default so a taken port is an error.
+    """
     try:
         infos = socket.getaddrinfo(
             endpoint.host, endpoint.port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
@@ -66,6 +70,8 @@ def bind_tcp(endpoint: Endpoint, *, backlog: int = 512) -> socket.socket:
         sock = socket.socket(family, kind, proto)
         try:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            if reuse_port:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
             sock.bind(address)
             sock.listen(backlog)
             sock.setblocking(False)

@@ -1,8 +1,9 @@
 """OTLP trace receivers: gRPC (``grpc.aio``) and HTTP ``/v1/traces`` (aiohttp).
 
 Both hand a decoded ``ExportTraceServiceRequest`` to a :class:`~.pipeline.TracePipeline` and answer
-with an empty ``ExportTraceServiceResponse``. Error mapping follows the OTLP specification and
-RELIABILITY.md:
+with an ``ExportTraceServiceResponse`` (empty, or with ``partial_success`` when invalid spans were
+removed, see :mod:`.validation`). Error mapping follows the OTLP specification and RELIABILITY.md;
+every path is explicit and none answers ``UNKNOWN`` or ``INTERNAL``:
 
 ========================================  =================  ==========================
 case                                      HTTP               gRPC
@@ -13,7 +14,18 @@ content type other than protobuf/JSON     415                (n/a)
 ``Content-Encoding`` other than gzip      415                (grpc negotiates itself)
 method other than POST                    405                (n/a)
 path other than ``/v1/traces``            404                ``UNIMPLEMENTED``
+invalid spans inside a valid request      200 + partial      ``OK`` + ``partial_success``
+missing or wrong bearer token             401                ``UNAUTHENTICATED``
+body not received within ``read_timeout``   408                (grpc: deadline/handshake)
+headers / metadata over the limit         431 / 400          ``RESOURCE_EXHAUSTED``
+over the memory or in-flight budget       503 + Retry-After  ``UNAVAILABLE`` + RetryInfo
+queue full (forwarding, :class:`Refused`)  503 + Retry-After  ``UNAVAILABLE`` + RetryInfo
+unexpected error (a bug; logged)          503 + Retry-After  ``UNAVAILABLE`` + RetryInfo
 ========================================  =================  ==========================
+
+Slow clients: a connection must send a complete request head within ``read_timeout`` (aiohttp's
+keep-alive timer, armed at connection start) and its body within ``read_timeout`` after that;
+grpc's handshake timeout is set to the same value.
 
 HTTP error bodies are a ``google.rpc.Status`` in the request's encoding, as OTLP/HTTP asks;
 messages never carry tracebacks or request content.
@@ -25,18 +37,20 @@ re-encoding, and parsing them here keeps the error answer under our control.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 
 import grpc
 from aiohttp import web
-from google.rpc import code_pb2, status_pb2
+from google.rpc import code_pb2
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
     ExportTraceServiceRequest,
     ExportTraceServiceResponse,
 )
 
+from .admission import AdmissionControl
 from .decoding import (
     DEFAULT_MAX_REQUEST_BYTES,
     RequestDecodeError,
@@ -46,31 +60,61 @@ from .decoding import (
     parse_protobuf_request,
 )
 from .endpoints import Endpoint, ListenError, bind_tcp
-from .pipeline import TracePipeline
+from .pipeline import IngestResult, TracePipeline
+from .refusals import Refused, abort_grpc_unavailable, http_status_response, http_unavailable
+from .security import BearerAuth, BearerAuthInterceptor, ServerTls, auth_middleware
 
 __all__ = [
+    "DEFAULT_MAX_HEADER_BYTES",
+    "DEFAULT_READ_TIMEOUT_S",
     "TRACES_PATH",
     "TRACE_SERVICE",
+    "Forward",
     "OtlpGrpcReceiver",
     "OtlpHttpReceiver",
+    "export_response",
 ]
 
 _logger = logging.getLogger(__name__)
 
 TRACE_SERVICE = "opentelemetry.proto.collector.trace.v1.TraceService"
 TRACES_PATH = "/v1/traces"
+DEFAULT_READ_TIMEOUT_S = 30.0
+DEFAULT_MAX_HEADER_BYTES = 16 * 1024
 
 _PROTOBUF = "application/x-protobuf"
 _JSON = "application/json"
 _EMPTY_RESPONSE = ExportTraceServiceResponse().SerializeToString()
 _EMPTY_RESPONSE_JSON = b"{}"
+_BUG_MESSAGE = "temporary collector error (logged); retry later"
+
+Forward = Callable[[ExportTraceServiceRequest, bytes, IngestResult], Awaitable[None]]
+"""Called after derivation with the request, the received (decoded) bytes and what ingest did;
+forwards ``bytes`` when ``not result.modified`` and re-encodes the request otherwise. May raise
+:class:`~.refusals.Refused` (queue full), answered with a retry hint."""
+
+
+def export_response(result: IngestResult, as_json: bool = False) -> bytes:
+    """The ``ExportTraceServiceResponse`` body for ``result``: empty, or with ``partial_success``."""
+    if not result.rejected:
+        return _EMPTY_RESPONSE_JSON if as_json else _EMPTY_RESPONSE
+    if as_json:  # proto3 JSON: int64 as a string
+        partial = {"rejectedSpans": str(result.rejected), "errorMessage": result.error_message}
+        return json.dumps({"partialSuccess": partial}).encode()
+    response = ExportTraceServiceResponse()
+    response.partial_success.rejected_spans = result.rejected
+    response.partial_success.error_message = result.error_message
+    return response.SerializeToString()
 
 
 class OtlpGrpcReceiver:
-    """``TraceService/Export`` on ``endpoint`` over plaintext gRPC.
+    """``TraceService/Export`` on ``endpoint`` over gRPC (TLS when ``tls`` is given).
 
     ``max_request_bytes`` (default 64 MiB) bounds a message after decompression; grpc answers
-    ``RESOURCE_EXHAUSTED`` above it. Must be started from a running event loop.
+    ``RESOURCE_EXHAUSTED`` above it. ``admission`` turns memory pressure into retryable refusals;
+    ``auth`` requires a bearer token on every method; ``reuse_port`` lets worker processes share
+    the port (SO_REUSEPORT); ``max_header_bytes`` bounds the metadata; ``read_timeout_s`` bounds
+    the TLS/HTTP2 handshake. Must be started from a running event loop.
     """
 
     transport = "grpc"
@@ -81,28 +125,52 @@ class OtlpGrpcReceiver:
         endpoint: Endpoint,
         *,
         max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES,
+        admission: AdmissionControl | None = None,
+        auth: BearerAuth | None = None,
+        tls: ServerTls | None = None,
+        reuse_port: bool = False,
+        max_header_bytes: int = DEFAULT_MAX_HEADER_BYTES,
+        read_timeout_s: float = DEFAULT_READ_TIMEOUT_S,
+        extra_handlers: Sequence[grpc.GenericRpcHandler] = (),
     ) -> None:
         self._pipeline = pipeline
         self.endpoint = endpoint
         self._max_request_bytes = max_request_bytes
+        self._admission = admission or AdmissionControl(max_inflight_bytes=None, memory_limit_bytes=None)
+        self._auth = auth
+        self._tls = tls
+        self._reuse_port = reuse_port
+        self._max_header_bytes = max_header_bytes
+        self._read_timeout_s = read_timeout_s
+        self._extra_handlers = tuple(extra_handlers)
+        self.forward: Forward | None = None
         self._server: grpc.aio.Server | None = None
 
     async def start(self) -> Endpoint:
         """Listen and return the bound endpoint (the real port when ``endpoint.port`` is 0)."""
+        credentials = self._tls.grpc_credentials() if self._tls is not None else None
         server = grpc.aio.server(
+            interceptors=[BearerAuthInterceptor(self._auth)] if self._auth is not None else None,
             options=[
                 ("grpc.max_receive_message_length", self._max_request_bytes),
+                ("grpc.max_metadata_size", self._max_header_bytes),
+                ("grpc.server_handshake_timeout_ms", int(self._read_timeout_s * 1000)),
                 # grpc turns SO_REUSEPORT on by default, which lets a second process silently
-                # share a port that is already taken. Off until worker processes need it (#6).
-                ("grpc.so_reuseport", 0),
-            ]
+                # share a port that is already taken: only worker processes (--workers) want it.
+                ("grpc.so_reuseport", 1 if self._reuse_port else 0),
+            ],
         )
         handler = grpc.unary_unary_rpc_method_handler(self._export)  # raw bytes in and out
         server.add_generic_rpc_handlers(
-            (grpc.method_handlers_generic_handler(TRACE_SERVICE, {"Export": handler}),)
+            (grpc.method_handlers_generic_handler(TRACE_SERVICE, {"Export": handler}), *self._extra_handlers)
         )
         try:
-            port = server.add_insecure_port(str(self.endpoint))
+            address = str(self.endpoint)
+            port = (
+                server.add_secure_port(address, credentials)
+                if credentials is not None
+                else server.add_insecure_port(address)
+            )
         except RuntimeError:
             port = 0
         if port == 0:
@@ -120,15 +188,21 @@ class OtlpGrpcReceiver:
 
     async def _export(self, body: bytes, context: grpc.aio.ServicerContext) -> bytes:
         try:
-            request = parse_protobuf_request(body)
-            self._pipeline.consume(request, self.transport)
-            return _EMPTY_RESPONSE
+            with self._admission.hold(len(body)):
+                request = parse_protobuf_request(body)
+                result = self._pipeline.ingest(request, self.transport, body_bytes=len(body))
+                if self.forward is not None:
+                    await self.forward(request, body, result)
+            return export_response(result)
+        except Refused as exc:
+            refusal = exc
         except RequestDecodeError as exc:
-            code, message = grpc.StatusCode.INVALID_ARGUMENT, str(exc)
-        except Exception:  # grpc would otherwise answer UNKNOWN with the exception text
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))  # raises
+            return b""
+        except Exception:  # a bug: answered retryably, never UNKNOWN/INTERNAL with our text
             _logger.exception("spansignals collector: unexpected error in TraceService/Export")
-            code, message = grpc.StatusCode.INTERNAL, "internal error (logged by the collector)"
-        await context.abort(code, message)  # raises
+            refusal = Refused(_BUG_MESSAGE)
+        await abort_grpc_unavailable(context, refusal.message, refusal.retry_after_s)  # raises
         return b""
 
 
@@ -136,7 +210,11 @@ class OtlpHttpReceiver:
     """``POST /v1/traces`` on ``endpoint``, protobuf or JSON, optionally gzip-compressed.
 
     ``max_request_bytes`` (default 64 MiB) bounds the body after decompression;
-    ``shutdown_timeout`` (default 5 s) is how long :meth:`stop` lets in-flight requests finish.
+    ``shutdown_timeout`` (default 5 s) is how long :meth:`stop` lets in-flight requests finish;
+    ``read_timeout_s`` (default 30 s) bounds receiving the request head and, separately, the body;
+    ``max_header_bytes`` (default 16 KiB) bounds the request line and each header. ``admission``,
+    ``auth``, ``tls`` and ``reuse_port`` as for :class:`OtlpGrpcReceiver`. ``extra_routes`` adds
+    ``(path, handler)`` POST routes (the other signals) behind the same auth and limits.
     """
 
     transport = "http"
@@ -148,29 +226,60 @@ class OtlpHttpReceiver:
         *,
         max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES,
         shutdown_timeout: float = 5.0,
+        admission: AdmissionControl | None = None,
+        auth: BearerAuth | None = None,
+        tls: ServerTls | None = None,
+        reuse_port: bool = False,
+        max_header_bytes: int = DEFAULT_MAX_HEADER_BYTES,
+        read_timeout_s: float = DEFAULT_READ_TIMEOUT_S,
+        extra_routes: Sequence[tuple[str, Handler]] = (),
     ) -> None:
         self._pipeline = pipeline
         self.endpoint = endpoint
         self._max_request_bytes = max_request_bytes
         self._shutdown_timeout = shutdown_timeout
+        self._admission = admission or AdmissionControl(max_inflight_bytes=None, memory_limit_bytes=None)
+        self._auth = auth
+        self._tls = tls
+        self._reuse_port = reuse_port
+        self._max_header_bytes = max_header_bytes
+        self._read_timeout_s = read_timeout_s
+        self._extra_routes = tuple(extra_routes)
+        self.forward: Forward | None = None
         self._runner: web.AppRunner | None = None
 
     def make_app(self) -> web.Application:
         """The aiohttp application (exposed so tests can drive it without a socket)."""
-        app = web.Application(client_max_size=self._max_request_bytes, middlewares=[_no_tracebacks])
+        middlewares = [_no_tracebacks]
+        if self._auth is not None:
+            middlewares.insert(0, auth_middleware(self._auth))
+        app = web.Application(client_max_size=self._max_request_bytes, middlewares=middlewares)
         app.router.add_post(TRACES_PATH, self._traces)
+        for path, handler in self._extra_routes:
+            app.router.add_post(path, handler)
         return app
 
     async def start(self) -> Endpoint:
         """Listen and return the bound endpoint (the real port when ``endpoint.port`` is 0)."""
-        sock = bind_tcp(self.endpoint)
+        ssl_context = self._tls.ssl_context() if self._tls is not None else None
+        sock = bind_tcp(self.endpoint, reuse_port=self._reuse_port)
         # Decompression is ours (gunzip_limited): aiohttp's would inflate before the size check.
+        # keepalive_timeout is armed at connection start and closes a connection that has not
+        # completed a request head by then (slowloris), as well as idle keep-alive connections.
         runner = web.AppRunner(
-            self.make_app(), auto_decompress=False, access_log=None, shutdown_timeout=self._shutdown_timeout
+            self.make_app(),
+            auto_decompress=False,
+            access_log=None,
+            shutdown_timeout=self._shutdown_timeout,
+            handler_cancellation=True,
+            keepalive_timeout=self._read_timeout_s,
+            max_line_size=self._max_header_bytes,
+            max_field_size=self._max_header_bytes,
+            max_headers=128,
         )
         await runner.setup()
         try:
-            await web.SockSite(runner, sock).start()
+            await web.SockSite(runner, sock, ssl_context=ssl_context).start()
         except BaseException:
             await runner.cleanup()
             sock.close()
@@ -185,6 +294,30 @@ class OtlpHttpReceiver:
             runner, self._runner = self._runner, None
             await runner.cleanup()
 
+    async def read_body(self, request: web.Request) -> bytes:
+        """The decoded body of an OTLP/HTTP request, within the size limit and read timeout.
+
+        Raises :class:`RequestTooLarge`, :class:`RequestDecodeError`, :class:`Refused` or
+        :class:`_ReadTimeout`; the middleware maps each. Shared by every signal's route.
+        """
+        declared = request.content_length
+        if declared is not None and declared > self._max_request_bytes:
+            raise RequestTooLarge(self._max_request_bytes)
+        self._admission.check(declared or 0)
+        try:
+            async with asyncio.timeout(self._read_timeout_s):
+                body = await request.read()
+        except web.HTTPRequestEntityTooLarge:
+            raise RequestTooLarge(self._max_request_bytes) from None
+        except TimeoutError:
+            raise _ReadTimeout from None
+        encoding = request.headers.get("Content-Encoding", "identity").strip().lower()
+        if encoding == "gzip":
+            return gunzip_limited(body, self._max_request_bytes)
+        if len(body) > self._max_request_bytes:
+            raise RequestTooLarge(self._max_request_bytes)
+        return body
+
     async def _traces(self, request: web.Request) -> web.StreamResponse:
         content_type = request.content_type
         if content_type not in (_PROTOBUF, _JSON):
@@ -193,27 +326,24 @@ class OtlpHttpReceiver:
         as_json = content_type == _JSON
         encoding = request.headers.get("Content-Encoding", "identity").strip().lower()
         if encoding not in ("identity", "", "gzip"):
-            return _status_error(
+            return http_status_response(
                 415, code_pb2.INVALID_ARGUMENT, "unsupported Content-Encoding: use gzip", as_json
             )
-        declared = request.content_length
-        if declared is not None and declared > self._max_request_bytes:
-            raise RequestTooLarge(self._max_request_bytes)
-        try:
-            body = await request.read()
-        except web.HTTPRequestEntityTooLarge:
-            raise RequestTooLarge(self._max_request_bytes) from None
-        if encoding == "gzip":
-            body = gunzip_limited(body, self._max_request_bytes)
-        elif len(body) > self._max_request_bytes:
-            raise RequestTooLarge(self._max_request_bytes)
-        export: ExportTraceServiceRequest = (
-            parse_json_request(body) if as_json else parse_protobuf_request(body)
+        body = await self.read_body(request)
+        with self._admission.hold(len(body)):
+            export: ExportTraceServiceRequest = (
+                parse_json_request(body) if as_json else parse_protobuf_request(body)
+            )
+            result = self._pipeline.ingest(export, self.transport, body_bytes=len(body))
+            if self.forward is not None:
+                await self.forward(export, body, result)
+        return web.Response(
+            status=200, body=export_response(result, as_json), content_type=_JSON if as_json else _PROTOBUF
         )
-        self._pipeline.consume(export, self.transport)
-        if as_json:
-            return web.Response(status=200, body=_EMPTY_RESPONSE_JSON, content_type=_JSON)
-        return web.Response(status=200, body=_EMPTY_RESPONSE, content_type=_PROTOBUF)
+
+
+class _ReadTimeout(Exception):
+    """The request body did not arrive within ``read_timeout``."""
 
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -221,29 +351,26 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 @web.middleware
 async def _no_tracebacks(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Map decode errors to 400/413 and anything unexpected to a bare 500, logged here only."""
+    """Map every error to its status explicitly; anything unexpected to a retryable 503, logged here only."""
     as_json = request.content_type == _JSON
     try:
         return await handler(request)
+    except Refused as exc:
+        return http_unavailable(exc.message, exc.retry_after_s, as_json)
     except RequestTooLarge as exc:
-        return _status_error(413, code_pb2.RESOURCE_EXHAUSTED, str(exc), as_json)
+        return http_status_response(413, code_pb2.RESOURCE_EXHAUSTED, str(exc), as_json)
     except RequestDecodeError as exc:
-        return _status_error(400, code_pb2.INVALID_ARGUMENT, str(exc), as_json)
+        return http_status_response(400, code_pb2.INVALID_ARGUMENT, str(exc), as_json)
+    except _ReadTimeout:
+        message = "request body not received within the read timeout"
+        return http_status_response(408, code_pb2.DEADLINE_EXCEEDED, message, as_json)
     except web.HTTPException:
         raise  # aiohttp's own 404/405 (with an Allow header) carry no request content
     except Exception:
         _logger.exception(
             "spansignals collector: unexpected error handling %s %s", request.method, request.path
         )
-        return _plain_error(500, "internal error (logged by the collector)")
-
-
-def _status_error(http_status: int, code: int, message: str, as_json: bool) -> web.Response:
-    if as_json:
-        body = json.dumps({"code": code, "message": message}).encode()
-        return web.Response(status=http_status, body=body, content_type=_JSON)
-    status = status_pb2.Status(code=code, message=message)
-    return web.Response(status=http_status, body=status.SerializeToString(), content_type=_PROTOBUF)
+        return http_unavailable(_BUG_MESSAGE, 1.0, as_json)
 
 
 def _plain_error(http_status: int, message: str) -> web.Response:
