@@ -18,18 +18,21 @@ import logging
 import os
 import signal
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from types import TracebackType
 
 from opentelemetry.sdk.resources import Resource
 
 from ..engine import SignalEngine
 from ..producer import SignalMetricProducer
+from .admission import DEFAULT_MAX_INFLIGHT_BYTES, DEFAULT_MEMORY_LIMIT_BYTES, AdmissionControl
 from .decoding import DEFAULT_MAX_REQUEST_BYTES
 from .endpoints import Endpoint, ListenError, parse_endpoint
 from .pipeline import TracePipeline
-from .receiver import OtlpGrpcReceiver, OtlpHttpReceiver
+from .receiver import DEFAULT_MAX_HEADER_BYTES, DEFAULT_READ_TIMEOUT_S, OtlpGrpcReceiver, OtlpHttpReceiver
+from .security import BearerAuth, ServerTls
 from .server import MetricsServer, PrometheusExposition
+from .validation import SpanLimits
 
 __all__ = ["Collector", "CollectorSettings", "run"]
 
@@ -56,6 +59,20 @@ class CollectorSettings:
     downstream_configured: bool = False
     shutdown_timeout_s: float = 5.0
     service_name: str = DEFAULT_SERVICE_NAME
+    span_limits: SpanLimits = field(default_factory=SpanLimits)
+    max_inflight_bytes: int | None = DEFAULT_MAX_INFLIGHT_BYTES
+    memory_limit_bytes: int | None = DEFAULT_MEMORY_LIMIT_BYTES
+    retry_after_s: float = 1.0
+    read_timeout_s: float = DEFAULT_READ_TIMEOUT_S
+    max_header_bytes: int = DEFAULT_MAX_HEADER_BYTES
+    bearer_token: str | None = field(default=None, repr=False)
+    protect_metrics: bool = False
+    protect_health: bool = False
+    grpc_tls: ServerTls | None = None
+    http_tls: ServerTls | None = None
+    redact: bool = False
+    reuse_port: bool = False
+    workers: int = 1
 
     @classmethod
     def from_config(cls, config: object) -> CollectorSettings:
@@ -71,7 +88,37 @@ class CollectorSettings:
             max_request_bytes=collector.max_request_bytes,
             downstream_configured=bool(collector.exporters),
             service_name=name,
+            **_hardening_settings(collector),
         )
+
+
+def _server_tls(receiver: object | None) -> ServerTls | None:
+    tls = getattr(receiver, "tls", None)
+    if tls is None:
+        return None
+    return ServerTls(tls.cert_file, tls.key_file, tls.client_ca_file)
+
+
+def _hardening_settings(collector: object) -> dict[str, object]:
+    """The ``limits``, ``auth``, ``redaction``, ``workers`` and receiver ``tls`` keys as settings."""
+    limits = collector.limits  # type: ignore[attr-defined]
+    auth = collector.auth  # type: ignore[attr-defined]
+    otlp = collector.receivers.otlp  # type: ignore[attr-defined]
+    return {
+        "span_limits": SpanLimits(limits.max_attributes, limits.max_attribute_value_bytes),
+        "max_inflight_bytes": limits.max_inflight_bytes,
+        "memory_limit_bytes": limits.memory_limit_mib * 1024 * 1024 or None,
+        "retry_after_s": limits.retry_after,
+        "read_timeout_s": limits.read_timeout,
+        "max_header_bytes": limits.max_header_bytes,
+        "bearer_token": auth.bearer_token.get_secret_value() if auth is not None else None,
+        "protect_metrics": bool(auth and auth.protect_metrics),
+        "protect_health": bool(auth and auth.protect_health),
+        "grpc_tls": _server_tls(otlp.grpc),
+        "http_tls": _server_tls(otlp.http),
+        "redact": collector.redaction.enabled,  # type: ignore[attr-defined]
+        "workers": collector.workers,  # type: ignore[attr-defined]
+    }
 
 
 class Collector:
@@ -80,33 +127,53 @@ class Collector:
     def __init__(self, engine: SignalEngine, settings: CollectorSettings | None = None) -> None:
         self.settings = settings or CollectorSettings()
         self.engine = engine
-        self.pipeline = TracePipeline(engine)
+        settings = self.settings
+        self.pipeline = TracePipeline(engine, limits=settings.span_limits, redact=settings.redact)
+        self.admission = AdmissionControl(
+            max_inflight_bytes=settings.max_inflight_bytes,
+            memory_limit_bytes=settings.memory_limit_bytes,
+            retry_after_s=settings.retry_after_s,
+        )
+        self.auth = BearerAuth(settings.bearer_token) if settings.bearer_token else None
         self.producer = SignalMetricProducer()
-        self.producer.register(*engine.metric_families(), *self.pipeline.metric_families())
+        self.producer.register(
+            *engine.metric_families(), *self.pipeline.metric_families(), self.admission.refusals
+        )
         self.exposition = PrometheusExposition(
             self.producer, resource=Resource.create({"service.name": self.settings.service_name})
         )
-        limit = self.settings.max_request_bytes
+        common = {
+            "max_request_bytes": settings.max_request_bytes,
+            "admission": self.admission,
+            "auth": self.auth,
+            "reuse_port": settings.reuse_port,
+            "max_header_bytes": settings.max_header_bytes,
+            "read_timeout_s": settings.read_timeout_s,
+        }
         self.grpc_receiver = (
-            OtlpGrpcReceiver(self.pipeline, self.settings.grpc_endpoint, max_request_bytes=limit)
-            if self.settings.grpc_endpoint is not None
+            OtlpGrpcReceiver(self.pipeline, settings.grpc_endpoint, tls=settings.grpc_tls, **common)  # type: ignore[arg-type]
+            if settings.grpc_endpoint is not None
             else None
         )
         self.http_receiver = (
             OtlpHttpReceiver(
                 self.pipeline,
-                self.settings.http_endpoint,
-                max_request_bytes=limit,
-                shutdown_timeout=self.settings.shutdown_timeout_s,
+                settings.http_endpoint,
+                shutdown_timeout=settings.shutdown_timeout_s,
+                tls=settings.http_tls,
+                **common,  # type: ignore[arg-type]
             )
-            if self.settings.http_endpoint is not None
+            if settings.http_endpoint is not None
             else None
         )
         self.metrics_server = MetricsServer(
             self.exposition,
-            self.settings.metrics_endpoint,
+            settings.metrics_endpoint,
             ready=lambda: self._ready,
-            shutdown_timeout=self.settings.shutdown_timeout_s,
+            shutdown_timeout=settings.shutdown_timeout_s,
+            auth=self.auth if settings.protect_metrics or settings.protect_health else None,
+            protect_metrics=settings.protect_metrics,
+            protect_health=settings.protect_health,
         )
         self._ready = False
         self._started = False

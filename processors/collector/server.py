@@ -9,6 +9,9 @@ what the exporter makes of the OTel names (``traces.span.metrics.calls`` ->
 
 ``/health/live`` answers 200 while the process serves; ``/health/ready`` answers 200 once every
 receiver is listening (``ready()`` says so) and 503 before that and while stopping.
+
+With ``auth`` (``collector.auth``), ``protect_metrics`` / ``protect_health`` require the receivers'
+bearer token on ``/metrics`` / ``/health/*`` (401 otherwise).
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from prometheus_client import CollectorRegistry, generate_latest
 
 from ..producer import SignalMetricProducer, attach_producer
 from .endpoints import Endpoint, bind_tcp
+from .security import BearerAuth, auth_middleware
 
 __all__ = ["METRICS_CONTENT_TYPE", "MetricsServer", "PrometheusExposition"]
 
@@ -75,7 +79,15 @@ class MetricsServer:
         *,
         ready: Callable[[], bool],
         shutdown_timeout: float = 5.0,
+        auth: BearerAuth | None = None,
+        protect_metrics: bool = True,
+        protect_health: bool = True,
     ) -> None:
+        self._auth = auth
+        self._exempt = frozenset(
+            (() if protect_metrics else ("/metrics",))
+            + (() if protect_health else ("/health/live", "/health/ready"))
+        )
         self._exposition = exposition
         self.endpoint = endpoint
         self._ready = ready
@@ -84,7 +96,8 @@ class MetricsServer:
 
     def make_app(self) -> web.Application:
         """The aiohttp application (exposed so tests can drive it without a socket)."""
-        app = web.Application()
+        middlewares = [auth_middleware(self._auth, exempt=self._exempt)] if self._auth is not None else []
+        app = web.Application(middlewares=middlewares)
         app.router.add_get("/metrics", self._metrics)
         app.router.add_get("/health/live", self._live)
         app.router.add_get("/health/ready", self._readiness)

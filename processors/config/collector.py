@@ -7,6 +7,7 @@ from typing import Literal
 from pydantic import Field, SecretStr, field_validator
 
 from ._types import Duration, StrictModel
+from .collector_receivers import AuthConfig, ReceiverLimitsConfig, RedactionConfig, TlsServerConfig
 
 __all__ = ["CollectorConfig", "EndpointConfig", "OtlpExporterConfig"]
 
@@ -21,9 +22,10 @@ def _host_port(value: str) -> str:
 
 
 class EndpointConfig(StrictModel):
-    """A listening address ``host:port`` (loopback by default)."""
+    """A listening address ``host:port`` (loopback by default), optionally serving TLS."""
 
     endpoint: str
+    tls: TlsServerConfig | None = None
 
     @field_validator("endpoint")
     @classmethod
@@ -70,3 +72,7 @@ class CollectorConfig(StrictModel):
     exporters: dict[str, OtlpExporterConfig] | None = None
     prometheus: PrometheusConfig = Field(default_factory=PrometheusConfig)
     max_request_bytes: int = Field(16 * 1024 * 1024, ge=1024)
+    auth: AuthConfig | None = None
+    limits: ReceiverLimitsConfig = Field(default_factory=ReceiverLimitsConfig)
+    redaction: RedactionConfig = Field(default_factory=RedactionConfig)
+    workers: int = Field(1, ge=1, le=64, description="worker processes sharing the ports (SO_REUSEPORT)")
