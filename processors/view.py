@@ -121,6 +121,21 @@ _SDK_KIND_TO_OTLP = (KIND_INTERNAL, KIND_SERVER, KIND_CLIENT, KIND_PRODUCER, KIN
 # opentelemetry.trace.StatusCode values: UNSET=0 OK=1 ERROR=2, the same as OTLP.
 
 
+def _plain_mapping(attributes: Any) -> Mapping[str, Any]:
+    """The ``dict`` inside the SDK's ``BoundedAttributes`` (frozen once a span has ended).
+
+    ``BoundedAttributes.get`` is Python-level: a missing key costs ~0.4 µs against ~0.03 µs on a
+    dict, and derivations mostly ask for keys a span does not have. Reading ``_dict`` is the one
+    SDK internal used here (a test pins it); anything else is copied into a dict once.
+    """
+    if attributes is None:
+        return _EMPTY
+    inner = getattr(attributes, "_dict", None)
+    if type(inner) is dict:
+        return inner
+    return attributes if type(attributes) is dict else dict(attributes)
+
+
 def view_from_readable_span(span: Any, service_name: str | None = None) -> SpanView:
     """Build a view of an SDK ``ReadableSpan`` without copying its attributes.
 
@@ -138,8 +153,8 @@ def view_from_readable_span(span: Any, service_name: str | None = None) -> SpanV
         start if start is not None else 0,
         end if end is not None else 0,
         status,
-        span.attributes or _EMPTY,
-        resource.attributes if resource is not None else _EMPTY,
+        _plain_mapping(getattr(span, "_attributes", None)),
+        _plain_mapping(resource.attributes) if resource is not None else _EMPTY,
         service_name=service_name,
     )
 

@@ -94,3 +94,13 @@ def test_sampling_threshold_gives_adjusted_count():
     assert _sampling_weight("ot=th:0") == 1.0
     assert _sampling_weight("ot=th:zz") == 1.0
     assert _sampling_weight("other=th:8") == 1.0
+
+
+def test_sdk_adapter_reads_the_attribute_dict_without_copying():
+    """Pins the SDK internal the adapter uses: BoundedAttributes keeps a plain dict in _dict."""
+    span = _finished_sdk_span()
+    view = view_from_readable_span(span)
+    assert type(view.attributes) is dict
+    assert view.attributes is span._attributes._dict
+    assert dict(view.attributes) == dict(span.attributes)
+    assert view.resource.get("service.name") == "svc-a"
