@@ -17,7 +17,8 @@ path other than ``/v1/traces``            404                ``UNIMPLEMENTED``
 invalid spans inside a valid request      200 + partial      ``OK`` + ``partial_success``
 missing or wrong bearer token             401                ``UNAUTHENTICATED``
 body not received within ``read_timeout``   408                (grpc: deadline/handshake)
-headers / metadata over the limit         431 / 400          ``RESOURCE_EXHAUSTED``
+headers / metadata over the limit         431                ``RESOURCE_EXHAUSTED``
+unparsable HTTP (bad request line, ...)   400 (fixed text)   (n/a)
 over the memory or in-flight budget       503 + Retry-After  ``UNAVAILABLE`` + RetryInfo
 queue full (forwarding, :class:`Refused`)  503 + Retry-After  ``UNAVAILABLE`` + RetryInfo
 unexpected error (a bug; logged)          503 + Retry-After  ``UNAVAILABLE`` + RetryInfo
@@ -60,6 +61,7 @@ from .decoding import (
     parse_protobuf_request,
 )
 from .endpoints import Endpoint, ListenError, bind_tcp
+from .http_protocol import HardenedAppRunner
 from .pipeline import IngestResult, TracePipeline
 from .refusals import Refused, abort_grpc_unavailable, http_status_response, http_unavailable
 from .security import BearerAuth, BearerAuthInterceptor, ServerTls, auth_middleware
@@ -266,7 +268,7 @@ class OtlpHttpReceiver:
         # Decompression is ours (gunzip_limited): aiohttp's would inflate before the size check.
         # keepalive_timeout is armed at connection start and closes a connection that has not
         # completed a request head by then (slowloris), as well as idle keep-alive connections.
-        runner = web.AppRunner(
+        runner = HardenedAppRunner(
             self.make_app(),
             auto_decompress=False,
             access_log=None,
@@ -276,6 +278,7 @@ class OtlpHttpReceiver:
             max_line_size=self._max_header_bytes,
             max_field_size=self._max_header_bytes,
             max_headers=128,
+            lingering_time=min(2.0, self._read_timeout_s),
         )
         await runner.setup()
         try:
@@ -363,7 +366,9 @@ async def _no_tracebacks(request: web.Request, handler: Handler) -> web.StreamRe
         return http_status_response(400, code_pb2.INVALID_ARGUMENT, str(exc), as_json)
     except _ReadTimeout:
         message = "request body not received within the read timeout"
-        return http_status_response(408, code_pb2.DEADLINE_EXCEEDED, message, as_json)
+        response = http_status_response(408, code_pb2.DEADLINE_EXCEEDED, message, as_json)
+        response.force_close()  # do not linger reading the rest of a slow body
+        return response
     except web.HTTPException:
         raise  # aiohttp's own 404/405 (with an Allow header) carry no request content
     except Exception:

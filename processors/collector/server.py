@@ -28,6 +28,7 @@ from prometheus_client import CollectorRegistry, generate_latest
 
 from ..producer import SignalMetricProducer, attach_producer
 from .endpoints import Endpoint, bind_tcp
+from .http_protocol import HardenedAppRunner
 from .security import BearerAuth, auth_middleware
 
 __all__ = ["METRICS_CONTENT_TYPE", "MetricsServer", "PrometheusExposition"]
@@ -106,7 +107,7 @@ class MetricsServer:
     async def start(self) -> Endpoint:
         """Listen and return the bound endpoint (the real port when ``endpoint.port`` is 0)."""
         sock = bind_tcp(self.endpoint)
-        runner = web.AppRunner(self.make_app(), access_log=None, shutdown_timeout=self._shutdown_timeout)
+        runner = HardenedAppRunner(self.make_app(), access_log=None, shutdown_timeout=self._shutdown_timeout)
         await runner.setup()
         try:
             await web.SockSite(runner, sock).start()
