@@ -30,6 +30,7 @@ __all__ = [
     "OVERFLOW_ATTRIBUTES",
     "CounterFamily",
     "GaugeFamily",
+    "HistogramCountFamily",
     "HistogramFamily",
     "MetricFamily",
 ]
@@ -174,11 +175,12 @@ class GaugeFamily(MetricFamily):
 
 
 class _HistogramSeries:
-    __slots__ = ("count", "counts", "max", "min", "sum")
+    __slots__ = ("count", "counts", "max", "min", "sum", "weighted")
 
     def __init__(self, buckets: int) -> None:
         self.counts = [0] * buckets
         self.count = 0
+        self.weighted = 0.0
         self.sum = 0.0
         self.min = float("inf")
         self.max = float("-inf")
@@ -209,19 +211,26 @@ class HistogramFamily(MetricFamily):
             raise ValueError(f"histogram bounds must be strictly increasing, got {list(bounds)}")
         self.bounds: tuple[float, ...] = tuple(b)
 
-    def record(self, labels: tuple[Any, ...], value: float, weight: int = 1) -> None:
-        """Record ``value`` ``weight`` times into one series; NaN and negative weights are ignored."""
-        if value != value or weight <= 0:
+    def record(self, labels: tuple[Any, ...], value: float, weight: float = 1) -> None:
+        """Record ``value`` for ``weight`` spans into one series; NaN and weights <= 0 are ignored.
+
+        Bucket counts and ``count`` take the weight rounded to an integer (at least 1), as OTLP
+        histogram counts are integers; :meth:`weighted_counts` keeps the exact (float) sum of
+        weights, which :class:`HistogramCountFamily` exports as a counter.
+        """
+        if value != value or not weight > 0:
             return
+        n = 1 if weight == 1 else max(1, round(weight))
         idx = bisect_left(self.bounds, value)
         with self._lock:
             key = self._key(labels)
             series = self._series.get(key)
             if series is None:
                 series = self._series[key] = _HistogramSeries(len(self.bounds) + 1)
-            series.counts[idx] += weight
-            series.count += weight
-            series.sum += value * weight
+            series.counts[idx] += n
+            series.count += n
+            series.weighted += weight
+            series.sum += value * n
             if value < series.min:
                 series.min = value
             if value > series.max:
@@ -233,3 +242,37 @@ class HistogramFamily(MetricFamily):
             return [
                 (labels, (list(s.counts), s.count, s.sum, s.min, s.max)) for labels, s in self._series.items()
             ]
+
+    def weighted_counts(self) -> list[tuple[tuple[Any, ...], float]]:
+        """``(labels, sum of weights)`` per series: the exact number of spans each series stands for."""
+        with self._lock:
+            return [(labels, s.weighted) for labels, s in self._series.items()]
+
+
+class HistogramCountFamily(CounterFamily):
+    """A counter whose value per series is a histogram family's (weighted) count.
+
+    RED's calls counter is exactly its duration histogram's count, so the span path updates one
+    structure under one lock and this family reads it at collection time.
+    """
+
+    def __init__(self, name: str, description: str, unit: str, histogram: HistogramFamily) -> None:
+        super().__init__(name, description, unit, histogram.label_names, max_series=histogram.max_series)
+        self.histogram = histogram
+        self.start_time_ns = histogram.start_time_ns
+
+    def add(self, labels: tuple[Any, ...], amount: float = 1) -> None:
+        raise TypeError(f"{self.name} is derived from {self.histogram.name}; record into the histogram")
+
+    def snapshot(self) -> list[tuple[tuple[Any, ...], float]]:
+        return self.histogram.weighted_counts()
+
+    def value(self, labels: tuple[Any, ...]) -> float:
+        return dict(self.snapshot()).get(labels, 0.0)
+
+    def series_count(self) -> int:
+        return self.histogram.series_count()
+
+    def reset(self) -> None:
+        self.histogram.reset()
+        self.start_time_ns = self.histogram.start_time_ns

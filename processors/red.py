@@ -8,7 +8,8 @@ connector work unchanged.
 
 A dimension is looked up in the span attributes, then the resource attributes; when absent, its
 ``default`` is used, or the label is left out when no default is given (the connector's rule).
-Spans that carry a sampling threshold count for their adjusted count.
+Spans that carry a sampling threshold count for their adjusted count (exactly in the calls
+counter; rounded to whole spans in the histogram, whose counts OTLP defines as integers).
 """
 
 from __future__ import annotations
@@ -17,8 +18,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from .engine import SignalSpanProcessor
-from .families import DEFAULT_MAX_SERIES, CounterFamily, HistogramFamily, MetricFamily
-from .view import SpanView
+from .families import DEFAULT_MAX_SERIES, HistogramCountFamily, HistogramFamily, MetricFamily
+from .view import KIND_NAMES, STATUS_NAMES, SpanView
 
 __all__ = ["DEFAULT_BUCKETS_S", "Dimension", "RedSpanProcessor"]
 
@@ -70,13 +71,6 @@ class RedSpanProcessor(SignalSpanProcessor):
         super().__init__()
         self.dimensions = tuple(dimensions)
         labels = _BASE_LABELS + tuple(d.name for d in self.dimensions)
-        self.calls = CounterFamily(
-            "traces.span.metrics.calls",
-            "Number of spans (spanmetrics-compatible).",
-            "1",
-            labels,
-            max_series=max_series,
-        )
         self.duration = HistogramFamily(
             "traces.span.metrics.duration",
             "Span duration (spanmetrics-compatible).",
@@ -85,12 +79,22 @@ class RedSpanProcessor(SignalSpanProcessor):
             buckets_s,
             max_series=max_series,
         )
+        # The calls counter is the histogram's (weighted) count: one update per span, not two.
+        self.calls = HistogramCountFamily(
+            "traces.span.metrics.calls", "Number of spans (spanmetrics-compatible).", "1", self.duration
+        )
 
     def metric_families(self) -> list[MetricFamily]:
         return [self.calls, self.duration]
 
     def observe(self, view: SpanView) -> None:
-        labels: tuple[object, ...] = (view.service_name, view.name, view.kind_name, view.status_name)
+        kind, status = view.kind, view.status_code
+        labels: tuple[object, ...] = (
+            view.service_name,
+            view.name,
+            KIND_NAMES[kind] if 0 <= kind < 6 else KIND_NAMES[0],
+            STATUS_NAMES[status] if 0 <= status < 3 else STATUS_NAMES[0],
+        )
         if self.dimensions:
             attrs, resource = view.attributes, view.resource
             extra = []
@@ -100,6 +104,5 @@ class RedSpanProcessor(SignalSpanProcessor):
                     value = resource.get(dim.name, dim.default)
                 extra.append(None if value is None else str(value))
             labels += tuple(extra)
-        weight = view.weight
-        self.calls.add(labels, weight)
-        self.duration.record(labels, view.duration_s, max(1, round(weight)))
+        elapsed = view.end_ns - view.start_ns
+        self.duration.record(labels, elapsed / 1e9 if elapsed > 0 else 0.0, view.weight)

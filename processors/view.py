@@ -142,8 +142,9 @@ def view_from_readable_span(span: Any, service_name: str | None = None) -> SpanV
     ``service_name`` may be passed when the caller already knows it (it is the same for every span
     of a provider), saving a resource lookup per span.
     """
-    kind = span.kind.value
-    status = span.status.status_code.value
+    # ``_value_`` is the Enum member's plain attribute (``.value`` is a slower descriptor).
+    kind = span.kind._value_
+    status = span.status.status_code._value_
     resource = span.resource
     end = span.end_time
     start = span.start_time

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
 from opentelemetry.exporter.prometheus import PrometheusMetricReader
 from opentelemetry.sdk.metrics import Counter, Histogram, MeterProvider
 from opentelemetry.sdk.metrics.export import AggregationTemporality, InMemoryMetricReader
@@ -138,12 +139,23 @@ def test_extra_dimensions_from_span_then_resource_then_default():
 
 
 def test_sampling_weight_scales_calls():
-    """A span standing for 4 (sampling threshold) counts 4 calls."""
+    """A span standing for 4 counts 4 calls; a fractional adjusted count stays exact in calls."""
     red = RedSpanProcessor()
     red.observe(SpanView("a", 2, 0, 1_000_000, 0, {}, {}, service_name="s", weight=4.0))
     assert sum(v for _, v in red.calls.snapshot()) == 4
     [(_, (_, count, _, _, _))] = red.duration.snapshot()
     assert count == 4
+    red.observe(SpanView("a", 2, 0, 1_000_000, 0, {}, {}, service_name="s", weight=1 / 0.3))
+    assert sum(v for _, v in red.calls.snapshot()) == pytest.approx(4 + 1 / 0.3)
+    [(_, (_, count, _, _, _))] = red.duration.snapshot()
+    assert count == 7  # histogram counts are whole spans
+
+
+def test_calls_counter_cannot_be_updated_on_its_own():
+    """RED's calls counter is derived from the histogram; adding to it directly is an error."""
+    red = RedSpanProcessor()
+    with pytest.raises(TypeError, match="derived"):
+        red.calls.add(("x",), 1)
 
 
 def test_prometheus_exposition_uses_spanmetrics_names_and_overflow_label():
