@@ -72,3 +72,13 @@ def start_collector(tmp_path: Path) -> Iterator[Callable[..., CollectorProcess]]
 
     yield start
     started.stop_all()
+
+
+@pytest.fixture
+def fake_otlp() -> Iterator[Any]:
+    """A scriptable fake downstream OTLP server, gRPC and HTTP (see ``tests/fake_otlp.py``)."""
+    from fake_otlp import FakeOtlpServer
+
+    server = FakeOtlpServer()
+    yield server
+    server.stop()

@@ -393,7 +393,7 @@ class CollectorProcess:
         ready_timeout: float = 30.0,
     ) -> None:
         workdir.mkdir(parents=True, exist_ok=True)
-        grpc_port, http_port, metrics_port = free_ports(3)
+        grpc_port, http_port, metrics_port, alerts_port = free_ports(4)
         self.grpc_endpoint = f"{LOOPBACK}:{grpc_port}"
         self.http_endpoint = f"{LOOPBACK}:{http_port}"
         self.metrics_endpoint = f"{LOOPBACK}:{metrics_port}"
@@ -406,6 +406,10 @@ class CollectorProcess:
         }
         collector["prometheus"] = {"endpoint": self.metrics_endpoint}
         config["collector"] = collector
+        # The alerts management API is on by default in the collector: never on its default port.
+        alerts = dict(config.get("alerts", {}))
+        alerts["api"] = {"endpoint": f"{LOOPBACK}:{alerts_port}", **alerts.get("api", {})}
+        config["alerts"] = alerts
         self.config_path = workdir / "spansignals.yaml"
         self.config_path.write_text(json.dumps(config, indent=2))
         child_env = dict(os.environ if env is None else env)

@@ -2,9 +2,10 @@
 
 :func:`run` is what ``spansignals collector [--config FILE]`` calls: load the configuration (the
 embedded default of DESIGN.md when there is none), build the engine, listen, say on stderr what it
-listens on and that spans are dropped after derivation (forwarding arrives with issue #6), and
-stop gracefully on SIGINT/SIGTERM. Exit codes: 0 after a clean stop, 1 when an endpoint cannot be
-bound, 2 for an invalid configuration.
+listens on, where it forwards (``collector.exporters``) and where the alerts management API is,
+and stop gracefully on SIGINT/SIGTERM (receivers close, exporters drain within the shutdown
+timeout). Exit codes: 0 after a clean stop, 1 when an endpoint cannot be bound, 2 for an invalid
+configuration.
 
 :class:`Collector` is the same service as an object, for tests and embedding: ``await start()``,
 read the bound endpoints, ``await stop()``.
@@ -18,7 +19,7 @@ import logging
 import os
 import signal
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from types import TracebackType
 
 from opentelemetry.sdk.resources import Resource
@@ -28,10 +29,13 @@ from ..producer import SignalMetricProducer
 from .admission import DEFAULT_MAX_INFLIGHT_BYTES, DEFAULT_MEMORY_LIMIT_BYTES, AdmissionControl
 from .decoding import DEFAULT_MAX_REQUEST_BYTES
 from .endpoints import Endpoint, ListenError, parse_endpoint
+from .forwarding import ExporterFamilies, Forwarder, TraceForwarding
+from .metrics_export import OtlpMetricsPush
 from .pipeline import TracePipeline
 from .receiver import DEFAULT_MAX_HEADER_BYTES, DEFAULT_READ_TIMEOUT_S, OtlpGrpcReceiver, OtlpHttpReceiver
 from .security import BearerAuth, ServerTls
 from .server import MetricsServer, PrometheusExposition
+from .signals import SignalPassThrough
 from .validation import SpanLimits
 
 __all__ = ["Collector", "CollectorSettings", "run"]
@@ -87,6 +91,7 @@ class CollectorSettings:
             metrics_endpoint=parse_endpoint(collector.prometheus.endpoint),
             max_request_bytes=collector.max_request_bytes,
             downstream_configured=bool(collector.exporters),
+            shutdown_timeout_s=collector.shutdown_timeout,
             service_name=name,
             **_hardening_settings(collector),
         )
@@ -122,13 +127,30 @@ def _hardening_settings(collector: object) -> dict[str, object]:
 
 
 class Collector:
-    """OTLP trace receivers feeding ``engine``, plus ``/metrics`` and health, on the running loop."""
+    """OTLP receivers (traces feed ``engine``; metrics and logs pass through), forwarding to the
+    ``config.collector.exporters``, the alerting engine, ``/metrics`` and health, on the running loop.
 
-    def __init__(self, engine: SignalEngine, settings: CollectorSettings | None = None) -> None:
+    Without ``config`` (tests of the front door) nothing is forwarded and no alerting runs.
+    """
+
+    def __init__(
+        self, engine: SignalEngine, settings: CollectorSettings | None = None, *, config: object | None = None
+    ) -> None:
         self.settings = settings or CollectorSettings()
         self.engine = engine
+        self.config = config
         settings = self.settings
         self.pipeline = TracePipeline(engine, limits=settings.span_limits, redact=settings.redact)
+        collector_config = getattr(config, "collector", None)
+        self._exporters_config = collector_config if getattr(collector_config, "exporters", None) else None
+        self.exporter_families = ExporterFamilies()
+        self.forwarder: Forwarder | None = None
+        self.alerting: object | None = None
+        self.metrics_push: OtlpMetricsPush | None = None
+        self.signals = SignalPassThrough(self._submit_signal if self._exporters_config is not None else None)
+        # The trace receivers see the pipeline through the forwarding gate when forwarding is on.
+        self.forwarding = TraceForwarding(self.pipeline) if self._exporters_config is not None else None
+        receiver_pipeline = self.forwarding or self.pipeline
         self.admission = AdmissionControl(
             max_inflight_bytes=settings.max_inflight_bytes,
             memory_limit_bytes=settings.memory_limit_bytes,
@@ -139,6 +161,8 @@ class Collector:
         self.producer.register(
             *engine.metric_families(), *self.pipeline.metric_families(), self.admission.refusals
         )
+        self.producer.register(*self.exporter_families.metric_families(), *self.signals.metric_families())
+        self.producer.add_before_produce(engine.flush)
         self.exposition = PrometheusExposition(
             self.producer, resource=Resource.create({"service.name": self.settings.service_name})
         )
@@ -151,25 +175,34 @@ class Collector:
             "read_timeout_s": settings.read_timeout_s,
         }
         self.grpc_receiver = (
-            OtlpGrpcReceiver(self.pipeline, settings.grpc_endpoint, tls=settings.grpc_tls, **common)  # type: ignore[arg-type]
+            OtlpGrpcReceiver(
+                receiver_pipeline,  # type: ignore[arg-type]
+                settings.grpc_endpoint,
+                tls=settings.grpc_tls,
+                extra_handlers=self.signals.grpc_handlers(),
+                **common,  # type: ignore[arg-type]
+            )
             if settings.grpc_endpoint is not None
             else None
         )
         self.http_receiver = (
             OtlpHttpReceiver(
-                self.pipeline,
+                receiver_pipeline,  # type: ignore[arg-type]
                 settings.http_endpoint,
                 shutdown_timeout=settings.shutdown_timeout_s,
                 tls=settings.http_tls,
+                extra_routes=self.signals.http_routes(),
                 **common,  # type: ignore[arg-type]
             )
             if settings.http_endpoint is not None
             else None
         )
+        if self.http_receiver is not None:
+            self.signals.read_body = self.http_receiver.read_body
         self.metrics_server = MetricsServer(
             self.exposition,
             settings.metrics_endpoint,
-            ready=lambda: self._ready,
+            ready=lambda: self.ready,
             shutdown_timeout=settings.shutdown_timeout_s,
             auth=self.auth if settings.protect_metrics or settings.protect_health else None,
             protect_metrics=settings.protect_metrics,
@@ -195,13 +228,51 @@ class Collector:
 
     @property
     def ready(self) -> bool:
-        """True once every receiver listens, until :meth:`stop` begins."""
-        return self._ready
+        """True once every receiver listens, until :meth:`stop` begins, while every exporter's
+        queue has room and its downstream answered recently (see :meth:`Forwarder.ready`)."""
+        return self._ready and (self.forwarder is None or self.forwarder.ready())
+
+    async def _submit_signal(self, signal: str, payload: bytes, items: int) -> None:
+        if self.forwarder is not None:
+            await self.forwarder.submit(signal, payload, items)
+
+    async def _start_forwarding(self) -> None:
+        """Open the queues (a persistent one recovers what a previous run acknowledged) and hook
+        the forwarder between the trace receivers and their pipeline."""
+        collector = self._exporters_config
+        if collector is None:
+            return
+        self.forwarder = Forwarder.from_config(collector, families=self.exporter_families)
+        await self.forwarder.start()
+        gate = self.forwarding
+        assert gate is not None
+        gate.forwarder = self.forwarder
+        for receiver in (self.grpc_receiver, self.http_receiver):
+            if receiver is not None:
+                receiver.forward = gate.hook(receiver.transport)
+
+    def _start_alerting_and_push(self) -> None:
+        config = self.config
+        if config is None:
+            return
+        from ..alerts import start_alerting
+
+        try:
+            self.alerting = start_alerting(config, self.engine, producer=self.producer, api_by_default=True)
+        except OSError as exc:
+            raise ListenError(f"cannot start the alerts management API: {exc.strerror or exc}") from None
+        push = getattr(getattr(config, "collector", None), "metrics_export", None)
+        if push is not None:
+            self.metrics_push = OtlpMetricsPush(
+                self.producer, push, resource=Resource.create({"service.name": self.settings.service_name})
+            )
 
     async def start(self) -> None:
         """Listen on every endpoint; raises :class:`ListenError` (after undoing) if one fails."""
         self._started = True
         try:
+            await self._start_forwarding()
+            self._start_alerting_and_push()
             await self.metrics_server.start()
             if self.grpc_receiver is not None:
                 await self.grpc_receiver.start()
@@ -224,8 +295,14 @@ class Collector:
             await self.grpc_receiver.stop(grace)
         if self.http_receiver is not None:
             await self.http_receiver.stop()
+        if self.forwarder is not None:
+            await self.forwarder.stop(self.settings.shutdown_timeout_s)
+        if self.metrics_push is not None:
+            await asyncio.to_thread(self.metrics_push.shutdown)
         await self.metrics_server.stop()
         self.exposition.shutdown()
+        if self.alerting is not None:
+            await asyncio.to_thread(self.alerting.stop)  # type: ignore[attr-defined]
         self.engine.shutdown()
 
     async def __aenter__(self) -> Collector:
@@ -243,23 +320,45 @@ class Collector:
         if self.grpc_endpoint is not None:
             lines.append(f"OTLP gRPC traces   {self.grpc_endpoint}")
         if self.http_endpoint is not None:
-            lines.append(f"OTLP/HTTP traces   http://{self.http_endpoint}/v1/traces (protobuf, JSON, gzip)")
+            lines.append(
+                f"OTLP/HTTP          http://{self.http_endpoint}/v1/traces, /v1/metrics, /v1/logs"
+                " (protobuf, JSON, gzip)"
+            )
         m = self.metrics_endpoint
         lines.append(f"Prometheus metrics http://{m}/metrics  (health: /health/live, /health/ready)")
+        api = getattr(self.alerting, "api", None)
+        if api is not None:
+            lines.append(f"Alerts API         {api.url}/api/v1/alerts")
+        if self.metrics_push is not None:
+            lines.append(f"OTLP metrics push  {self.metrics_push.endpoint}")
         return "\n".join(lines)
 
 
-def run(config_path: str | None) -> int:
+def run(config_path: str | None, workers: int | None = None) -> int:
     """Run the collector until SIGINT/SIGTERM; returns the process exit code.
 
     ``config_path`` ``None`` means ``SPANSIGNALS_CONFIG`` if set, else the embedded default.
+    ``workers`` (default: ``collector.workers``) > 1 runs that many worker processes sharing the
+    ports (see :mod:`.workers`); this process then only supervises them.
     """
     from ..config import ConfigError, load_config
     from ..factory import build_engine
+    from .workers import check_workers, run_workers, worker_index, worker_settings
 
     try:
         config = load_config(config_path)
         settings = CollectorSettings.from_config(config)
+        if workers is not None:
+            settings = replace(settings, workers=workers)
+        problem = check_workers(settings, settings.workers)
+        if problem is not None:
+            raise ValueError(problem)
+        index = worker_index()
+        if index is None and settings.workers > 1:
+            level = logging.getLevelName(logging.getLogger().getEffectiveLevel())
+            return run_workers(config_path, settings.workers, log_level=str(level))
+        if index is not None:
+            settings = worker_settings(settings, index)
         engine = build_engine(config)
     except ConfigError as exc:
         print(f"spansignals collector: invalid configuration\n{exc}", file=sys.stderr)
@@ -267,7 +366,7 @@ def run(config_path: str | None) -> int:
     except ValueError as exc:
         print(f"spansignals collector: invalid configuration: {exc}", file=sys.stderr)
         return EXIT_CONFIG
-    return asyncio.run(_serve(Collector(engine, settings)))
+    return asyncio.run(_serve(Collector(engine, settings, config=config)))
 
 
 async def _serve(collector: Collector) -> int:
@@ -281,13 +380,10 @@ async def _serve(collector: Collector) -> int:
     for signum in (signal.SIGINT, signal.SIGTERM):
         with contextlib.suppress(NotImplementedError, RuntimeError):  # not main thread / platform
             loop.add_signal_handler(signum, stop.set)
-    if collector.settings.downstream_configured:
-        downstream = (
-            "downstream: collector.exporters is configured but forwarding is not active yet in this"
-            " version; spans are dropped after derivation"
-        )
+    if collector.forwarder is not None:
+        downstream = collector.forwarder.describe()
     else:
-        downstream = "downstream: none set; spans are dropped after derivation"
+        downstream = "downstream: none set (collector.exporters); spans are dropped after derivation"
     print(
         f"spansignals collector listening on\n{_indent(collector.describe())}\n{downstream}",
         file=sys.stderr,

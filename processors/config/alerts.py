@@ -31,7 +31,7 @@ __all__ = [
     "SilenceConfig",
 ]
 
-ACTIVE = False
+ACTIVE = True
 
 _CONDITION = re.compile(r"^\s*(>=|<=|==|!=|>|<)\s*(-?\d+(?:\.\d+)?(?:[eE][-+]?\d+)?)\s*$")
 _STATE_CONDITION = re.compile(r"^\s*(==|!=)\s*([A-Za-z_][A-Za-z0-9_-]*)\s*$")

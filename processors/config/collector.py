@@ -1,15 +1,29 @@
-"""Config block ``collector``: receivers, downstream exporters and the /metrics endpoint."""
+"""Config block ``collector``: receivers, downstream exporters with their queue and retries, the
+/metrics endpoint, OTLP export of the derived metrics, and shutdown.
+
+Defaults follow the OTel Collector's exporterhelper where it has one (retry: 5 s initial, 30 s max
+interval, 300 s max elapsed; a bounded in-memory queue) and DESIGN.md's embedded config otherwise.
+Everything documented key by key in processors/collector/README.md.
+"""
 
 from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 
 from ._types import Duration, StrictModel
 from .collector_receivers import AuthConfig, ReceiverLimitsConfig, RedactionConfig, TlsServerConfig
 
-__all__ = ["CollectorConfig", "EndpointConfig", "OtlpExporterConfig"]
+__all__ = [
+    "CollectorConfig",
+    "EndpointConfig",
+    "MetricsExportConfig",
+    "OtlpExporterConfig",
+    "QueueConfig",
+    "RetryConfig",
+    "TlsClientConfig",
+]
 
 ACTIVE = True
 
@@ -19,6 +33,15 @@ def _host_port(value: str) -> str:
     if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
         raise ValueError(f"expected host:port, got {value!r}")
     return value
+
+
+def _url_or_host_port(value: str) -> str:
+    text = value.strip()
+    rest = text.split("://", 1)[1] if "://" in text else text
+    if "://" in text and not text.startswith(("http://", "https://")):
+        raise ValueError(f"endpoint scheme must be http or https, got {value!r}")
+    _host_port(rest.split("/", 1)[0])
+    return text
 
 
 class EndpointConfig(StrictModel):
@@ -42,8 +65,51 @@ class ReceiversConfig(StrictModel):
     otlp: OtlpReceiversConfig = Field(default_factory=OtlpReceiversConfig)
 
 
+class TlsClientConfig(StrictModel):
+    """TLS towards a downstream: CA bundle to trust, and a client certificate for mTLS."""
+
+    ca_file: str | None = None
+    cert_file: str | None = None
+    key_file: str | None = None
+
+    @model_validator(mode="after")
+    def _pair(self) -> TlsClientConfig:
+        if (self.cert_file is None) != (self.key_file is None):
+            raise ValueError("tls.cert_file and tls.key_file go together (client certificate for mTLS)")
+        return self
+
+
+class RetryConfig(StrictModel):
+    """Exponential backoff with jitter; a server's RetryInfo / Retry-After replaces the backoff."""
+
+    enabled: bool = True
+    initial_interval: Duration = 5.0
+    max_interval: Duration = 30.0
+    max_elapsed_time: Duration = 300.0
+    multiplier: float = Field(1.5, ge=1.0)
+    randomization_factor: float = Field(0.5, ge=0.0, le=1.0)
+
+
+class QueueConfig(StrictModel):
+    """Per-exporter queue between the receivers (which acknowledge) and the sender."""
+
+    kind: Literal["memory", "persistent"] = "memory"
+    max_items: int = Field(200_000, ge=1)
+    max_bytes: int = Field(256 * 1024 * 1024, ge=1024)
+    path: str | None = None
+    synchronous: Literal["full", "normal"] = "full"
+    consumers: int = Field(1, ge=1, le=64)
+    retry_after: Duration = 1.0
+
+    @model_validator(mode="after")
+    def _path(self) -> QueueConfig:
+        if self.kind == "persistent" and not self.path:
+            raise ValueError("queue.path (a directory) is required when queue.kind is persistent")
+        return self
+
+
 class OtlpExporterConfig(StrictModel):
-    """A downstream OTLP endpoint (forwarding arrives with issue #6)."""
+    """A downstream OTLP endpoint: traces, metrics and logs are forwarded to it."""
 
     endpoint: str
     protocol: Literal["grpc", "http/protobuf", "http"] = "grpc"
@@ -51,6 +117,30 @@ class OtlpExporterConfig(StrictModel):
     compression: Literal["gzip", "none"] = "none"
     timeout: Duration = 10.0
     insecure: bool | None = None
+    tls: TlsClientConfig = Field(default_factory=TlsClientConfig)
+    retry: RetryConfig = Field(default_factory=RetryConfig)
+    queue: QueueConfig | None = None
+
+    @field_validator("endpoint")
+    @classmethod
+    def _check(cls, v: str) -> str:
+        return _url_or_host_port(v)
+
+
+class MetricsExportConfig(StrictModel):
+    """Push the derived metrics over OTLP too (besides ``/metrics``)."""
+
+    endpoint: str
+    protocol: Literal["grpc", "http/protobuf", "http"] = "grpc"
+    interval: Duration = 60.0
+    timeout: Duration = 10.0
+    headers: dict[str, SecretStr] = Field(default_factory=dict)
+    insecure: bool | None = None
+
+    @field_validator("endpoint")
+    @classmethod
+    def _check(cls, v: str) -> str:
+        return _url_or_host_port(v)
 
 
 class PrometheusConfig(StrictModel):
@@ -70,9 +160,13 @@ class CollectorConfig(StrictModel):
 
     receivers: ReceiversConfig = Field(default_factory=ReceiversConfig)
     exporters: dict[str, OtlpExporterConfig] | None = None
+    queue: QueueConfig = Field(default_factory=QueueConfig)
     prometheus: PrometheusConfig = Field(default_factory=PrometheusConfig)
+    metrics_export: MetricsExportConfig | None = None
     max_request_bytes: int = Field(16 * 1024 * 1024, ge=1024)
     auth: AuthConfig | None = None
     limits: ReceiverLimitsConfig = Field(default_factory=ReceiverLimitsConfig)
     redaction: RedactionConfig = Field(default_factory=RedactionConfig)
     workers: int = Field(1, ge=1, le=64, description="worker processes sharing the ports (SO_REUSEPORT)")
+    shutdown_timeout: Duration = 5.0
+    unready_after: Duration = 30.0

@@ -75,7 +75,7 @@ def test_taken_port_exits_1(tmp_path: Path, capsys: pytest.CaptureFixture[str]) 
 
 def _banner(child: CollectorProcess) -> str | None:
     logs = child.logs()
-    return logs if "dropped after derivation" in logs else None
+    return logs if "Prometheus metrics" in logs else None
 
 
 @pytest.mark.integration
@@ -91,14 +91,16 @@ def test_child_says_what_it_listens_on_and_stops_cleanly(
 
 
 @pytest.mark.integration
-def test_configured_exporters_are_not_pretended(start_collector: Callable[..., CollectorProcess]) -> None:
-    """With collector.exporters set, the banner says forwarding is not active yet."""
+def test_banner_names_the_exporters_and_alerts_api(start_collector: Callable[..., CollectorProcess]) -> None:
+    """With collector.exporters set, the banner names each downstream, its queue and the alerts API."""
     child = start_collector(
         config_blocks={
             "collector": {"exporters": {"otlp": {"endpoint": "http://127.0.0.1:1", "protocol": "grpc"}}}
         }
     )
-    assert "forwarding is not active yet" in poll_until(lambda: _banner(child), timeout=10, what="the banner")
+    banner = poll_until(lambda: _banner(child), timeout=10, what="the banner")
+    assert "forwarding to otlp (GrpcSender, memory queue)" in banner
+    assert "Alerts API         http://127.0.0.1:" in banner
     assert child.stop() == 0
 
 

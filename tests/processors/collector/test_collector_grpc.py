@@ -59,9 +59,11 @@ async def test_oversized_message_is_resource_exhausted(collector: Collector) -> 
 
 
 async def test_unknown_method_is_unimplemented(collector: Collector) -> None:
-    """Other services (metrics, logs: issue #6) get UNIMPLEMENTED."""
+    """Services other than the three OTLP exports (here profiles) get UNIMPLEMENTED."""
     async with grpc.aio.insecure_channel(str(collector.grpc_endpoint)) as channel:
-        call = channel.unary_unary("/opentelemetry.proto.collector.metrics.v1.MetricsService/Export")
+        call = channel.unary_unary(
+            "/opentelemetry.proto.collector.profiles.v1development.ProfilesService/Export"
+        )
         with pytest.raises(grpc.aio.AioRpcError) as info:
             await call(b"")
     assert info.value.code() == grpc.StatusCode.UNIMPLEMENTED

@@ -130,9 +130,9 @@ async def test_wrong_method_is_405(collector: Collector, method: str) -> None:
         assert resp.headers["Allow"] == "POST"
 
 
-@pytest.mark.parametrize("path", ["/v1/metrics", "/v1/logs", "/", "/v1/traces/x"])
+@pytest.mark.parametrize("path", ["/v1/profiles", "/v1/metric", "/", "/v1/traces/x"])
 async def test_unknown_path_is_404(collector: Collector, path: str) -> None:
-    """Paths other than /v1/traces get 404 (metrics and logs arrive with issue #6)."""
+    """Paths other than /v1/traces, /v1/metrics and /v1/logs get 404."""
     async with (
         aiohttp.ClientSession() as session,
         session.post(_url(collector, path), data=b"", headers={"Content-Type": PROTOBUF}) as resp,

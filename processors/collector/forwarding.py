@@ -1,0 +1,404 @@
+"""Forwarding: every accepted request is queued per exporter and sent downstream with retries.
+
+:class:`Forwarder` is what the receivers talk to. :meth:`Forwarder.submit` puts one request (its
+protobuf bytes, the received ones when nothing changed them) into every exporter's queue and
+returns once all of them hold it — only then is the client acknowledged; it raises
+:class:`~.queue.Backpressure` when a queue is full or cannot store durably, which the receivers
+answer with a retryable refusal. With several exporters a refusal after the first queue took the
+batch means that exporter may see the client's retry as a duplicate (bounded by one request).
+
+Each :class:`ExporterWorker` runs ``consumers`` tasks (default 1) that take the oldest batch, send
+it, and retry failures with exponential backoff and jitter (``retry``: initial 5 s, times 1.5, at most
+30 s, give up after 300 s) — or exactly the server's ``RetryInfo`` / ``Retry-After`` hint when it
+gives one. Permanent errors are not retried. Accounting, per exporter, in items (spans for
+traces):
+
+* ``spansignals_exporter_spans_total{exporter, outcome}``: ``sent`` (downstream accepted them),
+  ``failed`` (an attempt failed and will be retried; counted per attempt), ``dropped`` (given up);
+* ``spansignals_exporter_dropped_spans_total{exporter, reason}``: why: ``permanent``,
+  ``retries_exhausted``, ``rejected`` (a downstream ``partial_success``), ``shutdown``, ``corrupt``;
+* ``spansignals_exporter_queue_spans{exporter}``: spans queued or in flight;
+* ``spansignals_exporter_items_total{exporter, signal, outcome}``: the same for metric data points
+  and log records (``signal`` metrics or logs; outcome sent, failed, dropped).
+
+So ``acked = sent + dropped + queue`` holds per exporter at every moment a batch is not in flight.
+
+Readiness: an exporter is unhealthy when its queue is full, or when its sends have been failing for
+longer than ``unready_after`` (default 30 s) without a success. Shutdown (:meth:`Forwarder.stop`)
+lets the workers drain for up to ``timeout`` seconds; then, with the memory queue, whatever is left
+is counted as dropped (reason ``shutdown``) and logged with its count; the persistent queue keeps
+it on disk for the next start.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import time
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
+
+from ..families import CounterFamily, GaugeFamily, MetricFamily
+from .exporter import Attempt, Sender, build_sender
+from .persistent_queue import SqliteQueue
+from .pipeline import count_spans
+from .queue import SIGNAL_TRACES, Batch, MemoryQueue, QueueFull
+
+__all__ = ["ExporterFamilies", "ExporterWorker", "Forwarder", "RetryPolicy", "TraceForwarding"]
+
+_logger = logging.getLogger(__name__)
+
+OUTCOME_SENT, OUTCOME_FAILED, OUTCOME_DROPPED = "sent", "failed", "dropped"
+
+
+class RetryPolicy:
+    """Backoff schedule from a ``RetryConfig`` (or defaults)."""
+
+    def __init__(self, config: Any = None, *, rand: Callable[[], float] = random.random) -> None:
+        self.enabled = getattr(config, "enabled", True)
+        self.initial = getattr(config, "initial_interval", 5.0)
+        self.max_interval = getattr(config, "max_interval", 30.0)
+        self.max_elapsed = getattr(config, "max_elapsed_time", 300.0)
+        self.multiplier = getattr(config, "multiplier", 1.5)
+        self.randomization = getattr(config, "randomization_factor", 0.5)
+        self._rand = rand
+
+    def backoff(self, attempt: int) -> float:
+        """Delay before retry number ``attempt`` (1-based), jittered by ± ``randomization``."""
+        base = min(self.max_interval, self.initial * self.multiplier ** (attempt - 1))
+        return base * (1 - self.randomization + 2 * self.randomization * self._rand())
+
+
+class ExporterFamilies:
+    """The exporter families, shared by every exporter of one collector."""
+
+    def __init__(self) -> None:
+        self.queues: dict[str, Any] = {}
+        self.spans = CounterFamily(
+            "spansignals.exporter.spans",
+            "Spans handled by the collector's exporters, by exporter and outcome (sent, failed, dropped).",
+            "{span}",
+            ("exporter", "outcome"),
+            max_series=64,
+        )
+        self.dropped = CounterFamily(
+            "spansignals.exporter.dropped.spans",
+            "Spans an exporter gave up on, by reason (permanent, retries_exhausted, rejected,"
+            " shutdown, corrupt).",
+            "{span}",
+            ("exporter", "reason"),
+            max_series=64,
+        )
+        self.items = CounterFamily(
+            "spansignals.exporter.items",
+            "Metric data points and log records handled by the exporters, by signal and outcome.",
+            "{item}",
+            ("exporter", "signal", "outcome"),
+            max_series=64,
+        )
+        self.queue_spans = GaugeFamily(
+            "spansignals.exporter.queue.spans",
+            "Items queued or in flight per exporter (spans, data points and log records).",
+            "{span}",
+            ("exporter",),
+            callback=self._queue_sizes,
+            max_series=32,
+        )
+
+    def _queue_sizes(self) -> Iterable[tuple[tuple[Any, ...], float]]:
+        return [((name,), float(queue.items)) for name, queue in list(self.queues.items())]
+
+    def metric_families(self) -> list[MetricFamily]:
+        return [self.spans, self.dropped, self.items, self.queue_spans]
+
+    def count(self, exporter: str, signal: str, outcome: str, items: int, reason: str = "") -> None:
+        if items <= 0:
+            return
+        if signal == SIGNAL_TRACES:
+            self.spans.add((exporter, outcome), items)
+            if outcome == OUTCOME_DROPPED:
+                self.dropped.add((exporter, reason), items)
+        else:
+            self.items.add((exporter, signal, outcome), items)
+
+
+class ExporterWorker:
+    """One downstream: its queue, its sender, and ``consumers`` tasks delivering in order."""
+
+    def __init__(
+        self,
+        name: str,
+        sender: Sender,
+        queue: MemoryQueue | SqliteQueue,
+        families: ExporterFamilies,
+        *,
+        retry: RetryPolicy | None = None,
+        consumers: int = 1,
+        unready_after: float = 30.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.name = name
+        self.sender = sender
+        self.queue = queue
+        self.families = families
+        self.retry = retry or RetryPolicy()
+        self.consumers = consumers
+        self.unready_after = unready_after
+        self._clock = clock
+        self._tasks: list[asyncio.Task[None]] = []
+        self._stopping = asyncio.Event()
+        self._failing_since: float | None = None
+        families.queues[name] = queue
+        if isinstance(queue, SqliteQueue):
+            queue.on_corrupt = lambda batch: self._drop(batch, "corrupt")
+
+    async def start(self) -> None:
+        if isinstance(self.queue, SqliteQueue):
+            await self.queue.open()
+        self._tasks = [
+            asyncio.create_task(self._consume(), name=f"spansignals-exporter-{self.name}-{i}")
+            for i in range(self.consumers)
+        ]
+
+    def healthy(self) -> bool:
+        """Queue not full, and no failure streak longer than ``unready_after``."""
+        if self.queue.is_full():
+            return False
+        since = self._failing_since
+        return since is None or self._clock() - since < self.unready_after
+
+    async def _consume(self) -> None:
+        while not self._stopping.is_set():
+            batch = await self.queue.get()
+            try:
+                done = await self._deliver(batch)
+            except asyncio.CancelledError:  # shutdown timeout: the batch is not done with
+                self.queue.release(batch)
+                raise
+            if done:
+                await self.queue.ack(batch)
+            else:  # stopping with the batch unfinished: back to the head for drain accounting
+                self.queue.release(batch)
+                return
+
+    async def _deliver(self, batch: Batch) -> bool:
+        """Send until delivered or given up (True), or until stopping interrupts a retry (False)."""
+        started = self._clock()
+        attempt_no = 0
+        while True:
+            attempt_no += 1
+            attempt: Attempt = await self.sender.send(batch)
+            if attempt.ok:
+                self._failing_since = None
+                accepted = max(0, batch.items - attempt.rejected)
+                self.families.count(self.name, batch.signal, OUTCOME_SENT, accepted)
+                if attempt.rejected:
+                    _logger.warning(
+                        "spansignals collector: exporter %s: downstream rejected %d of %d %s"
+                        " (partial success: %s)",
+                        self.name,
+                        attempt.rejected,
+                        batch.items,
+                        batch.signal,
+                        attempt.reason[:200],
+                    )
+                    self._drop(batch, "rejected", min(attempt.rejected, batch.items))
+                return True
+            if not attempt.retryable or not self.retry.enabled:
+                _logger.warning(
+                    "spansignals collector: exporter %s: dropping %d %s after a permanent error (%s)",
+                    self.name,
+                    batch.items,
+                    batch.signal,
+                    attempt.reason,
+                )
+                self._drop(batch, "permanent")
+                return True
+            if self._failing_since is None:
+                self._failing_since = self._clock()
+            self.families.count(self.name, batch.signal, OUTCOME_FAILED, batch.items)
+            wait = attempt.retry_after if attempt.retry_after is not None else self.retry.backoff(attempt_no)
+            if self._clock() + wait - started > self.retry.max_elapsed:
+                _logger.warning(
+                    "spansignals collector: exporter %s: dropping %d %s, retries exhausted after %.0f s (%s)",
+                    self.name,
+                    batch.items,
+                    batch.signal,
+                    self._clock() - started,
+                    attempt.reason,
+                )
+                self._drop(batch, "retries_exhausted")
+                return True
+            _logger.debug("exporter %s: %s, retrying in %.2f s", self.name, attempt.reason, wait)
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(self._stopping.wait(), wait)
+            if self._stopping.is_set():
+                return False
+
+    def _drop(self, batch: Batch, reason: str, items: int | None = None) -> None:
+        self.families.count(
+            self.name, batch.signal, OUTCOME_DROPPED, batch.items if items is None else items, reason
+        )
+
+    async def stop(self, timeout: float) -> int:
+        """Drain for up to ``timeout`` s, stop; return the items left undelivered (dropped for a
+        memory queue, kept on disk for a persistent one)."""
+        deadline = self._clock() + timeout
+        while not self.queue.empty() and self._clock() < deadline:
+            await asyncio.sleep(0.01)  # a drain poll, bounded by the shutdown timeout
+        self._stopping.set()
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        left = self.queue.items
+        if isinstance(self.queue, MemoryQueue):
+            for batch in self.queue.take_all():
+                self._drop(batch, "shutdown")
+                await self.queue.ack(batch)
+            if left:
+                _logger.warning(
+                    "spansignals collector: exporter %s: %d items not delivered within the %.1f s"
+                    " shutdown timeout; counted as dropped (reason shutdown)",
+                    self.name,
+                    left,
+                    timeout,
+                )
+        elif left:
+            _logger.warning(
+                "spansignals collector: exporter %s: %d items left in the persistent queue %s;"
+                " they are sent at the next start",
+                self.name,
+                left,
+                self.queue.path,
+            )
+        await self.sender.close()
+        await self.queue.close()
+        return left
+
+
+class Forwarder:
+    """Every exporter of the ``collector.exporters`` config, fed by :meth:`submit`."""
+
+    def __init__(self, workers: list[ExporterWorker], families: ExporterFamilies) -> None:
+        self.workers = workers
+        self.families = families
+
+    @classmethod
+    def from_config(cls, collector: Any, *, families: ExporterFamilies | None = None) -> Forwarder:
+        """Build (not start) from a ``CollectorConfig``; must be called on the running loop."""
+        families = families or ExporterFamilies()
+        workers = []
+        exporters: Mapping[str, Any] = collector.exporters or {}
+        for name, exporter in exporters.items():
+            q = exporter.queue or collector.queue
+            if q.kind == "persistent":
+                queue: MemoryQueue | SqliteQueue = SqliteQueue(
+                    q.path,
+                    name,
+                    max_items=q.max_items,
+                    max_bytes=q.max_bytes,
+                    retry_after=q.retry_after,
+                    synchronous=q.synchronous,
+                )
+            else:
+                queue = MemoryQueue(max_items=q.max_items, max_bytes=q.max_bytes, retry_after=q.retry_after)
+            workers.append(
+                ExporterWorker(
+                    name,
+                    build_sender(name, exporter),
+                    queue,
+                    families,
+                    retry=RetryPolicy(exporter.retry),
+                    consumers=q.consumers,
+                    unready_after=collector.unready_after,
+                )
+            )
+        return cls(workers, families)
+
+    def metric_families(self) -> list[MetricFamily]:
+        return self.families.metric_families()
+
+    async def start(self) -> None:
+        for worker in self.workers:
+            await worker.start()
+
+    def ready(self) -> bool:
+        """Every exporter healthy (see :meth:`ExporterWorker.healthy`)."""
+        return all(worker.healthy() for worker in self.workers)
+
+    def has_room(self, items: int, nbytes: int) -> bool:
+        """Whether every queue would take a request of this size now."""
+        return all(worker.queue.fits(items, nbytes) for worker in self.workers)
+
+    async def submit(self, signal: str, payload: bytes, items: int) -> None:
+        """Queue the request for every exporter; raises ``Backpressure`` (nothing acknowledged)."""
+        for worker in self.workers:
+            if not worker.queue.fits(items, len(payload)):
+                raise QueueFull("the collector's export queue is full; retry later", worker.queue.retry_after)
+        for worker in self.workers:
+            await worker.queue.put(Batch(signal, payload, items))
+
+    async def stop(self, timeout: float) -> int:
+        """Drain every exporter concurrently within ``timeout``; items left undelivered."""
+        results = await asyncio.gather(*(worker.stop(timeout) for worker in self.workers))
+        return sum(results)
+
+    def describe(self) -> str:
+        lines = []
+        for worker in self.workers:
+            kind = "persistent" if isinstance(worker.queue, SqliteQueue) else "memory"
+            lines.append(f"forwarding to {worker.name} ({type(worker.sender).__name__}, {kind} queue)")
+        return "\n".join(lines)
+
+
+class TraceForwarding:
+    """Puts the forwarder around a :class:`~.pipeline.TracePipeline` for the trace receivers.
+
+    Receivers are given this object as their pipeline: :meth:`ingest` refuses a request (counted
+    ``refused``) *before* derivation when a queue has no room, so a refused-then-retried request
+    is derived once; :meth:`hook` is the receivers' ``forward`` callback, which queues the
+    received bytes when ingest left the request unchanged and they are protobuf (OTLP/JSON bodies
+    and requests with removed or redacted spans are re-encoded). Other attributes are the
+    pipeline's. Until :attr:`forwarder` is set (the collector builds it on start), requests pass.
+    """
+
+    def __init__(self, pipeline: Any, forwarder: Forwarder | None = None) -> None:
+        self.pipeline = pipeline
+        self.forwarder = forwarder
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.pipeline, name)
+
+    def ingest(self, request: Any, transport: str, *, body_bytes: int = 0) -> Any:
+        forwarder = self.forwarder
+        if forwarder is None:
+            return self.pipeline.ingest(request, transport, body_bytes=body_bytes)
+        spans = count_spans(request)
+        if not forwarder.has_room(spans, body_bytes or request.ByteSize()):
+            self.pipeline.refuse(transport, spans)
+            retry_after = max((w.queue.retry_after for w in forwarder.workers), default=1.0)
+            raise QueueFull("the collector's export queue is full; retry later", retry_after)
+        return self.pipeline.ingest(request, transport, body_bytes=body_bytes)
+
+    def hook(self, transport: str) -> Callable[[Any, bytes, Any], Any]:
+        """The ``forward`` callback for the receiver of ``transport``."""
+
+        async def forward(request: Any, body: bytes, result: Any) -> None:
+            forwarder = self.forwarder
+            if forwarder is None or not result.accepted:
+                return
+            # A non-empty protobuf ExportTraceServiceRequest starts with field 1's tag (0x0a);
+            # anything else (JSON, unusual field order) is re-encoded, which is always correct.
+            raw = not result.modified and body[:1] == b"\n"
+            payload = body if raw else request.SerializeToString()
+            try:
+                await forwarder.submit(SIGNAL_TRACES, payload, result.accepted)
+            except Exception:  # QueueFull / QueueUnavailable: nothing acknowledged
+                self.pipeline.refuse(transport, result.accepted)
+                raise
+
+        return forward

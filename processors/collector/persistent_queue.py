@@ -1,0 +1,280 @@
+"""A persistent export queue: one sqlite database per exporter, in WAL mode, written before ack.
+
+Why sqlite (WAL) rather than append-only segment files: a committed transaction is atomic and, in
+WAL mode, survives SIGKILL of the process as soon as ``commit`` returns (and power loss too with
+``synchronous=FULL``, the default here); deleting a delivered batch is one indexed ``DELETE``
+instead of segment compaction and a separate read-offset file whose own torn writes would need
+handling; and the standard library ships it. What sqlite does not do is checksum page content, so
+each row carries the CRC-32 of its payload: a batch whose bytes were damaged on disk is detected
+when it is read, removed, and counted as dropped (reason ``corrupt``) instead of being sent as
+garbage. A file sqlite cannot open at all (header destroyed, not a database) is moved aside as
+``<name>.corrupt-<unix time>`` (never deleted), the rows still readable from it are salvaged into a
+fresh database, and the collector starts; the log says how many batches were salvaged.
+
+The promise (RELIABILITY.md #8): a request is acknowledged only after its batch is committed, so
+everything acknowledged is delivered after a restart; a batch is deleted only after the downstream
+answered for it, so a crash re-sends at most the batches that were in flight (one per consumer).
+A full disk or an I/O error on write raises :class:`~.queue.QueueUnavailable`: the client gets a
+retryable refusal and nothing is acknowledged.
+
+All sqlite work runs on one dedicated thread, so the event loop never waits on ``fsync``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import logging
+import os
+import sqlite3
+import time
+import zlib
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+from .queue import Batch, QueueFull, QueueUnavailable
+
+__all__ = ["SqliteQueue"]
+
+_logger = logging.getLogger(__name__)
+
+_SCHEMA = (
+    "CREATE TABLE IF NOT EXISTS batches ("
+    " id INTEGER PRIMARY KEY, signal TEXT NOT NULL, items INTEGER NOT NULL,"
+    " crc INTEGER NOT NULL, payload BLOB NOT NULL)"
+)
+
+
+class SqliteQueue:
+    """Same interface as :class:`~.queue.MemoryQueue`, stored in ``directory/<name>.sqlite``.
+
+    ``synchronous`` ``"full"`` (default) fsyncs every commit; ``"normal"`` survives a process crash
+    but not a power loss. ``on_corrupt(batch)`` is called for a batch whose payload failed its CRC
+    (the caller counts it as dropped).
+    """
+
+    durable = True
+
+    def __init__(
+        self,
+        directory: str | os.PathLike[str],
+        name: str,
+        *,
+        max_items: int = 200_000,
+        max_bytes: int = 256 * 1024 * 1024,
+        retry_after: float = 1.0,
+        synchronous: str = "full",
+        on_corrupt: Callable[[Batch], None] | None = None,
+    ) -> None:
+        self.path = Path(directory) / f"{name}.sqlite"
+        self.max_items = max_items
+        self.max_bytes = max_bytes
+        self.retry_after = retry_after
+        self.synchronous = synchronous.upper()
+        self.on_corrupt = on_corrupt
+        self.items = 0
+        self.size_bytes = 0
+        self.recovered_items = 0
+        self._index: collections.OrderedDict[int, tuple[str, int, int]] = collections.OrderedDict()
+        self._ready: collections.deque[int] = collections.deque()
+        self._waiters = asyncio.Condition()
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"spansignals-queue-{name}")
+        self._db: sqlite3.Connection | None = None
+
+    # --- lifecycle -------------------------------------------------------------------------------
+
+    async def open(self) -> None:
+        """Open (or recover) the database and index what it holds; those batches are sent first."""
+        rows = await self._run(self._open_sync)
+        for row_id, signal, items, size in rows:
+            self._index[row_id] = (signal, items, size)
+            self._ready.append(row_id)
+            self.items += items
+            self.size_bytes += size
+        self.recovered_items = self.items
+        if rows:
+            _logger.warning(
+                "spansignals collector: persistent queue %s holds %d batches (%d items) from a previous"
+                " run; sending them first",
+                self.path,
+                len(rows),
+                self.items,
+            )
+
+    async def close(self) -> None:
+        """Close the database (what is still queued stays on disk for the next start)."""
+        if self._db is not None:
+            await self._run(self._db.close)
+            self._db = None
+        self._executor.shutdown(wait=True)
+
+    # --- queue interface -------------------------------------------------------------------------
+
+    def is_full(self) -> bool:
+        return self.items >= self.max_items or self.size_bytes >= self.max_bytes
+
+    def fits(self, items: int, nbytes: int) -> bool:
+        if self.items == 0:
+            return True
+        return self.items + items <= self.max_items and self.size_bytes + nbytes <= self.max_bytes
+
+    def empty(self) -> bool:
+        return self.items == 0
+
+    async def put(self, batch: Batch) -> None:
+        """Commit ``batch`` durably, then queue it; raises ``QueueFull`` / ``QueueUnavailable``."""
+        if not self.fits(batch.items, batch.size):
+            raise QueueFull("the collector's export queue is full; retry later", self.retry_after)
+        # Reserve before the await so concurrent requests cannot overshoot the bound.
+        self.items += batch.items
+        self.size_bytes += batch.size
+        try:
+            batch.id = await self._run(self._insert_sync, batch)
+        except sqlite3.Error as exc:
+            self.items -= batch.items
+            self.size_bytes -= batch.size
+            _logger.error(
+                "spansignals collector: persistent queue %s cannot store a batch: %s", self.path, exc
+            )
+            raise QueueUnavailable(
+                "the collector cannot store the request durably right now; retry later", self.retry_after
+            ) from None
+        self._index[batch.id] = (batch.signal, batch.items, batch.size)
+        async with self._waiters:
+            self._ready.append(batch.id)
+            self._waiters.notify()
+
+    async def get(self) -> Batch:
+        """The oldest batch not in flight, read back from disk and CRC-checked."""
+        while True:
+            async with self._waiters:
+                await self._waiters.wait_for(lambda: bool(self._ready))
+                row_id = self._ready.popleft()
+            signal, items, _size = self._index[row_id]
+            try:
+                payload = await self._run(self._read_sync, row_id)
+            except sqlite3.Error as exc:
+                _logger.error("spansignals collector: reading queued batch %d failed: %s", row_id, exc)
+                payload = None
+            batch = Batch(signal, payload or b"", items, id=row_id)
+            if payload is not None:
+                return batch
+            await self.ack(batch)
+            if self.on_corrupt is not None:
+                self.on_corrupt(batch)
+
+    def release(self, batch: Batch) -> None:
+        self._ready.appendleft(batch.id)
+
+    async def ack(self, batch: Batch) -> None:
+        """Delete the batch (delivered, or dropped and counted)."""
+        entry = self._index.pop(batch.id, None)
+        if entry is None:
+            return
+        self.items -= entry[1]
+        self.size_bytes -= entry[2]
+        try:
+            await self._run(self._delete_sync, batch.id)
+        except sqlite3.Error as exc:  # it will be re-sent after a restart: a bounded duplicate
+            _logger.error("spansignals collector: deleting delivered batch %d failed: %s", batch.id, exc)
+
+    def take_all(self) -> list[Batch]:
+        """Nothing to take: queued batches stay on disk for the next start."""
+        return []
+
+    # --- sqlite, on the queue's own thread -------------------------------------------------------
+
+    async def _run(self, fn: Callable[..., object], *args: object) -> object:
+        return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
+
+    def _connect(self, path: Path) -> sqlite3.Connection:
+        db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        db.execute("PRAGMA journal_mode=WAL")
+        db.execute(f"PRAGMA synchronous={self.synchronous}")
+        db.execute(_SCHEMA)
+        return db
+
+    def _open_sync(self) -> list[tuple[int, str, int, int]]:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            db = self._connect(self.path)
+            check = db.execute("PRAGMA quick_check").fetchone()
+            if check is None or check[0] != "ok":
+                db.close()
+                raise sqlite3.DatabaseError(f"quick_check: {check[0] if check else 'no answer'}")
+            rows = db.execute("SELECT id, signal, items, length(payload) FROM batches ORDER BY id").fetchall()
+        except sqlite3.DatabaseError as exc:
+            db = self._quarantine_sync(exc)
+            rows = db.execute("SELECT id, signal, items, length(payload) FROM batches ORDER BY id").fetchall()
+        self._db = db
+        return rows
+
+    def _quarantine_sync(self, error: Exception) -> sqlite3.Connection:
+        aside = self.path.with_name(f"{self.path.name}.corrupt-{int(time.time())}")
+        for suffix in ("", "-wal", "-shm"):
+            source = Path(f"{self.path}{suffix}")
+            if source.exists():
+                os.replace(source, f"{aside}{suffix}")
+        salvaged = self._salvage_sync(aside)
+        db = self._connect(self.path)
+        for signal, items, crc, payload in salvaged:
+            db.execute(
+                "INSERT INTO batches (signal, items, crc, payload) VALUES (?, ?, ?, ?)",
+                (signal, items, crc, payload),
+            )
+        _logger.error(
+            "spansignals collector: persistent queue %s was unreadable (%s); moved aside to %s,"
+            " %d batches salvaged into a fresh queue",
+            self.path,
+            error,
+            aside,
+            len(salvaged),
+        )
+        return db
+
+    @staticmethod
+    def _salvage_sync(path: Path) -> list[tuple[str, int, int, bytes]]:
+        out: list[tuple[str, int, int, bytes]] = []
+        try:
+            db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+        except sqlite3.Error:
+            return out
+        try:
+            ids = [r[0] for r in db.execute("SELECT id FROM batches ORDER BY id")]
+        except sqlite3.Error:
+            ids = []
+        for row_id in ids:
+            try:
+                row = db.execute(
+                    "SELECT signal, items, crc, payload FROM batches WHERE id=?", (row_id,)
+                ).fetchone()
+            except sqlite3.Error:
+                continue
+            if row is not None and zlib.crc32(row[3]) == row[2]:
+                out.append((row[0], row[1], row[2], bytes(row[3])))
+        db.close()
+        return out
+
+    def _insert_sync(self, batch: Batch) -> int:
+        assert self._db is not None
+        cursor = self._db.execute(
+            "INSERT INTO batches (signal, items, crc, payload) VALUES (?, ?, ?, ?)",
+            (batch.signal, batch.items, zlib.crc32(batch.payload), batch.payload),
+        )
+        return int(cursor.lastrowid or 0)
+
+    def _read_sync(self, row_id: int) -> bytes | None:
+        assert self._db is not None
+        row = self._db.execute("SELECT crc, payload FROM batches WHERE id=?", (row_id,)).fetchone()
+        if row is None:
+            return None
+        payload = bytes(row[1])
+        if zlib.crc32(payload) != row[0]:
+            _logger.error("spansignals collector: queued batch %d failed its CRC check; dropping it", row_id)
+            return None
+        return payload
+
+    def _delete_sync(self, row_id: int) -> None:
+        assert self._db is not None
+        self._db.execute("DELETE FROM batches WHERE id=?", (row_id,))

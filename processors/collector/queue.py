@@ -1,0 +1,161 @@
+"""The bounded queue between the receivers (which acknowledge) and an exporter's sender.
+
+A :class:`Batch` is one received request, kept as the protobuf bytes that will be sent downstream
+(the received bytes when nothing mutated them). Every exporter has its own queue, as in the OTel
+Collector's exporterhelper, so a slow downstream never holds back another.
+
+:class:`MemoryQueue` (the default) is bounded by items (spans, metric data points or log records)
+and by bytes (defaults 200k items, 256 MiB: about 400 requests of 512 spans). A batch stays counted
+until the sender acknowledges it (delivered or dropped), so ``items`` is exactly what is "still
+queued" in the accounting ``acked = delivered + dropped + still_queued``. When a batch does not fit,
+:meth:`put` raises :class:`QueueFull`, which receivers answer with a retryable refusal (gRPC
+``UNAVAILABLE`` + ``RetryInfo``, HTTP 503 + ``Retry-After``). One batch bigger than the whole bound
+is still accepted into an empty queue (refusing it forever would only make the client drop it).
+
+The persistent variant lives in :mod:`.persistent_queue` and has the same interface.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import logging
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from .refusals import Refused
+
+__all__ = [
+    "SIGNAL_LOGS",
+    "SIGNAL_METRICS",
+    "SIGNAL_TRACES",
+    "Backpressure",
+    "Batch",
+    "ExportQueue",
+    "MemoryQueue",
+    "QueueFull",
+    "QueueUnavailable",
+]
+
+_logger = logging.getLogger(__name__)
+
+SIGNAL_TRACES, SIGNAL_METRICS, SIGNAL_LOGS = "traces", "metrics", "logs"
+
+
+class Backpressure(Refused):
+    """The collector cannot take the request now; the client should retry after ``retry_after``.
+
+    A :class:`~.refusals.Refused`, so the receivers answer it as every retryable refusal."""
+
+    def __init__(self, message: str, retry_after: float) -> None:
+        super().__init__(message, retry_after)
+
+    @property
+    def retry_after(self) -> float:
+        return self.retry_after_s
+
+
+class QueueFull(Backpressure):
+    """No room left in a queue (items or bytes)."""
+
+
+class QueueUnavailable(Backpressure):
+    """The queue cannot store durably right now (disk full, I/O error): nothing was acknowledged."""
+
+
+@dataclass(eq=False)
+class Batch:
+    """One request on its way downstream: ``payload`` is an OTLP ``Export*ServiceRequest``."""
+
+    signal: str
+    payload: bytes
+    items: int
+    id: int = 0
+    attempts: int = field(default=0, compare=False)
+
+    @property
+    def size(self) -> int:
+        return len(self.payload)
+
+
+class ExportQueue(Protocol):
+    """What an exporter's worker needs from a queue (memory or persistent)."""
+
+    items: int
+    size_bytes: int
+
+    def is_full(self) -> bool: ...
+    async def put(self, batch: Batch) -> None: ...
+    async def get(self) -> Batch: ...
+    async def ack(self, batch: Batch) -> None: ...
+    def release(self, batch: Batch) -> None: ...
+    def empty(self) -> bool: ...
+    async def close(self) -> None: ...
+
+
+class MemoryQueue:
+    """FIFO of batches bounded by ``max_items`` and ``max_bytes``; ``retry_after`` is the hint
+    given to refused clients. Use from one event loop."""
+
+    durable = False
+
+    def __init__(
+        self, *, max_items: int = 200_000, max_bytes: int = 256 * 1024 * 1024, retry_after: float = 1.0
+    ):
+        self.max_items = max_items
+        self.max_bytes = max_bytes
+        self.retry_after = retry_after
+        self.items = 0  # queued + in flight (not yet acknowledged by the sender)
+        self.size_bytes = 0
+        self._ready: collections.deque[Batch] = collections.deque()
+        self._waiters = asyncio.Condition()
+        self._next_id = 1
+
+    def is_full(self) -> bool:
+        """True when not even one more item fits."""
+        return self.items >= self.max_items or self.size_bytes >= self.max_bytes
+
+    def fits(self, items: int, nbytes: int) -> bool:
+        """Whether a batch of this size would be accepted now."""
+        if self.items == 0:
+            return True
+        return self.items + items <= self.max_items and self.size_bytes + nbytes <= self.max_bytes
+
+    async def put(self, batch: Batch) -> None:
+        """Enqueue or raise :class:`QueueFull`."""
+        if not self.fits(batch.items, batch.size):
+            raise QueueFull("the collector's export queue is full; retry later", self.retry_after)
+        batch.id = self._next_id
+        self._next_id += 1
+        self.items += batch.items
+        self.size_bytes += batch.size
+        async with self._waiters:
+            self._ready.append(batch)
+            self._waiters.notify()
+
+    async def get(self) -> Batch:
+        """The oldest batch not in flight (waits for one); it stays counted until :meth:`ack`."""
+        async with self._waiters:
+            await self._waiters.wait_for(lambda: bool(self._ready))
+            return self._ready.popleft()
+
+    def release(self, batch: Batch) -> None:
+        """Put an unacknowledged batch back at the head (the sender stopped before finishing it)."""
+        self._ready.appendleft(batch)
+
+    async def ack(self, batch: Batch) -> None:
+        """The batch is done with (delivered, or dropped and counted)."""
+        self.items -= batch.items
+        self.size_bytes -= batch.size
+
+    def empty(self) -> bool:
+        return self.items == 0
+
+    def take_all(self) -> list[Batch]:
+        """Remove and return every batch not in flight (shutdown accounting)."""
+        out = list(self._ready)
+        self._ready.clear()
+        return out
+
+    async def close(self) -> None:
+        """Nothing to release for memory."""

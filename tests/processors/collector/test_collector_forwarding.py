@@ -1,0 +1,301 @@
+"""Forwarding to a scriptable fake downstream: retries, hints, permanent errors, partial success,
+timeouts, queue bounds, readiness and shutdown — with the accounting check after every test."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+import grpc
+import pytest
+from fake_otlp import Delay, Fail, FakeOtlpServer, Partial
+from otlp_builders import build_request
+
+from spansignals.processors.collector.forwarding import Forwarder, RetryPolicy
+from spansignals.processors.collector.queue import QueueFull
+from spansignals.processors.config.collector import CollectorConfig
+
+PROTOCOLS = ["grpc", "http/protobuf"]
+
+
+def _config(fake: FakeOtlpServer, protocol: str, **exporter: Any) -> CollectorConfig:
+    queue = exporter.pop("queue", None)
+    extra = exporter.pop("collector", {})
+    retry = {"initial_interval": 0.02, "max_interval": 0.1, **exporter.pop("retry", {})}
+    endpoint = fake.grpc_endpoint if protocol == "grpc" else fake.http_url
+    block: dict[str, Any] = {"endpoint": endpoint, "protocol": protocol, "retry": retry, **exporter}
+    collector: dict[str, Any] = {"exporters": {"down": block}, **extra}
+    if queue is not None:
+        collector["queue"] = queue
+    return CollectorConfig.model_validate(collector)
+
+
+class Sent:
+    """What was submitted, to check ``acked = sent + dropped + still queued``."""
+
+    def __init__(self) -> None:
+        self.acked = 0
+        self.next_id = 1
+
+    def request(self, spans: int = 3) -> tuple[bytes, int]:
+        request = build_request(spans=[("GET /", 2, 0)] * spans)
+        for span in request.resource_spans[0].scope_spans[0].spans:
+            span.trace_id = self.next_id.to_bytes(16, "big")
+            self.next_id += 1
+        return request.SerializeToString(), spans
+
+    async def submit(self, forwarder: Forwarder, spans: int = 3) -> None:
+        payload, n = self.request(spans)
+        await forwarder.submit("traces", payload, n)
+        self.acked += n
+
+
+def _totals(forwarder: Forwarder) -> dict[str, float]:
+    out = {outcome: value for (_, outcome), value in forwarder.families.spans.snapshot()}
+    out["queued"] = sum(w.queue.items for w in forwarder.workers)
+    return out
+
+
+def _check_accounting(forwarder: Forwarder, sent: Sent, fake: FakeOtlpServer) -> dict[str, float]:
+    totals = _totals(forwarder)
+    assert sent.acked == totals.get("sent", 0) + totals.get("dropped", 0) + totals["queued"], totals
+    assert fake.delivered_spans() == totals.get("sent", 0), (fake.delivered_spans(), totals)
+    return totals
+
+
+async def _until(predicate: Any, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise TimeoutError("condition not reached")
+        await asyncio.sleep(0.01)  # polling the forwarder's progress, not waiting for time
+
+
+@pytest.fixture
+async def started() -> Any:
+    """Start forwarders built in the test and stop them at teardown."""
+    made: list[Forwarder] = []
+
+    async def start(config: CollectorConfig) -> Forwarder:
+        forwarder = Forwarder.from_config(config)
+        await forwarder.start()
+        made.append(forwarder)
+        return forwarder
+
+    yield start
+    for forwarder in made:
+        await forwarder.stop(0.5)
+
+
+@pytest.mark.parametrize("protocol", PROTOCOLS)
+async def test_delivers_received_bytes_with_headers_and_gzip(
+    fake_otlp: FakeOtlpServer, started: Any, protocol: str
+) -> None:
+    """Every submitted span reaches the downstream once, with the configured header, gzip-compressed."""
+    forwarder = await started(_config(fake_otlp, protocol, compression="gzip", headers={"x-api-key": "k1"}))
+    sent = Sent()
+    for _ in range(5):
+        await sent.submit(forwarder)
+    await _until(lambda: forwarder.workers[0].queue.empty())
+    totals = _check_accounting(forwarder, sent, fake_otlp)
+    assert totals["sent"] == 15 and fake_otlp.duplicates() == 0
+    assert all(seen.headers.get("x-api-key") == "k1" for seen in fake_otlp.requests)
+    if protocol != "grpc":
+        assert fake_otlp.requests[0].headers.get("content-encoding") == "gzip"
+
+
+@pytest.mark.parametrize("protocol", PROTOCOLS)
+async def test_throttling_hint_replaces_backoff(
+    fake_otlp: FakeOtlpServer, started: Any, protocol: str
+) -> None:
+    """A RetryInfo / Retry-After hint is waited for exactly instead of the (much longer) backoff."""
+    hint = 1.0  # Retry-After carries whole seconds
+    forwarder = await started(
+        _config(fake_otlp, protocol, retry={"initial_interval": 30, "max_interval": 30})
+    )
+    fake_otlp.script(Fail(retry_after=hint))
+    sent = Sent()
+    await sent.submit(forwarder)
+    await _until(lambda: forwarder.workers[0].queue.empty(), timeout=8)
+    first, second = fake_otlp.requests[0].at, fake_otlp.requests[1].at
+    assert hint * 0.9 <= second - first < 5  # the 30 s backoff was not used
+    assert _check_accounting(forwarder, sent, fake_otlp)["failed"] == 3
+
+
+@pytest.mark.parametrize(
+    ("protocol", "failure"),
+    [
+        ("grpc", Fail(grpc.StatusCode.INVALID_ARGUMENT, 400)),
+        ("grpc", Fail(grpc.StatusCode.RESOURCE_EXHAUSTED, 400)),  # no RetryInfo: permanent
+        ("grpc", Fail(grpc.StatusCode.UNAUTHENTICATED, 401)),
+        ("http/protobuf", Fail(grpc.StatusCode.INVALID_ARGUMENT, 400)),
+        ("http/protobuf", Fail(grpc.StatusCode.INVALID_ARGUMENT, 413)),
+    ],
+)
+async def test_permanent_errors_are_not_retried(
+    fake_otlp: FakeOtlpServer, started: Any, protocol: str, failure: Fail
+) -> None:
+    """Permanent errors are sent once and counted as dropped (reason permanent)."""
+    forwarder = await started(_config(fake_otlp, protocol))
+    fake_otlp.script(failure)
+    sent = Sent()
+    await sent.submit(forwarder)
+    await sent.submit(forwarder)
+    await _until(lambda: forwarder.workers[0].queue.empty())
+    assert fake_otlp.answers() == ["Fail", "Ok"]
+    totals = _check_accounting(forwarder, sent, fake_otlp)
+    assert totals["dropped"] == 3 and "failed" not in totals
+    assert dict(forwarder.families.dropped.snapshot()) == {("down", "permanent"): 3}
+
+
+async def test_resource_exhausted_with_hint_is_retried(fake_otlp: FakeOtlpServer, started: Any) -> None:
+    """RESOURCE_EXHAUSTED with RetryInfo is throttling: retried after the hint."""
+    forwarder = await started(_config(fake_otlp, "grpc"))
+    fake_otlp.script(Fail(grpc.StatusCode.RESOURCE_EXHAUSTED, 429, retry_after=0.05))
+    sent = Sent()
+    await sent.submit(forwarder)
+    await _until(lambda: forwarder.workers[0].queue.empty())
+    assert fake_otlp.answers() == ["Fail", "Ok"]
+    assert _check_accounting(forwarder, sent, fake_otlp)["sent"] == 3
+
+
+@pytest.mark.parametrize("protocol", PROTOCOLS)
+async def test_partial_success_counts_rejected_as_dropped(
+    fake_otlp: FakeOtlpServer, started: Any, protocol: str
+) -> None:
+    """Items a downstream rejects in partial_success are dropped (reason rejected), the rest sent."""
+    forwarder = await started(_config(fake_otlp, protocol))
+    fake_otlp.script(Partial(2))
+    sent = Sent()
+    await sent.submit(forwarder, spans=5)
+    await _until(lambda: forwarder.workers[0].queue.empty())
+    totals = _check_accounting(forwarder, sent, fake_otlp)
+    assert (totals["sent"], totals["dropped"]) == (3, 2)
+    assert dict(forwarder.families.dropped.snapshot()) == {("down", "rejected"): 2}
+
+
+@pytest.mark.parametrize("protocol", PROTOCOLS)
+async def test_slow_downstream_attempt_times_out_and_is_retried(
+    fake_otlp: FakeOtlpServer, started: Any, protocol: str
+) -> None:
+    """An attempt longer than ``timeout`` is abandoned and retried (counted failed once)."""
+    forwarder = await started(_config(fake_otlp, protocol, timeout="200ms"))
+    fake_otlp.script(Delay(1.0))
+    sent = Sent()
+    began = time.monotonic()
+    await sent.submit(forwarder)
+    await _until(lambda: forwarder.workers[0].queue.empty())
+    totals = _totals(forwarder)
+    assert totals["failed"] == 3 and totals["sent"] == 3
+    # The second attempt started after the timeout, not after the slow answer.
+    await _until(lambda: len(fake_otlp.requests) >= 2)
+    arrivals = sorted(seen.at for seen in fake_otlp.requests)
+    assert arrivals[1] - began < 0.9
+    # The slow first request was also accepted by the fake after we gave up: one duplicate at most.
+    assert fake_otlp.duplicates() <= 3
+
+
+async def test_retries_exhausted_are_dropped(fake_otlp: FakeOtlpServer, started: Any) -> None:
+    """A downstream down for longer than max_elapsed_time: the batch is dropped and counted."""
+    fake_otlp.down()
+    forwarder = await started(_config(fake_otlp, "grpc", retry={"max_elapsed_time": "300ms"}))
+    sent = Sent()
+    await sent.submit(forwarder)
+    await _until(lambda: forwarder.workers[0].queue.empty())
+    totals = _check_accounting(forwarder, sent, fake_otlp)
+    assert totals["dropped"] == 3 and totals["failed"] >= 3
+    assert dict(forwarder.families.dropped.snapshot()) == {("down", "retries_exhausted"): 3}
+
+
+@pytest.mark.parametrize("protocol", PROTOCOLS)
+async def test_down_beyond_queue_capacity_refuses_then_recovers(
+    fake_otlp: FakeOtlpServer, started: Any, protocol: str
+) -> None:
+    """Downstream down: the queue fills, submit refuses (retryably, with the hint), readiness
+    drops; back up: everything queued is delivered and submit accepts again."""
+    fake_otlp.down()
+    config = _config(
+        fake_otlp, protocol, queue={"max_items": 9, "retry_after": "2s"}, collector={"unready_after": 60}
+    )
+    forwarder = await started(config)
+    sent = Sent()
+    for _ in range(3):
+        await sent.submit(forwarder)
+    with pytest.raises(QueueFull) as refused:
+        await sent.submit(forwarder)
+    assert refused.value.retry_after == 2.0
+    assert not forwarder.ready()
+    fake_otlp.up()
+    await _until(lambda: forwarder.workers[0].queue.empty())
+    assert forwarder.ready()
+    await sent.submit(forwarder)
+    await _until(lambda: forwarder.workers[0].queue.empty())
+    assert _check_accounting(forwarder, sent, fake_otlp)["sent"] == 12
+
+
+async def test_readiness_reflects_a_failure_streak(fake_otlp: FakeOtlpServer, started: Any) -> None:
+    """Failing for longer than unready_after makes the exporter unready; a success restores it."""
+    fake_otlp.down()
+    forwarder = await started(_config(fake_otlp, "grpc", collector={"unready_after": 0}))
+    sent = Sent()
+    await sent.submit(forwarder)
+    await _until(lambda: _totals(forwarder).get("failed", 0) > 0)
+    assert not forwarder.ready()
+    fake_otlp.up()
+    await _until(lambda: forwarder.workers[0].queue.empty())
+    assert forwarder.ready()
+    _check_accounting(forwarder, sent, fake_otlp)
+
+
+async def test_shutdown_counts_what_it_could_not_send(fake_otlp: FakeOtlpServer, caplog: Any) -> None:
+    """Stopping with the downstream down drains for the timeout, then counts the rest as dropped
+    (reason shutdown) and logs how many."""
+    fake_otlp.down()
+    forwarder = Forwarder.from_config(_config(fake_otlp, "grpc"))
+    await forwarder.start()
+    sent = Sent()
+    for _ in range(4):
+        await sent.submit(forwarder)
+    began = time.monotonic()
+    left = await forwarder.stop(0.3)
+    assert time.monotonic() - began < 2.0
+    assert left == 12
+    totals = _check_accounting(forwarder, sent, fake_otlp)
+    assert totals["dropped"] == 12 and totals["queued"] == 0
+    assert dict(forwarder.families.dropped.snapshot()) == {("down", "shutdown"): 12}
+    assert "12 items not delivered" in caplog.text
+
+
+async def test_two_exporters_each_get_everything(started: Any) -> None:
+    """With two downstreams, each receives every span (its own queue and worker)."""
+    first, second = FakeOtlpServer(), FakeOtlpServer()
+    try:
+        config = CollectorConfig.model_validate(
+            {
+                "exporters": {
+                    "a": {"endpoint": first.grpc_endpoint},
+                    "b": {"endpoint": second.http_url, "protocol": "http/protobuf"},
+                }
+            }
+        )
+        forwarder = await started(config)
+        sent = Sent()
+        for _ in range(3):
+            await sent.submit(forwarder)
+        await _until(lambda: all(w.queue.empty() for w in forwarder.workers))
+        assert first.delivered_spans() == second.delivered_spans() == 9
+    finally:
+        first.stop()
+        second.stop()
+
+
+def test_backoff_grows_with_jitter_and_caps() -> None:
+    """Backoff is initial x multiplier^n within +-randomization, capped at max_interval."""
+    config = CollectorConfig.model_validate(
+        {"exporters": {"x": {"endpoint": "127.0.0.1:1", "retry": {"initial_interval": 1, "max_interval": 4}}}}
+    )
+    retry = config.exporters["x"].retry  # type: ignore[index]
+    low, high = RetryPolicy(retry, rand=lambda: 0.0), RetryPolicy(retry, rand=lambda: 1.0)
+    assert [low.backoff(n) for n in (1, 2, 3)] == [0.5, 0.75, 1.125]
+    assert [high.backoff(n) for n in (1, 2, 5, 9)] == [1.5, 2.25, 6.0, 6.0]
