@@ -1,0 +1,234 @@
+"""The collector service with forwarding on: received bytes forwarded, metrics and logs passed
+through unchanged, retryable refusals (UNAVAILABLE + RetryInfo, 503 + Retry-After) when the
+queue is full and before derivation, readiness, and the accounting check at the end."""
+
+from __future__ import annotations
+
+import asyncio
+import gzip
+import time
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import aiohttp
+import grpc
+import pytest
+from fake_otlp import FakeOtlpServer
+from google.rpc import error_details_pb2, status_pb2
+from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
+from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportMetricsServiceRequest
+from otlp_builders import SPAN_KIND_SERVER, build_request
+from peers import scrape_samples
+
+from spansignals.processors.collector import Collector, CollectorSettings, Endpoint
+from spansignals.processors.config import load_config
+from spansignals.processors.factory import build_engine
+
+TRACES = "/opentelemetry.proto.collector.trace.v1.TraceService/Export"
+METRICS = "/opentelemetry.proto.collector.metrics.v1.MetricsService/Export"
+LOGS = "/opentelemetry.proto.collector.logs.v1.LogsService/Export"
+PROTOBUF = "application/x-protobuf"
+
+
+def _config(fake: FakeOtlpServer, **collector: Any) -> Any:
+    exporter = {
+        "endpoint": fake.grpc_endpoint,
+        "retry": {"initial_interval": "20ms", "max_interval": "100ms"},
+    }
+    exporter.update(collector.pop("exporter", {}))
+    block = {"exporters": {"down": exporter}, **collector}
+    return load_config({"collector": block, "alerts": {"api": {"enabled": False}}})
+
+
+@pytest.fixture
+async def make_collector() -> AsyncIterator[Callable[..., Any]]:
+    """Start an in-process Collector (port 0 everywhere) from a config; stopped at teardown."""
+    made: list[Collector] = []
+
+    async def make(config: Any) -> Collector:
+        any_port = Endpoint("127.0.0.1", 0)
+        settings = CollectorSettings(
+            grpc_endpoint=any_port, http_endpoint=any_port, metrics_endpoint=any_port, shutdown_timeout_s=1.0
+        )
+        collector = Collector(build_engine(config), settings, config=config)
+        await collector.start()
+        made.append(collector)
+        return collector
+
+    yield make
+    for collector in made:
+        await collector.stop()
+
+
+def _unique_request(start: int, spans: int = 4) -> bytes:
+    request = build_request("svc", [("GET /a", SPAN_KIND_SERVER, 0)] * spans)
+    for i, span in enumerate(request.resource_spans[0].scope_spans[0].spans):
+        span.trace_id = (start + i).to_bytes(16, "big")
+    return request.SerializeToString()
+
+
+def _metrics_request() -> ExportMetricsServiceRequest:
+    request = ExportMetricsServiceRequest()
+    metric = request.resource_metrics.add().scope_metrics.add().metrics.add()
+    metric.name = "queue.depth"
+    for value in (1, 2, 3):
+        point = metric.gauge.data_points.add()
+        point.as_int = value
+        point.time_unix_nano = 1_700_000_000_000_000_000
+    return request
+
+
+def _logs_request() -> ExportLogsServiceRequest:
+    request = ExportLogsServiceRequest()
+    scope = request.resource_logs.add().scope_logs.add()
+    for text in ("a", "b"):
+        record = scope.log_records.add()
+        record.body.string_value = text
+        record.trace_id = bytes(range(16))
+    return request
+
+
+def _accounting(collector: Collector, acked: int) -> dict[str, float]:
+    assert collector.forwarder is not None
+    totals = {outcome: v for (_, outcome), v in collector.exporter_families.spans.snapshot()}
+    queued = sum(w.queue.items for w in collector.forwarder.workers)
+    assert acked == totals.get("sent", 0) + totals.get("dropped", 0) + queued, (acked, totals, queued)
+    return totals
+
+
+async def _until(predicate: Callable[[], bool], timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, "condition not reached"
+        await asyncio.sleep(0.01)  # polling progress, not waiting for time to pass
+
+
+async def test_grpc_bytes_are_forwarded_as_received(fake_otlp: FakeOtlpServer, make_collector: Any) -> None:
+    """Spans sent over gRPC and over HTTP (protobuf, gzip, JSON) all reach the downstream once."""
+    collector = await make_collector(_config(fake_otlp))
+    async with grpc.aio.insecure_channel(str(collector.grpc_endpoint)) as channel:
+        await channel.unary_unary(TRACES)(_unique_request(1))
+    url = f"http://{collector.http_endpoint}/v1/traces"
+    async with aiohttp.ClientSession() as session:
+        async with session.post(url, data=_unique_request(100), headers={"Content-Type": PROTOBUF}) as resp:
+            assert resp.status == 200
+        headers = {"Content-Type": PROTOBUF, "Content-Encoding": "gzip"}
+        async with session.post(url, data=gzip.compress(_unique_request(200)), headers=headers) as resp:
+            assert resp.status == 200
+    await _until(lambda: collector.exporter_families.spans.value(("down", "sent")) == 12)
+    assert fake_otlp.delivered_spans() == 12 and fake_otlp.duplicates() == 0
+    assert _accounting(collector, 12)["sent"] == 12
+
+
+@pytest.mark.parametrize("transport", ["grpc", "http"])
+async def test_metrics_and_logs_pass_through_unchanged(
+    fake_otlp: FakeOtlpServer, make_collector: Any, transport: str
+) -> None:
+    """OTLP metrics and logs are accepted and forwarded with their items, counted per signal."""
+    collector = await make_collector(_config(fake_otlp))
+    metrics, logs = _metrics_request().SerializeToString(), _logs_request().SerializeToString()
+    if transport == "grpc":
+        async with grpc.aio.insecure_channel(str(collector.grpc_endpoint)) as channel:
+            await channel.unary_unary(METRICS)(metrics)
+            await channel.unary_unary(LOGS)(logs)
+    else:
+        async with aiohttp.ClientSession() as session:
+            for path, body in (("/v1/metrics", metrics), ("/v1/logs", logs)):
+                url = f"http://{collector.http_endpoint}{path}"
+                async with session.post(url, data=body, headers={"Content-Type": PROTOBUF}) as resp:
+                    assert resp.status == 200
+    await _until(lambda: fake_otlp.items["metrics"] == 3 and fake_otlp.items["logs"] == 2)
+    received = collector.signals.receiver_items
+    assert received.value((transport, "metrics", "accepted")) == 3
+    assert received.value((transport, "logs", "accepted")) == 2
+    sent = collector.exporter_families.items
+    await _until(lambda: sent.value(("down", "logs", "sent")) == 2)
+
+
+async def test_json_logs_are_re_encoded_with_hex_ids(fake_otlp: FakeOtlpServer, make_collector: Any) -> None:
+    """An OTLP/JSON logs body is forwarded as protobuf, its hex trace id decoded."""
+    collector = await make_collector(_config(fake_otlp))
+    document = {
+        "resourceLogs": [
+            {
+                "scopeLogs": [
+                    {
+                        "logRecords": [
+                            {"body": {"stringValue": "x"}, "traceId": "000102030405060708090a0b0c0d0e0f"}
+                        ]
+                    }
+                ]
+            }
+        ]
+    }
+    url = f"http://{collector.http_endpoint}/v1/logs"
+    async with aiohttp.ClientSession() as session, session.post(url, json=document) as resp:
+        assert resp.status == 200 and await resp.read() == b"{}"
+    await _until(lambda: fake_otlp.items["logs"] == 1)
+
+
+def _retry_delay(error: grpc.aio.AioRpcError) -> float | None:
+    for key, value in error.trailing_metadata() or ():
+        if key == "grpc-status-details-bin":
+            status = status_pb2.Status.FromString(value)
+            for detail in status.details:
+                info = error_details_pb2.RetryInfo()
+                if detail.Unpack(info):
+                    return info.retry_delay.ToNanoseconds() / 1e9
+    return None
+
+
+async def test_full_queue_is_refused_retryably_before_derivation(
+    fake_otlp: FakeOtlpServer, make_collector: Any
+) -> None:
+    """Downstream down past the queue bound: gRPC UNAVAILABLE + RetryInfo, HTTP 503 + Retry-After,
+    counted refused, not derived; readiness 503; once the downstream is back everything acked is
+    delivered and readiness recovers."""
+    fake_otlp.down()
+    collector = await make_collector(_config(fake_otlp, queue={"max_items": 8, "retry_after": "2s"}))
+    ready_url = f"http://{collector.metrics_endpoint}/health/ready"
+    async with grpc.aio.insecure_channel(str(collector.grpc_endpoint)) as channel:
+        export = channel.unary_unary(TRACES)
+        await export(_unique_request(1))
+        await export(_unique_request(10))
+        with pytest.raises(grpc.aio.AioRpcError) as refused:
+            await export(_unique_request(20))
+    assert refused.value.code() == grpc.StatusCode.UNAVAILABLE
+    assert _retry_delay(refused.value) == 2.0
+    async with aiohttp.ClientSession() as session:
+        url = f"http://{collector.http_endpoint}/v1/traces"
+        async with session.post(url, data=_unique_request(30), headers={"Content-Type": PROTOBUF}) as resp:
+            assert resp.status == 503 and resp.headers["Retry-After"] == "2"
+        async with session.get(ready_url) as resp:
+            assert resp.status == 503
+    receiver = collector.pipeline.receiver_spans
+    assert receiver.value(("grpc", "refused")) == 4 and receiver.value(("http", "refused")) == 4
+    assert receiver.value(("grpc", "accepted")) == 8
+    red_calls = sum(v for _, v in collector.engine.processors[0].metric_families()[0].snapshot())
+    assert red_calls == 8  # refused spans were not derived
+
+    fake_otlp.up()
+    await _until(lambda: collector.exporter_families.spans.value(("down", "sent")) == 8)
+    assert fake_otlp.delivered_spans() == 8
+    async with aiohttp.ClientSession() as session, session.get(ready_url) as resp:
+        assert resp.status == 200
+    assert _accounting(collector, 8)["sent"] == 8
+
+
+async def test_metrics_page_shows_exporter_series(fake_otlp: FakeOtlpServer, make_collector: Any) -> None:
+    """/metrics carries spansignals_exporter_spans_total and spansignals_exporter_queue_spans."""
+    collector = await make_collector(_config(fake_otlp))
+    async with grpc.aio.insecure_channel(str(collector.grpc_endpoint)) as channel:
+        await channel.unary_unary(TRACES)(_unique_request(1))
+    await _until(lambda: fake_otlp.delivered_spans() == 4)
+    await _until(lambda: collector.exporter_families.spans.value(("down", "sent")) == 4)
+    url = f"http://{collector.metrics_endpoint}/metrics"
+    async with aiohttp.ClientSession() as session, session.get(url) as resp:
+        text = await resp.text()
+    sent = [
+        v
+        for labels, v in scrape_samples(text, "spansignals_exporter_spans_total")
+        if labels["outcome"] == "sent"
+    ]
+    assert sent == [4.0]
+    assert [v for _, v in scrape_samples(text, "spansignals_exporter_queue_spans")] == [0.0]
