@@ -15,6 +15,7 @@ from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.sampling import Sampler
 
+from spansignals.processors.alerts import start_alerting
 from spansignals.processors.config import load_config
 from spansignals.processors.engine import EngineSpanProcessor
 from spansignals.processors.factory import build_engine
@@ -271,6 +272,9 @@ def _install(
             "spansignals: the meter provider has no metric reader; derived metrics are not exported"
         )
 
+    # In-process alerting: rules over the derived signals, notifications on its own workers.
+    alerts = start_alerting(cfg, engine, producer=producer)
+
     table = ProviderTable.from_config(cfg.providers)
     hooks = HttpxHooks(table, errors=engine.errors, enrichers=build_enrichers(cfg, engine))
     httpx_instrumented = False
@@ -290,6 +294,7 @@ def _install(
         httpx_instrumented=httpx_instrumented,
         prometheus_server=server,
         on_shutdown=_forget,
+        alerts=alerts,
     )
     if owns_tp or owns_mp:
         # The SDK's own exit hooks wait without limit on a hanging exporter; ours has a deadline.

@@ -72,6 +72,7 @@ class Telemetry:
         prometheus_server: Any = None,
         on_shutdown: Callable[[Telemetry], None] | None = None,
         enabled: bool = True,
+        alerts: Any = None,
     ) -> None:
         self.config = config
         self.engine = engine
@@ -84,6 +85,8 @@ class Telemetry:
         self.hooks = hooks
         self.httpx_instrumented = httpx_instrumented
         self.enabled = enabled
+        self.alerts = alerts
+        """The in-process alerting engine (``AlertEngine``): rules, routing, notifiers."""
         self._prometheus_server = prometheus_server
         self._on_shutdown = on_shutdown
         self._lock = threading.Lock()
@@ -141,6 +144,10 @@ class Telemetry:
             return True
         deadline = time.monotonic() + timeout
         ok = True
+        if self.alerts is not None:
+            # First: its last evaluation reads the derived state, its queued notifications get a
+            # share of the deadline; stop() never raises.
+            ok = run_with_deadline("alerts-stop", [lambda: self.alerts.stop(timeout / 3)], timeout / 2) and ok
         try:
             if self.httpx_instrumented:
                 from opentelemetry.instrumentation.httpx import HTTPXClientInstrumentor
