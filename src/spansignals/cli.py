@@ -23,7 +23,7 @@ EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
 def _cmd_collector(args: argparse.Namespace) -> int:
     from spansignals.processors.collector.app import run
 
-    return run(args.config)
+    return run(args.config, workers=args.workers)
 
 
 def _cmd_check_config(args: argparse.Namespace) -> int:
@@ -107,6 +107,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("collector", help="run the collector processor (OTLP in, derived metrics out)")
     p.add_argument("--config", metavar="FILE", help="YAML config (default: the embedded default config)")
+    p.add_argument(
+        "--workers",
+        type=int,
+        metavar="N",
+        help="worker processes sharing the ports with SO_REUSEPORT (default: collector.workers, 1)",
+    )
     p.set_defaults(func=_cmd_collector)
 
     p = sub.add_parser("check-config", help="validate a config file (exit 2 naming the field and line)")
