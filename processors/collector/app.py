@@ -256,9 +256,14 @@ class Collector:
         if config is None:
             return
         from ..alerts import start_alerting
+        from .workers import worker_index
 
+        # With --workers, only worker 0 serves the management API on its port (by default).
+        api_by_default = worker_index() in (None, 0)
         try:
-            self.alerting = start_alerting(config, self.engine, producer=self.producer, api_by_default=True)
+            self.alerting = start_alerting(
+                config, self.engine, producer=self.producer, api_by_default=api_by_default
+            )
         except OSError as exc:
             raise ListenError(f"cannot start the alerts management API: {exc.strerror or exc}") from None
         push = getattr(getattr(config, "collector", None), "metrics_export", None)
