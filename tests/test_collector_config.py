@@ -55,3 +55,30 @@ def test_otelcol_config_is_consistent(path: Path):
 def test_there_is_at_least_one_otelcol_config():
     """The agent config ships."""
     assert OTELCOL
+
+
+def _gateway() -> dict:
+    return yaml.safe_load((ROOT / "collector-config" / "otelcol" / "gateway-load-balancing.yaml").read_text())
+
+
+def test_gateway_routes_by_service_to_explicit_spansignals_instances():
+    """The load-balancing gateway routes by service over a static list of explicit host:port instances."""
+    exporter = _gateway()["exporters"]["loadbalancing"]
+    assert exporter["routing_key"] == "service"
+    hostnames = exporter["resolver"]["static"]["hostnames"]
+    assert len(hostnames) >= 2
+    for hostname in hostnames:
+        host, _, port = hostname.rpartition(":")
+        assert host and host != "0.0.0.0" and port.isdigit(), (
+            f"hostname {hostname!r} must be explicit host:port"
+        )
+    assert len(set(hostnames)) == len(hostnames)
+    assert "otlp" in exporter["protocol"]
+
+
+def test_gateway_keeps_the_backend_and_sends_traces_through_the_balancer():
+    """The traces pipeline exports to the balancer and still to the tracing backend."""
+    pipeline = _gateway()["service"]["pipelines"]["traces"]
+    assert "loadbalancing" in pipeline["exporters"]
+    assert any(name.startswith("otlp/") for name in pipeline["exporters"])
+    assert pipeline["processors"][0] == "memory_limiter"
