@@ -1,6 +1,7 @@
 """Collector ingest throughput: spansignals collector vs rotel's blackhole, under the same load.
 
-Run:  python benchmarks/collector_throughput.py [--duration 10] [--concurrency 8] [--rate SPANS_PER_S]
+Run:  python benchmarks/collector_throughput.py [--duration 10] [--concurrency 8] [--connections 4]
+                                              [--rate SPANS_PER_S] [--workers N]
 
 A load generator in its own process sends pre-serialized 512-span ``ExportTraceServiceRequest``s
 over OTLP gRPC. Each request gets unique (trace_id, span_id) pairs without re-encoding: the
@@ -16,11 +17,17 @@ generator gets another CPU when there is one):
    by default, no downstream: spans are dropped after derivation; forwarding arrives with #6);
 2. ``rotel-agent --exporter blackhole`` when the ``rotel`` wheel is installed.
 
+With ``--workers N`` a third target runs ``spansignals collector --workers N`` (N processes sharing
+the port with SO_REUSEPORT, unpinned: the scheduler shares the machine's CPUs between them and the
+load generator) and the scaling factor against the one-worker run is printed. The load is spread
+over ``--connections`` gRPC connections (the kernel balances connections, not requests).
+
 For each: acknowledged spans/s over the measured window (after a warm-up), CPU share of the target
-(100% = one core, from psutil), RSS at the end, request latency p50/p99, errors, and the load
-generator's own CPU share (near 100% means the generator, not the target, was the limit). Then the
-ratio spansignals / rotel. With ``--rate`` the load is paced (open loop) instead of closed-loop as
-fast as acknowledgements come back, which is how "CPU share at 10k spans/s" is measured.
+(100% = one core, from psutil, summed over worker processes), RSS at the end (summed), request
+latency p50/p99, errors, and the load generator's own CPU share (near 100% means the generator,
+not the target, was the limit). Then the ratio spansignals / rotel. With ``--rate`` the load is
+paced (open loop) instead of closed-loop as fast as acknowledgements come back, which is how "CPU
+share at 10k spans/s" is measured.
 The spansignals run ends with an accounting check: spans the collector counted as accepted must
 equal spans acknowledged to the generator.
 """
@@ -161,6 +168,7 @@ async def _generate(
     window: tuple[float, float],
     concurrency: int,
     rate: float | None,
+    connections: int = 1,
 ) -> LoadResult:
     import grpc
 
@@ -179,13 +187,18 @@ async def _generate(
             buf[off : off + 8] = stamp
         return bytes(buf)
 
-    async with grpc.aio.insecure_channel(target, options=[("grpc.max_send_message_length", 64 << 20)]) as ch:
-        export = ch.unary_unary(EXPORT_METHOD)
-        await asyncio.wait_for(ch.channel_ready(), 30)
+    # One connection per channel: a local subchannel pool stops grpc from sharing one connection.
+    options = [("grpc.max_send_message_length", 64 << 20), ("grpc.use_local_subchannel_pool", 1)]
+    channels = [grpc.aio.insecure_channel(target, options=options) for _ in range(max(1, connections))]
+    try:
+        exports = [ch.unary_unary(EXPORT_METHOD) for ch in channels]
+        for ch in channels:
+            await asyncio.wait_for(ch.channel_ready(), 30)
         while time.time() < start_at:
             await asyncio.sleep(0.001)
 
         async def worker(slot: int) -> None:
+            export = exports[slot % len(exports)]
             next_send = start_at + slot * interval / concurrency
             while True:
                 now = time.time()
@@ -210,6 +223,9 @@ async def _generate(
                     latencies.append((time.perf_counter() - sent) * 1000)
 
         await asyncio.gather(*(worker(i) for i in range(concurrency)))
+    finally:
+        for ch in channels:
+            await ch.close()
     latencies.sort()
     return LoadResult(
         spans_in_window=state["in_window"],
@@ -224,11 +240,13 @@ async def _generate(
 
 
 def _load_process(args: tuple[Any, ...], results: Any) -> None:
-    target, template, offsets, start_at, window, concurrency, rate, cpu = args
+    target, template, offsets, start_at, window, concurrency, rate, cpu, connections = args
     if cpu is not None:
         os.sched_setaffinity(0, {cpu})
     cpu0 = time.process_time()
-    result = asyncio.run(_generate(target, template, offsets, start_at, window, concurrency, rate))
+    result = asyncio.run(
+        _generate(target, template, offsets, start_at, window, concurrency, rate, connections)
+    )
     result.cpu_share = (time.process_time() - cpu0) / max(1e-9, window[1] - start_at)
     results.put(result)
 
@@ -277,15 +295,37 @@ class Target:
     name: str
     proc: subprocess.Popen[bytes]
     grpc_endpoint: str
-    metrics_url: str | None = None
+    metrics_urls: list[str] | None = None
+    workers: int = 1
 
 
 def _pin(cpu: int | None) -> Any:
     return (lambda: os.sched_setaffinity(0, {cpu})) if cpu is not None else None
 
 
-def start_spansignals(workdir: Path, cpu: int | None, base_config: dict[str, Any]) -> Target:
-    grpc_port, http_port, metrics_port = _free_ports(3)
+def _consecutive_free_ports(count: int) -> int:
+    for _ in range(100):
+        (first,) = _free_ports(1)
+        socks = []
+        try:
+            for port in range(first, first + count):
+                s = socket.socket()
+                socks.append(s)
+                s.bind(("127.0.0.1", port))
+            return first
+        except OSError:
+            continue
+        finally:
+            for s in socks:
+                s.close()
+    raise RuntimeError(f"no {count} consecutive free ports")
+
+
+def start_spansignals(
+    workdir: Path, cpu: int | None, base_config: dict[str, Any], workers: int = 1
+) -> Target:
+    grpc_port, http_port = _free_ports(2)
+    metrics_port = _consecutive_free_ports(workers)
     config = dict(base_config)
     config["collector"] = {
         **config.get("collector", {}),
@@ -300,11 +340,14 @@ def start_spansignals(workdir: Path, cpu: int | None, base_config: dict[str, Any
     path = workdir / "spansignals.yaml"
     path.write_text(json.dumps(config))
     argv = [sys.executable, "-m", "spansignals", "--log-level", "WARNING", "collector", "--config", str(path)]
-    with open(workdir / "spansignals.log", "wb") as log:
+    argv += ["--workers", str(workers)]
+    with open(workdir / f"spansignals-{workers}.log", "wb") as log:
         proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, preexec_fn=_pin(cpu))
-    metrics = f"http://127.0.0.1:{metrics_port}"
-    _wait(lambda: _http_ok(f"{metrics}/health/ready"), proc, "spansignals collector")
-    return Target("spansignals collector", proc, f"127.0.0.1:{grpc_port}", f"{metrics}/metrics")
+    bases = [f"http://127.0.0.1:{metrics_port + i}" for i in range(workers)]
+    for base in bases:
+        _wait(lambda base=base: _http_ok(f"{base}/health/ready"), proc, "spansignals collector")
+    name = "spansignals collector" if workers == 1 else f"spansignals x{workers} workers"
+    return Target(name, proc, f"127.0.0.1:{grpc_port}", [f"{b}/metrics" for b in bases], workers)
 
 
 def rotel_binary() -> str | None:
@@ -334,6 +377,14 @@ def stop(target: Target) -> None:
         except subprocess.TimeoutExpired:
             target.proc.kill()
             target.proc.wait(5)
+
+
+def _cpu_seconds(procs: list[Any]) -> float:
+    total = 0.0
+    for p in procs:
+        times = p.cpu_times()
+        total += times.user + times.system
+    return total
 
 
 def _accepted(metrics_url: str) -> float | None:
@@ -381,25 +432,28 @@ def measure(
                 args.concurrency,
                 args.rate,
                 load_cpu,
+                args.connections,
             ),
             results,
         ),
     )
     generator.start()
-    proc = psutil.Process(target.proc.pid)
+    root = psutil.Process(target.proc.pid)
+    procs = [root, *root.children(recursive=True)]  # the supervisor and its workers
     time.sleep(max(0.0, window[0] - time.time()))  # a benchmark waits for its measuring window
-    cpu_start = proc.cpu_times()
+    cpu_start = _cpu_seconds(procs)
     wall_start = time.time()
     time.sleep(max(0.0, window[1] - time.time()))
-    cpu_end = proc.cpu_times()
+    cpu_end = _cpu_seconds(procs)
     wall = time.time() - wall_start
-    rss_mb = proc.memory_info().rss / 1e6
+    rss_mb = sum(p.memory_info().rss for p in procs) / 1e6
     load: LoadResult = results.get(timeout=120)
     generator.join(30)
-    busy = (cpu_end.user - cpu_start.user) + (cpu_end.system - cpu_start.system)
+    busy = cpu_end - cpu_start
     accounting = "n/a"
-    if target.metrics_url:
-        accepted = _accepted(target.metrics_url)
+    if target.metrics_urls:
+        parts = [_accepted(url) for url in target.metrics_urls]
+        accepted = None if any(p is None for p in parts) else sum(p or 0.0 for p in parts)
         if accepted is not None and int(accepted) == load.spans_total:
             accounting = f"ok: collector accepted {int(accepted):,} = {load.spans_total:,} acknowledged"
         else:
@@ -474,7 +528,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument("--warmup", type=float, default=2.0, help="unmeasured seconds first (default 2)")
     parser.add_argument("--concurrency", type=int, default=8, help="requests in flight (default 8)")
+    parser.add_argument("--connections", type=int, default=4, help="gRPC connections (default 4)")
     parser.add_argument("--rate", type=float, default=None, help="pace to SPANS_PER_S instead of closed loop")
+    parser.add_argument(
+        "--workers", type=int, default=1, help="also run `collector --workers N` and print the scaling factor"
+    )
     parser.add_argument("--spans-per-request", type=int, default=SPANS_PER_REQUEST)
     parser.add_argument("--config", metavar="FILE", help="spansignals YAML config (endpoints are replaced)")
     parser.add_argument("--no-rotel", action="store_true", help="skip the rotel blackhole target")
@@ -519,13 +577,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     measurements = []
     with tempfile.TemporaryDirectory(prefix="spansignals-bench-") as tmp:
         workdir = Path(tmp)
-        starters = [lambda: start_spansignals(workdir, target_cpu, base_config)]
+        starters = [(lambda: start_spansignals(workdir, target_cpu, base_config), load_cpu)]
         if rotel is not None:
-            starters.append(lambda: start_rotel(rotel, workdir, target_cpu))
-        for start in starters:
+            starters.append((lambda: start_rotel(rotel, workdir, target_cpu), load_cpu))
+        if args.workers > 1:  # unpinned: N workers and the generator share every CPU
+            starters.append((lambda: start_spansignals(workdir, None, base_config, args.workers), None))
+        for start, generator_cpu in starters:
             target = start()
             try:
-                measurements.append(measure(target, template, offsets, args, load_cpu))
+                measurements.append(measure(target, template, offsets, args, generator_cpu))
             finally:
                 stop(target)
 
@@ -547,10 +607,20 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"  {m.target}: first error: {m.load.first_error}")
         if m.accounting != "n/a":
             print(f"  {m.target}: accounting {m.accounting}")
-    if len(measurements) == 2 and measurements[1].spans_per_s > 0:
-        ratio = measurements[0].spans_per_s / measurements[1].spans_per_s
+    by_name = {m.target: m for m in measurements}
+    single = by_name.get("spansignals collector")
+    rotel_m = by_name.get("rotel blackhole")
+    if single is not None and rotel_m is not None and rotel_m.spans_per_s > 0:
+        ratio = single.spans_per_s / rotel_m.spans_per_s
         print(
             f"\nratio spansignals / rotel blackhole: {ratio:.2f}x  (issue #6 goal: >= 0.45x with forwarding)"
+        )
+    scaled = by_name.get(f"spansignals x{args.workers} workers")
+    if single is not None and scaled is not None and single.spans_per_s > 0:
+        cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+        print(
+            f"scaling {args.workers} workers / 1 worker: {scaled.spans_per_s / single.spans_per_s:.2f}x"
+            f" on {cpus} CPUs shared with the load generator (goal >= 1.8x for 2 workers on 2 free cores)"
         )
     return 0
 
