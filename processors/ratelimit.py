@@ -36,7 +36,7 @@ from .engine import SignalSpanProcessor
 from .events import EventBus
 from .families import DEFAULT_MAX_SERIES, CounterFamily, GaugeFamily, MetricFamily
 from .providers import ProviderTable, default_table, resolve_view
-from .ratelimit_headers import QuotaReading, header_attributes, parse_header_attributes
+from .ratelimit_headers import QuotaReading, dialect_header_attributes, parse_header_attributes
 from .view import KIND_CLIENT, STATUS_ERROR, SpanView
 
 __all__ = ["Admission", "RateLimitSpanProcessor", "route_of_path"]
@@ -246,7 +246,7 @@ class RateLimitSpanProcessor(SignalSpanProcessor):
         status = _int_or_none(attrs.get(_STATUS_ATTRS[0]))
         if status is None:
             status = _int_or_none(attrs.get(_STATUS_ATTRS[1]))
-        header_attrs = header_attributes(attrs)
+        header_attrs = dialect_header_attributes(attrs, info.dialect)
         if header_attrs:
             until, reason = self._read_headers(view, service, provider, info.dialect, status, header_attrs)
         else:

@@ -44,6 +44,7 @@ __all__ = [
     "CAPTURED_HEADERS",
     "QuotaReading",
     "RateLimitHeaders",
+    "dialect_header_attributes",
     "header_attributes",
     "header_value",
     "parse_header_attributes",
@@ -120,9 +121,12 @@ class RateLimitHeaders:
 # --- value parsers: text -> number (or absolute instant given "now") ---------------------------
 
 
+_INF = float("inf")
+
+
 def _count(text: str) -> float | None:
-    v = float(text.strip())
-    return v if v >= 0 and v == v and v != float("inf") else None
+    v = float(text)  # float() skips surrounding whitespace itself
+    return v if v >= 0 and v == v and v != _INF else None
 
 
 _GO_DURATION = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|ms|h|m|s)")
@@ -130,7 +134,8 @@ _GO_UNIT_S = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60
 
 
 def _limit(text: str, now: float) -> float | None:
-    return _count(text)
+    v = float(text)  # _count inlined: this parses most header values
+    return v if v >= 0 and v == v and v != _INF else None
 
 
 _DURATIONS: dict[str, float | None] = {}  # reset texts repeat ("1s", "6m0s"): parse each once
@@ -281,8 +286,15 @@ _DIALECT_ROWS: dict[str, tuple[_Row, ...]] = {
     "ietf": _IETF_LEGACY_ROWS,
 }
 
-_ROW_BY_ATTR: dict[str, dict[str, _Row]] = {
-    dialect: {row.attr: row for row in rows} for dialect, rows in _DIALECT_ROWS.items()
+# What the parser reads beyond the dialect's rows (every dialect).
+_EXTRA_ATTRS = (_GITHUB_RESOURCE_ATTR, _RETRY_AFTER_ATTR, _RETRY_AFTER_MS_ATTR, _RATELIMIT_ATTR, _POLICY_ATTR)
+_PROBE_KEYS: dict[str, tuple[str, ...]] = {
+    dialect: (*(row.attr for row in rows), *_EXTRA_ATTRS) for dialect, rows in _DIALECT_ROWS.items()
+}
+# Per dialect, attribute -> (resource, kind, parse): the row fields the parse loop reads.
+_FIELDS_BY_ATTR: dict[str, dict[str, tuple[str | None, str, _Parser]]] = {
+    dialect: {row.attr: (row.resource, row.kind, row.parse) for row in rows}
+    for dialect, rows in _DIALECT_ROWS.items()
 }
 
 CAPTURED_HEADERS: frozenset[str] = frozenset(
@@ -309,10 +321,21 @@ def header_value(value: Any) -> str | None:
     return None
 
 
+_LABELS: dict[str, str] = {}  # resource texts repeat ("core", "search"): clean each once
+_LABELS_MAX = 1024
+_NOT_LABEL = re.compile(r"[^a-z0-9_]+")
+
+
 def _resource_label(text: str) -> str:
     """A low-cardinality resource label from provider text: lower-case ``[a-z0-9_]``, capped."""
-    out = re.sub(r"[^a-z0-9_]+", "_", text.strip().lower()).strip("_")
-    return out[:_MAX_RESOURCE_LEN] or "default"
+    label = _LABELS.get(text)
+    if label is None:
+        out = _NOT_LABEL.sub("_", text.strip().lower()).strip("_")
+        label = out[:_MAX_RESOURCE_LEN] or "default"
+        if len(_LABELS) >= _LABELS_MAX:
+            _LABELS.clear()
+        _LABELS[text] = label
+    return label
 
 
 # --- entry point --------------------------------------------------------------------------------
@@ -330,6 +353,26 @@ def header_attributes(attrs: Mapping[str, Any]) -> dict[str, Any]:
     else:
         keys = [k for k in attrs if k.startswith(ATTR_HEADER_PREFIX)]
     return {k: attrs[k] for k in keys} if keys else {}
+
+
+def dialect_header_attributes(attrs: Mapping[str, Any], dialect: str) -> dict[str, Any]:
+    """The ``http.response.header.*`` attributes ``dialect`` reads, as a small plain dict (often
+    empty): what :func:`parse_header_attributes` needs, for the span path.
+
+    A plain ``dict`` (the SDK view) is probed with the dialect's precomputed keys: a missed
+    ``dict.get`` costs ~0.03 µs, cheaper than a prefix test on every attribute key and a second
+    dict. Other mappings (the OTLP view, with its own prefix index) go through
+    :func:`header_attributes`.
+    """
+    if type(attrs) is not dict:
+        return header_attributes(attrs)
+    get = attrs.get
+    found: dict[str, Any] = {}
+    for key in _PROBE_KEYS.get(dialect) or _PROBE_KEYS["generic"]:
+        value = get(key)
+        if value is not None:
+            found[key] = value
+    return found
 
 
 def parse_rate_limit_headers(attrs: Mapping[str, Any], dialect: str, now: float) -> RateLimitHeaders:
@@ -351,12 +394,13 @@ def parse_header_attributes(attrs: dict[str, Any], dialect: str, now: float) -> 
     result = RateLimitHeaders()
     if not attrs:
         return result
-    table = _ROW_BY_ATTR.get(dialect) or _ROW_BY_ATTR["generic"]
+    table = _FIELDS_BY_ATTR.get(dialect) or _FIELDS_BY_ATTR["generic"]
+    readings = result.readings
     github_resource: str | None = None
     used: tuple[QuotaReading, float] | None = None
     for attr, raw in attrs.items():
-        row = table.get(attr)
-        if row is None:
+        fields = table.get(attr)
+        if fields is None:
             continue
         try:
             if type(raw) is tuple and len(raw) == 1 and type(raw[0]) is str:
@@ -365,18 +409,19 @@ def parse_header_attributes(attrs: dict[str, Any], dialect: str, now: float) -> 
                 text = header_value(raw)
             if text is None:
                 raise ValueError("not a string")
-            value = row.parse(text, now)
+            resource, kind, parse = fields
+            value = parse(text, now)
             if value is None:
                 raise ValueError("out of range")
-            resource = row.resource
             if resource is None:
                 if github_resource is None:
                     github_resource = _resource_label(
                         header_value(attrs.get(_GITHUB_RESOURCE_ATTR)) or "core"
                     )
                 resource = github_resource
-            reading = result.reading(resource)
-            kind = row.kind
+            reading = readings.get(resource)
+            if reading is None:
+                reading = readings[resource] = QuotaReading(resource)
             if kind == _REMAINING:
                 reading.remaining = value
             elif kind == _LIMIT:
