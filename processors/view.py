@@ -208,15 +208,20 @@ class OtlpAttributes(Mapping[str, Any]):
         return any_value_to_python(self._ensure()[key])
 
     def get(self, key: str, default: Any = None) -> Any:
-        if not self._kvs:
-            return default
-        raw = self._ensure().get(key)
+        # The hot call of every derivation (several misses per span): one frame, one dict lookup.
+        index = self._index
+        if index is None:
+            index = self._index = {kv.key: kv.value for kv in self._kvs}
+        raw = index.get(key)
         if raw is None:
             return default
         return any_value_to_python(raw)
 
     def __contains__(self, key: object) -> bool:
-        return bool(self._kvs) and key in self._ensure()
+        index = self._index
+        if index is None:
+            index = self._index = {kv.key: kv.value for kv in self._kvs}
+        return key in index
 
     def __iter__(self) -> Iterator[str]:
         return iter(self._ensure())
