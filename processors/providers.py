@@ -298,24 +298,33 @@ def resolve_view(view: Any, table: ProviderTable | None = None) -> ProviderInfo 
                 genai = attrs.get(ATTR_GENAI_PROVIDER)
                 info = ProviderInfo(name, "generic", genai if isinstance(genai, str) and genai else None)
             return info
-        for key in (ATTR_GENAI_PROVIDER, "gen_ai.system"):
-            genai = attrs.get(key)
-            if isinstance(genai, str) and genai:
-                return (
-                    table.by_genai_name(genai)
-                    or table.by_name(genai)
-                    or ProviderInfo(genai, "generic", genai)
-                )
-        for key in _HOST_ATTRIBUTES:
-            host = attrs.get(key)
-            if isinstance(host, str) and host:
-                info = table.resolve(host)
-                if info is not None:
-                    return info
-        for key in _URL_ATTRIBUTES:
-            url = attrs.get(key)
-            if isinstance(url, str) and url:
-                return table.resolve(host_of_url(url))
+        get = attrs.get  # keys unrolled: this runs for most spans (SLO provider selectors, cost)
+        genai = get(ATTR_GENAI_PROVIDER)
+        if genai is None or not isinstance(genai, str) or not genai:
+            genai = get("gen_ai.system")
+        if genai is not None and isinstance(genai, str) and genai:
+            return table.by_genai_name(genai) or table.by_name(genai) or ProviderInfo(genai, "generic", genai)
+        resolve = table.resolve
+        host = get("server.address")
+        if host is not None and isinstance(host, str) and host:
+            info = resolve(host)
+            if info is not None:
+                return info
+        host = get("net.peer.name")
+        if host is not None and isinstance(host, str) and host:
+            info = resolve(host)
+            if info is not None:
+                return info
+        host = get("http.host")
+        if host is not None and isinstance(host, str) and host:
+            info = resolve(host)
+            if info is not None:
+                return info
+        url = get("url.full")
+        if url is None or not isinstance(url, str) or not url:
+            url = get("http.url")
+        if url is not None and isinstance(url, str) and url:
+            return resolve(host_of_url(url))
         return None
     except Exception:
         return None
