@@ -207,10 +207,7 @@ class SloSpanProcessor(SignalSpanProcessor):
             self._match_cache[key] = candidates
         if not candidates:
             return
-        now = self._clock()
-        t = view.end_ns / 1e9 if view.end_ns else now
-        if t > now:
-            t = now
+        t: float | None = None  # the event time, read once a candidate matches (most spans match none)
         weight = view.weight
         provider: str | object | None = _UNRESOLVED
         for slo in candidates:
@@ -220,6 +217,11 @@ class SloSpanProcessor(SignalSpanProcessor):
                     provider = info.name if info is not None else None
                 if not slo.dynamic_match(view, provider):
                     continue
+            if t is None:
+                now = self._clock()
+                t = view.end_ns / 1e9 if view.end_ns else now
+                if t > now:
+                    t = now
             labels = (slo.name, service)
             if slo.has_maintenance:
                 window = slo.maintenance_at(t, service)
