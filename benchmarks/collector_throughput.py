@@ -14,7 +14,9 @@ Targets, one after the other in the same run, each as a child process pinned to 
 generator gets another CPU when there is one):
 
 1. ``spansignals collector`` with the default configuration (every derivation the config enables
-   by default, no downstream: spans are dropped after derivation; forwarding arrives with #6);
+   by default), forwarding everything over OTLP gRPC to a sink: a second ``rotel-agent --exporter
+   blackhole`` on the load generator's CPU (``--no-forward``: no downstream, spans dropped after
+   derivation);
 2. ``rotel-agent --exporter blackhole`` when the ``rotel`` wheel is installed.
 
 With ``--workers N`` a third target runs ``spansignals collector --workers N`` (N processes sharing
@@ -387,7 +389,9 @@ def _cpu_seconds(procs: list[Any]) -> float:
     return total
 
 
-def _accepted(metrics_url: str) -> float | None:
+def _accepted(
+    metrics_url: str, name: str = "spansignals_receiver_spans_total", outcome: str = "accepted"
+) -> float | None:
     from prometheus_client.parser import text_string_to_metric_families
 
     with urllib.request.urlopen(metrics_url, timeout=10) as resp:
@@ -395,9 +399,22 @@ def _accepted(metrics_url: str) -> float | None:
     total = None
     for family in text_string_to_metric_families(text):
         for s in family.samples:
-            if s.name == "spansignals_receiver_spans_total" and s.labels.get("outcome") == "accepted":
+            if s.name == name and s.labels.get("outcome") == outcome:
                 total = (total or 0.0) + s.value
     return total
+
+
+def _forwarded(metrics_url: str, acked: int, timeout: float = 30.0) -> str:
+    """Wait for the queue to drain; then sent + dropped must equal what was acknowledged."""
+    deadline = time.monotonic() + timeout
+    while True:
+        sent = _accepted(metrics_url, "spansignals_exporter_spans_total", "sent") or 0.0
+        dropped = _accepted(metrics_url, "spansignals_exporter_spans_total", "dropped") or 0.0
+        if int(sent + dropped) >= acked or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
+    verdict = "ok" if int(sent + dropped) == acked else "MISMATCH"
+    return f"{verdict}: forwarded {int(sent):,} sent + {int(dropped):,} dropped of {acked:,} acknowledged"
 
 
 @dataclass
@@ -460,6 +477,8 @@ def measure(
             accounting = (
                 f"MISMATCH: collector accepted {accepted}, generator saw {load.spans_total:,} acknowledged"
             )
+        if args.forwarding and target.workers == 1:
+            accounting += "; " + _forwarded(target.metrics_urls[0], load.spans_total)
     return Measurement(
         target.name,
         load.spans_in_window / args.duration,
@@ -536,6 +555,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--spans-per-request", type=int, default=SPANS_PER_REQUEST)
     parser.add_argument("--config", metavar="FILE", help="spansignals YAML config (endpoints are replaced)")
     parser.add_argument("--no-rotel", action="store_true", help="skip the rotel blackhole target")
+    parser.add_argument(
+        "--no-forward",
+        action="store_true",
+        help="no downstream for spansignals (spans dropped after derivation)",
+    )
     parser.add_argument("--no-breakdown", action="store_true", help="skip the in-process µs/span breakdown")
     args = parser.parse_args(argv)
 
@@ -547,6 +571,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         base_config = yaml.safe_load(Path(args.config).read_text()) or {}
     target_cpu, load_cpu = _cpus()
     rotel = None if args.no_rotel else rotel_binary()
+    sink_binary = None if args.no_forward else rotel_binary()
+    args.forwarding = sink_binary is not None
     from spansignals.processors.config import load_config
     from spansignals.processors.factory import build_engine
 
@@ -564,9 +590,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     print(f"  {args.duration:g} s measured after {args.warmup:g} s warm-up per target; {pinning}")
     source = args.config or "default configuration"
-    print(
-        f"  spansignals ({source}) derivations: {derivations}; no downstream (spans dropped after derivation)"
+    downstream = (
+        "forwarding over OTLP gRPC to a rotel blackhole sink on the generator's CPU"
+        if args.forwarding
+        else "no downstream (spans dropped after derivation)"
     )
+    print(f"  spansignals ({source}) derivations: {derivations}; {downstream}")
     if rotel is None:
         print("  rotel: not installed (pip install rotel==0.0.1a15) or --no-rotel: skipped")
     if not args.no_breakdown:
@@ -577,6 +606,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     measurements = []
     with tempfile.TemporaryDirectory(prefix="spansignals-bench-") as tmp:
         workdir = Path(tmp)
+        sink = None
+        if sink_binary is not None:
+            (workdir / "sink").mkdir()
+            sink = start_rotel(sink_binary, workdir / "sink", load_cpu)
+            collector = dict(base_config.get("collector", {}))
+            collector["exporters"] = {"sink": {"endpoint": sink.grpc_endpoint, "protocol": "grpc"}}
+            base_config = {**base_config, "collector": collector}
         starters = [(lambda: start_spansignals(workdir, target_cpu, base_config), load_cpu)]
         if rotel is not None:
             starters.append((lambda: start_rotel(rotel, workdir, target_cpu), load_cpu))
@@ -588,6 +624,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 measurements.append(measure(target, template, offsets, args, generator_cpu))
             finally:
                 stop(target)
+        if sink is not None:
+            stop(sink)
 
     header = f"{'target':<24}{'spans/s':>12}{'req/s':>9}{'CPU':>8}{'RSS MB':>9}{'p50 ms':>9}{'p99 ms':>9}"
     print()

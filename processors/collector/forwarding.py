@@ -313,7 +313,7 @@ class Forwarder:
                     queue,
                     families,
                     retry=RetryPolicy(exporter.retry),
-                    consumers=q.consumers,
+                    consumers=q.consumers or (1 if q.kind == "persistent" else 4),
                     unready_after=collector.unready_after,
                 )
             )

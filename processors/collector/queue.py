@@ -5,12 +5,13 @@ A :class:`Batch` is one received request, kept as the protobuf bytes that will b
 Collector's exporterhelper, so a slow downstream never holds back another.
 
 :class:`MemoryQueue` (the default) is bounded by items (spans, metric data points or log records)
-and by bytes (defaults 200k items, 256 MiB: about 400 requests of 512 spans). A batch stays counted
-until the sender acknowledges it (delivered or dropped), so ``items`` is exactly what is "still
-queued" in the accounting ``acked = delivered + dropped + still_queued``. When a batch does not fit,
-:meth:`put` raises :class:`QueueFull`, which receivers answer with a retryable refusal (gRPC
-``UNAVAILABLE`` + ``RetryInfo``, HTTP 503 + ``Retry-After``). One batch bigger than the whole bound
-is still accepted into an empty queue (refusing it forever would only make the client drop it).
+and by bytes (the config's defaults: 100k items, 64 MiB; about 200 requests of 512 spans). A batch
+stays counted until the sender acknowledges it (delivered or dropped), so ``items`` is exactly
+what is "still queued" in the accounting ``acked = delivered + dropped + still_queued``. When a
+batch does not fit, :meth:`put` raises :class:`QueueFull`, which receivers answer with a retryable
+refusal (gRPC ``UNAVAILABLE`` + ``RetryInfo``, HTTP 503 + ``Retry-After``). One batch bigger than
+the whole bound is still accepted into an empty queue (refusing it forever would only make the
+client drop it).
 
 The persistent variant lives in :mod:`.persistent_queue` and has the same interface.
 """

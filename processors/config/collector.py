@@ -94,11 +94,13 @@ class QueueConfig(StrictModel):
     """Per-exporter queue between the receivers (which acknowledge) and the sender."""
 
     kind: Literal["memory", "persistent"] = "memory"
-    max_items: int = Field(200_000, ge=1)
-    max_bytes: int = Field(256 * 1024 * 1024, ge=1024)
+    max_items: int = Field(100_000, ge=1)
+    max_bytes: int = Field(64 * 1024 * 1024, ge=1024)
     path: str | None = None
     synchronous: Literal["full", "normal"] = "full"
-    consumers: int = Field(1, ge=1, le=64)
+    consumers: int | None = Field(None, ge=1, le=64)
+    """Batches in flight per exporter: default 4 for memory, 1 for persistent (it bounds the
+    duplicates a crash can cause to one batch)."""
     retry_after: Duration = 1.0
 
     @model_validator(mode="after")

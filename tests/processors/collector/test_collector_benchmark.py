@@ -34,3 +34,4 @@ def test_benchmark_runs_and_accounts_for_every_span() -> None:
     assert result.returncode == 0, result.stderr[-3000:]
     assert "spansignals collector" in result.stdout
     assert "accounting ok" in result.stdout, result.stdout
+    assert "MISMATCH" not in result.stdout, result.stdout
