@@ -45,6 +45,7 @@ from .exporter import Attempt, Sender, build_sender
 from .persistent_queue import SqliteQueue
 from .pipeline import count_spans
 from .queue import SIGNAL_TRACES, Batch, MemoryQueue, QueueFull
+from .workers import worker_index
 
 __all__ = ["ExporterFamilies", "ExporterWorker", "Forwarder", "RetryPolicy", "TraceForwarding"]
 
@@ -296,9 +297,11 @@ class Forwarder:
         for name, exporter in exporters.items():
             q = exporter.queue or collector.queue
             if q.kind == "persistent":
+                # Worker processes (--workers) each own their file: a queue is never shared.
+                index = worker_index()
                 queue: MemoryQueue | SqliteQueue = SqliteQueue(
                     q.path,
-                    name,
+                    name if index is None else f"{name}.worker{index}",
                     max_items=q.max_items,
                     max_bytes=q.max_bytes,
                     retry_after=q.retry_after,
