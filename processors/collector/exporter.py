@@ -39,7 +39,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 
 from .queue import SIGNAL_LOGS, SIGNAL_METRICS, SIGNAL_TRACES, Batch
 
-__all__ = ["Attempt", "GrpcSender", "HttpSender", "Sender", "build_sender", "retry_info_trailer"]
+__all__ = ["Attempt", "GrpcSender", "HttpSender", "Sender", "build_sender", "parse_retry_after"]
 
 _logger = logging.getLogger(__name__)
 
@@ -102,15 +102,6 @@ def _rejected(signal: str, body: bytes) -> tuple[int, str]:
         return 0, ""
     partial = response.partial_success
     return int(getattr(partial, field)), partial.error_message
-
-
-def retry_info_trailer(code: int, message: str, retry_after: float) -> tuple[tuple[str, bytes], ...]:
-    """gRPC trailing metadata carrying a ``google.rpc.Status`` with a ``RetryInfo`` detail."""
-    info = error_details_pb2.RetryInfo()
-    info.retry_delay.FromNanoseconds(int(retry_after * 1e9))
-    status = status_pb2.Status(code=code, message=message)
-    status.details.add().Pack(info)
-    return ((_STATUS_DETAILS_KEY, status.SerializeToString()),)
 
 
 def _grpc_retry_delay(error: grpc.aio.AioRpcError) -> float | None:
