@@ -105,16 +105,18 @@ async def test_delivers_received_bytes_with_headers_and_gzip(
         assert fake_otlp.requests[0].headers.get("content-encoding") == "gzip"
 
 
-@pytest.mark.parametrize("protocol", PROTOCOLS)
+@pytest.mark.parametrize(
+    ("protocol", "http_status"), [("grpc", 0), ("http/protobuf", 429), ("http/protobuf", 503)]
+)
 async def test_throttling_hint_replaces_backoff(
-    fake_otlp: FakeOtlpServer, started: Any, protocol: str
+    fake_otlp: FakeOtlpServer, started: Any, protocol: str, http_status: int
 ) -> None:
-    """A RetryInfo / Retry-After hint is waited for exactly instead of the (much longer) backoff."""
+    """A RetryInfo / Retry-After (429, 503) hint is waited for instead of the much longer backoff."""
     hint = 1.0  # Retry-After carries whole seconds
     forwarder = await started(
         _config(fake_otlp, protocol, retry={"initial_interval": 30, "max_interval": 30})
     )
-    fake_otlp.script(Fail(retry_after=hint))
+    fake_otlp.script(Fail(grpc.StatusCode.UNAVAILABLE, http_status or 503, retry_after=hint))
     sent = Sent()
     await sent.submit(forwarder)
     await _until(lambda: forwarder.workers[0].queue.empty(), timeout=8)
