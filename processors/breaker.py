@@ -206,7 +206,8 @@ class CircuitBreaker:
     def record(self, failure: bool) -> None:
         """The outcome of one call."""
         now = self._clock()
-        self._transition_if_due(now)
+        if self._state is BreakerState.OPEN:  # only an open breaker can be due for a transition
+            self._transition_if_due(now)
         change: tuple[BreakerState, BreakerState, str] | None = None
         with self._lock:
             state = self._state

@@ -243,9 +243,11 @@ class RateLimitSpanProcessor(SignalSpanProcessor):
         if info is None:
             return
         provider, service = info.name, view.service_name
-        status = _int_or_none(attrs.get(_STATUS_ATTRS[0]))
-        if status is None:
-            status = _int_or_none(attrs.get(_STATUS_ATTRS[1]))
+        status = attrs.get(_STATUS_ATTRS[0])
+        if type(status) is not int:  # the usual case (an int) without a helper call
+            status = _int_or_none(status)
+            if status is None:
+                status = _int_or_none(attrs.get(_STATUS_ATTRS[1]))
         header_attrs = dialect_header_attributes(attrs, info.dialect)
         if header_attrs:
             until, reason = self._read_headers(view, service, provider, info.dialect, status, header_attrs)
