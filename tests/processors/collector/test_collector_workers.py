@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 from otlp_builders import SPAN_KIND_SERVER, build_request
-from peers import free_ports, poll_until, scrape_samples
+from peers import PeerExited, free_ports, poll_until, scrape_samples
 
 from spansignals.processors.collector import CollectorSettings, Endpoint
 from spansignals.processors.collector.workers import check_workers, worker_settings
@@ -81,7 +81,8 @@ def test_two_workers_share_the_port_and_their_metrics_sum(tmp_path: Path) -> Non
                 }
             },
             "prometheus": {"endpoint": f"127.0.0.1:{metrics_port}"},
-        }
+        },
+        "alerts": {"api": {"enabled": False}},  # its fixed default port may be taken by a parallel test
     }
     path = tmp_path / "collector.yaml"
     path.write_text(json.dumps(config))
@@ -91,6 +92,8 @@ def test_two_workers_share_the_port_and_their_metrics_sum(tmp_path: Path) -> Non
     try:
 
         def both_ready() -> bool:
+            if proc.poll() is not None:
+                raise PeerExited(f"collector exited with {proc.returncode}: {_tail(tmp_path)}")
             for port in (metrics_port, metrics_port + 1):
                 try:
                     with urllib.request.urlopen(f"http://127.0.0.1:{port}/health/ready", timeout=1) as r:
@@ -116,4 +119,8 @@ def test_two_workers_share_the_port_and_their_metrics_sum(tmp_path: Path) -> Non
             proc.kill()
             code = proc.wait(5)
         log.close()
-    assert code == 0, (tmp_path / "collector.log").read_text()[-2000:]
+    assert code == 0, _tail(tmp_path)
+
+
+def _tail(tmp_path: Path) -> str:
+    return (tmp_path / "collector.log").read_text(errors="replace")[-2000:]
