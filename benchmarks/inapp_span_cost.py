@@ -510,37 +510,48 @@ def _interleaved(variants: dict[str, Timer], n: int, rounds: int) -> dict[str, l
     return {k: results[k] for k in ordered}
 
 
-Summary = dict[str, tuple[float, float]]  # name -> (median, min)
+Summary = dict[str, tuple[float, float, float, float]]
+"""name -> (median µs, min µs, paired ratio, paired delta µs): the last two are medians over rounds
+of the variant's figure divided by (less) the baseline's figure of the same round."""
 
 
 def _report(
     title: str,
     results: dict[str, list[float]],
     baseline: str,
-    goals: dict[str, Callable[[float, float], str]] | None = None,
+    goals: dict[str, Callable[[float, float, float], str]] | None = None,
 ) -> Summary:
-    """Print medians, minimums, their ratios to ``baseline`` and any goal verdicts; return them.
+    """Print medians, minimums, their ratios to ``baseline``, paired ratios and any goal verdicts.
 
     On a shared machine the minimum over rounds is the least disturbed figure (as ``timeit``
-    reports); the median shows what a typical round saw. Deferred segments are divided by the
-    baseline too: ratios of segments of one variant add up to the ``[total]`` ratio less 1.
+    reports) and the median shows what a typical round saw; the *paired* ratio (median over rounds
+    of variant / baseline within the same round) cancels load that lasts longer than a round, so
+    it is the steadiest ratio when the load changes. Deferred segments are divided by the baseline
+    too: ratios of segments of one variant add up to the ``[total]`` ratio less 1.
     """
-    out = {name: (statistics.median(v), min(v)) for name, v in results.items()}
-    base_med, base_min = out[baseline]
+    base = results[baseline]
+    out: Summary = {}
+    for name, values in results.items():
+        paired = statistics.median(v / b for v, b in zip(values, base, strict=True))
+        delta = statistics.median(v - b for v, b in zip(values, base, strict=True))
+        out[name] = (statistics.median(values), min(values), paired, delta)
+    base_med, base_min = out[baseline][:2]
     print(f"\n{title}")
-    print(f"  {'variant':<34}{'median µs':>10}{'ratio':>8}{'min µs':>9}{'ratio':>8}  goal")
-    for name, (med, low) in out.items():
-        verdict = goals[name](med / base_med, low / base_min) if goals and name in goals else ""
-        print(f"  {name:<34}{med:>10.2f}{med / base_med:>7.3f}x{low:>9.2f}{low / base_min:>7.3f}x  {verdict}")
+    print(f"  {'variant':<34}{'median µs':>10}{'ratio':>8}{'min µs':>9}{'ratio':>8}{'paired':>8}  goal")
+    for name, (med, low, paired, _) in out.items():
+        ratios = (med / base_med, low / base_min, paired)
+        verdict = goals[name](*ratios) if goals and name in goals else ""
+        figures = f"{med:>10.2f}{ratios[0]:>7.3f}x{low:>9.2f}{ratios[1]:>7.3f}x{paired:>7.3f}x"
+        print(f"  {name:<34}{figures}  {verdict}")
     return out
 
 
-def _ratio_goal(limit: float) -> Callable[[float, float], str]:
-    def verdict(med: float, low: float) -> str:
+def _ratio_goal(limit: float) -> Callable[[float, float, float], str]:
+    def verdict(med: float, low: float, paired: float) -> str:
         def ok(r: float) -> str:
             return "OK" if r <= limit else "OVER"
 
-        return f"<= {limit:.2f}x: median {ok(med)}, min {ok(low)}"
+        return f"<= {limit:.2f}x: median {ok(med)}, min {ok(low)}, paired {ok(paired)}"
 
     return verdict
 
@@ -601,47 +612,64 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _summary(s: dict[str, Summary]) -> None:
     print(f"\nsummary (load average at end: {' '.join(f'{x:.2f}' for x in os.getloadavg())})")
-    for i, label in enumerate(("median", "min")):
+    for label in ("median", "min", "paired"):
         for mix in SPAN_MIXES:
             if mix not in s:
                 continue
-            m = {k: v[i] for k, v in s[mix].items()}
-            base = m["bare+export"]
             for key, what in (
                 ("+spansignals", "span path (configure(): deferred)"),
                 ("+spansignals [total]", "total CPU (span path + deferred work)"),
                 ("+spansignals sync", "sync (all derivations in span.end())"),
             ):
-                r = m[key] / base
+                r, added = _vs_baseline(s[mix], key, "bare+export", label)
                 print(
-                    f"  [{label}] {mix:<10} {what:<40} {r:.3f}x bare+export ({m[key] - base:+.2f} µs)"
+                    f"  [{label}] {mix:<10} {what:<40} {r:.3f}x bare+export ({added:+.2f} µs)"
                     f"  goal <= 1.10x {'OK' if r <= 1.10 else 'OVER'}"
                 )
         if "lifecycle" in s:
-            lc = {k: v[i] for k, v in s["lifecycle"].items()}
-            plain = lc["lifecycle-plain"]
-            path_ms = (lc["+spansignals"] - plain) / 1000
-            total_ms = (lc["+spansignals [total]"] - plain) / 1000
-            sync_ms = (lc["+spansignals sync"] - plain) / 1000
+            lc = s["lifecycle"]
+
+            def added_ms(
+                key: str, base: str = "lifecycle-plain", lc: Summary = lc, label: str = label
+            ) -> float:
+                return _vs_baseline(lc, key, base, label)[1] / 1000
+
+            path_ms, total_ms = added_ms("+spansignals"), added_ms("+spansignals [total]")
             print(
                 f"  [{label}] per LLM call added: span path {path_ms:.4f} ms, total CPU {total_ms:.4f} ms, "
-                f"sync {sync_ms:.4f} ms  goal <= 0.07 ms: path {'OK' if path_ms <= 0.07 else 'OVER'}, "
-                f"total {'OK' if total_ms <= 0.07 else 'OVER'}"
+                f"sync {added_ms('+spansignals sync'):.4f} ms  goal <= 0.07 ms: "
+                f"path {'OK' if path_ms <= 0.07 else 'OVER'}, total {'OK' if total_ms <= 0.07 else 'OVER'}"
             )
             print(
-                f"  [{label}]   of which hooks {(lc['+hooks'] - plain) / 1000:.4f} ms, enrichers "
-                f"{(lc['+hooks+enrichers'] - lc['+hooks']) / 1000:.4f} ms, processors on the path "
-                f"{(lc['+spansignals'] - lc['+hooks+enrichers']) / 1000:.4f} ms, deferred "
-                f"{lc['+spansignals [deferred]'] / 1000:.4f} ms"
+                f"  [{label}]   of which hooks {added_ms('+hooks'):.4f} ms, enrichers "
+                f"{added_ms('+hooks+enrichers', '+hooks'):.4f} ms, processors on the path "
+                f"{added_ms('+spansignals', '+hooks+enrichers'):.4f} ms, deferred "
+                f"{_pick(lc['+spansignals [deferred]'], label) / 1000:.4f} ms"
             )
         if "calls" in s:
-            c = {k: v[i] for k, v in s["calls"].items()}
+            c = s["calls"]
+            otel = _vs_baseline(c, "otel-instrumentor", "uninstrumented", label)[1] / 1000
+            ours = _vs_baseline(c, "instrumentor+spansignals", "otel-instrumentor", label)[1] / 1000
             print(
-                f"  [{label}] end to end per call: instrumentor "
-                f"{(c['otel-instrumentor'] - c['uninstrumented']) / 1000:+.4f} ms over uninstrumented, "
-                f"spansignals {(c['instrumentor+spansignals'] - c['otel-instrumentor']) / 1000:+.4f} ms "
-                "over the instrumentor (round-trip noise dominates; worker runs in the background)"
+                f"  [{label}] end to end per call: instrumentor {otel:+.4f} ms over uninstrumented, "
+                f"spansignals {ours:+.4f} ms over the instrumentor (round-trip noise dominates; "
+                "the worker runs in the background)"
             )
+
+
+def _pick(row: tuple[float, float, float, float], label: str) -> float:
+    return row[0] if label == "median" else row[1]
+
+
+def _vs_baseline(summary: Summary, key: str, base: str, label: str) -> tuple[float, float]:
+    """(ratio, added µs) of ``key`` over ``base`` by medians, minimums, or paired per round."""
+    if label == "paired":
+        if summary[base][2:] == (1.0, 0.0):  # the report's own baseline: per-round pairs were kept
+            return summary[key][2], summary[key][3]
+        ratio = summary[key][2] / summary[base][2]
+        return ratio, summary[key][3] - summary[base][3]
+    k, b = _pick(summary[key], label), _pick(summary[base], label)
+    return k / b, k - b
 
 
 if __name__ == "__main__":
