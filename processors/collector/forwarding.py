@@ -7,10 +7,14 @@ returns once all of them hold it — only then is the client acknowledged; it ra
 answer with a retryable refusal. With several exporters a refusal after the first queue took the
 batch means that exporter may see the client's retry as a duplicate (bounded by one request).
 
-Each :class:`ExporterWorker` runs ``consumers`` tasks (default 1) that take the oldest batch, send
-it, and retry failures with exponential backoff and jitter (``retry``: initial 5 s, times 1.5, at most
-30 s, give up after 300 s) — or exactly the server's ``RetryInfo`` / ``Retry-After`` hint when it
-gives one. Permanent errors are not retried. Accounting, per exporter, in items (spans for
+Each :class:`ExporterWorker` runs ``consumers`` tasks (default 4 for a memory queue, 1 for a
+persistent one) that take the oldest batch — merged with the batches of the same signal queued
+right behind it, up to ``max_request_bytes`` (default 4 MiB, the usual receive limit of OTLP
+servers): serialized ``Export*ServiceRequest`` messages concatenate into one valid message, so
+merging costs no re-encoding and one round trip carries many requests — send it, and retry
+failures with exponential backoff and jitter (``retry``: initial 5 s, times 1.5, at most 30 s,
+give up after 300 s) — or exactly the server's ``RetryInfo`` / ``Retry-After`` hint when it gives
+one. Permanent errors are not retried. Accounting, per exporter, in items (spans for
 traces):
 
 * ``spansignals_exporter_spans_total{exporter, outcome}``: ``sent`` (downstream accepted them),
@@ -137,6 +141,7 @@ class ExporterWorker:
         *,
         retry: RetryPolicy | None = None,
         consumers: int = 1,
+        max_request_bytes: int = 4 * 1024 * 1024,
         unready_after: float = 30.0,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
@@ -146,6 +151,7 @@ class ExporterWorker:
         self.families = families
         self.retry = retry or RetryPolicy()
         self.consumers = consumers
+        self.max_request_bytes = max_request_bytes
         self.unready_after = unready_after
         self._clock = clock
         self._tasks: list[asyncio.Task[None]] = []
@@ -170,22 +176,51 @@ class ExporterWorker:
         since = self._failing_since
         return since is None or self._clock() - since < self.unready_after
 
+    def _take_more(self, first: Batch) -> list[Batch]:
+        """``first`` plus the batches of the same signal ready right behind it, up to
+        ``max_request_bytes`` in all."""
+        parts = [first]
+        size = first.size
+        while size < self.max_request_bytes:
+            more = self.queue.try_get(first.signal, self.max_request_bytes - size)
+            if more is None:
+                break
+            parts.append(more)
+            size += more.size
+        return parts
+
     async def _consume(self) -> None:
         while not self._stopping.is_set():
-            batch = await self.queue.get()
+            parts = self._take_more(await self.queue.get())
+            if len(parts) == 1:
+                batch = parts[0]
+            else:  # serialized messages concatenate into one: their repeated fields append
+                payload = b"".join(part.payload for part in parts)
+                batch = Batch(parts[0].signal, payload, sum(part.items for part in parts))
+            pending = list(parts)
             try:
-                done = await self._deliver(batch)
-            except asyncio.CancelledError:  # shutdown timeout: the batch is not done with
-                self.queue.release(batch)
+                done = await self._deliver(batch, merged=len(parts) > 1)
+                if done is None:  # permanent error on a merged send: one bad request must not
+                    for part in parts:  # take the others with it, so each goes on its own
+                        if not await self._deliver(part):
+                            break
+                        await self.queue.ack(pending.pop(0))
+                    done = not pending
+                elif done:
+                    await asyncio.gather(*(self.queue.ack(part) for part in parts))
+                    pending.clear()
+            except asyncio.CancelledError:  # shutdown timeout: what is not done goes back
+                for part in reversed(pending):
+                    self.queue.release(part)
                 raise
-            if done:
-                await self.queue.ack(batch)
-            else:  # stopping with the batch unfinished: back to the head for drain accounting
-                self.queue.release(batch)
+            if not done:  # stopping with batches unfinished: back to the head for drain accounting
+                for part in reversed(pending):
+                    self.queue.release(part)
                 return
 
-    async def _deliver(self, batch: Batch) -> bool:
-        """Send until delivered or given up (True), or until stopping interrupts a retry (False)."""
+    async def _deliver(self, batch: Batch, *, merged: bool = False) -> bool | None:
+        """Send until delivered or given up (True), or until stopping interrupts a retry (False);
+        ``None`` (nothing counted) when a ``merged`` batch met a permanent error."""
         started = self._clock()
         attempt_no = 0
         while True:
@@ -207,6 +242,8 @@ class ExporterWorker:
                     )
                     self._drop(batch, "rejected", min(attempt.rejected, batch.items))
                 return True
+            if not attempt.retryable and merged:
+                return None
             if not attempt.retryable or not self.retry.enabled:
                 _logger.warning(
                     "spansignals collector: exporter %s: dropping %d %s after a permanent error (%s)",
@@ -317,6 +354,7 @@ class Forwarder:
                     families,
                     retry=RetryPolicy(exporter.retry),
                     consumers=q.consumers or (1 if q.kind == "persistent" else 4),
+                    max_request_bytes=exporter.max_request_bytes,
                     unready_after=collector.unready_after,
                 )
             )

@@ -17,7 +17,11 @@ answered for it, so a crash re-sends at most the batches that were in flight (on
 A full disk or an I/O error on write raises :class:`~.queue.QueueUnavailable`: the client gets a
 retryable refusal and nothing is acknowledged.
 
-All sqlite work runs on one dedicated thread, so the event loop never waits on ``fsync``.
+All sqlite work runs on one dedicated thread, so the event loop never waits on ``fsync``. Puts and
+deletes waiting at the same moment share one transaction (group commit: one ``fsync`` for many
+requests); each caller still returns only after its own commit. Batches put in this run are kept in
+memory until acknowledged (the queue's ``max_bytes`` bounds that), so they are never read back;
+only batches recovered from a previous run are read from disk.
 """
 
 from __future__ import annotations
@@ -81,6 +85,10 @@ class SqliteQueue:
         self._waiters = asyncio.Condition()
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"spansignals-queue-{name}")
         self._db: sqlite3.Connection | None = None
+        self._payloads: dict[int, bytes] = {}  # batches put in this run: never read back
+        self._pending_puts: list[tuple[Batch, asyncio.Future[None]]] = []
+        self._pending_deletes: list[tuple[int, asyncio.Future[None]]] = []
+        self._committer: asyncio.Task[None] | None = None
 
     # --- lifecycle -------------------------------------------------------------------------------
 
@@ -104,6 +112,8 @@ class SqliteQueue:
 
     async def close(self) -> None:
         """Close the database (what is still queued stays on disk for the next start)."""
+        if self._committer is not None and not self._committer.done():
+            await asyncio.wait([self._committer], timeout=10)
         if self._db is not None:
             await self._run(self._db.close)
             self._db = None
@@ -129,8 +139,11 @@ class SqliteQueue:
         # Reserve before the await so concurrent requests cannot overshoot the bound.
         self.items += batch.items
         self.size_bytes += batch.size
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._pending_puts.append((batch, done))
+        self._schedule_commit()
         try:
-            batch.id = await self._run(self._insert_sync, batch)
+            await done
         except sqlite3.Error as exc:
             self.items -= batch.items
             self.size_bytes -= batch.size
@@ -141,6 +154,7 @@ class SqliteQueue:
                 "the collector cannot store the request durably right now; retry later", self.retry_after
             ) from None
         self._index[batch.id] = (batch.signal, batch.items, batch.size)
+        self._payloads[batch.id] = batch.payload
         async with self._waiters:
             self._ready.append(batch.id)
             self._waiters.notify()
@@ -152,11 +166,13 @@ class SqliteQueue:
                 await self._waiters.wait_for(lambda: bool(self._ready))
                 row_id = self._ready.popleft()
             signal, items, _size = self._index[row_id]
-            try:
-                payload = await self._run(self._read_sync, row_id)
-            except sqlite3.Error as exc:
-                _logger.error("spansignals collector: reading queued batch %d failed: %s", row_id, exc)
-                payload = None
+            payload = self._payloads.get(row_id)
+            if payload is None:  # recovered from a previous run: read back and CRC-checked
+                try:
+                    payload = await self._run(self._read_sync, row_id)  # type: ignore[assignment]
+                except sqlite3.Error as exc:
+                    _logger.error("spansignals collector: reading queued batch %d failed: %s", row_id, exc)
+                    payload = None
             batch = Batch(signal, payload or b"", items, id=row_id)
             if payload is not None:
                 return batch
@@ -164,20 +180,61 @@ class SqliteQueue:
             if self.on_corrupt is not None:
                 self.on_corrupt(batch)
 
+    def try_get(self, signal: str, max_bytes: int) -> Batch | None:
+        """The next batch without waiting, if it is ready, in memory, of ``signal``, and fits."""
+        if not self._ready:
+            return None
+        row_id = self._ready[0]
+        entry_signal, items, size = self._index[row_id]
+        payload = self._payloads.get(row_id)
+        if entry_signal != signal or size > max_bytes or payload is None:
+            return None
+        self._ready.popleft()
+        return Batch(signal, payload, items, id=row_id)
+
     def release(self, batch: Batch) -> None:
         self._ready.appendleft(batch.id)
 
     async def ack(self, batch: Batch) -> None:
-        """Delete the batch (delivered, or dropped and counted)."""
+        """Delete the batch (delivered, or dropped and counted); returns once the delete is
+        committed, so a crash re-sends at most the batches in flight."""
         entry = self._index.pop(batch.id, None)
         if entry is None:
             return
+        self._payloads.pop(batch.id, None)
         self.items -= entry[1]
         self.size_bytes -= entry[2]
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._pending_deletes.append((batch.id, done))
+        self._schedule_commit()
         try:
-            await self._run(self._delete_sync, batch.id)
+            await done
         except sqlite3.Error as exc:  # it will be re-sent after a restart: a bounded duplicate
             _logger.error("spansignals collector: deleting delivered batch %d failed: %s", batch.id, exc)
+
+    def _schedule_commit(self) -> None:
+        if self._committer is None or self._committer.done():
+            self._committer = asyncio.get_running_loop().create_task(self._commit_pending())
+
+    async def _commit_pending(self) -> None:
+        """Group commit: every put and delete waiting now goes into one transaction (one fsync)."""
+        while self._pending_puts or self._pending_deletes:
+            puts, self._pending_puts = self._pending_puts, []
+            deletes, self._pending_deletes = self._pending_deletes, []
+            try:
+                ids = await self._run(self._commit_sync, [b for b, _ in puts], [i for i, _ in deletes])
+            except sqlite3.Error as exc:
+                for _, done in (*puts, *deletes):
+                    if not done.done():
+                        done.set_exception(exc)
+                continue
+            for (batch, done), row_id in zip(puts, ids, strict=True):  # type: ignore[call-overload]
+                batch.id = row_id
+                if not done.done():
+                    done.set_result(None)
+            for _, done in deletes:
+                if not done.done():
+                    done.set_result(None)
 
     def take_all(self) -> list[Batch]:
         """Nothing to take: queued batches stay on disk for the next start."""
@@ -256,13 +313,26 @@ class SqliteQueue:
         db.close()
         return out
 
-    def _insert_sync(self, batch: Batch) -> int:
-        assert self._db is not None
-        cursor = self._db.execute(
-            "INSERT INTO batches (signal, items, crc, payload) VALUES (?, ?, ?, ?)",
-            (batch.signal, batch.items, zlib.crc32(batch.payload), batch.payload),
-        )
-        return int(cursor.lastrowid or 0)
+    def _commit_sync(self, batches: list[Batch], deletes: list[int]) -> list[int]:
+        db = self._db
+        assert db is not None
+        ids = []
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            for batch in batches:
+                cursor = db.execute(
+                    "INSERT INTO batches (signal, items, crc, payload) VALUES (?, ?, ?, ?)",
+                    (batch.signal, batch.items, zlib.crc32(batch.payload), batch.payload),
+                )
+                ids.append(int(cursor.lastrowid or 0))
+            if deletes:
+                db.executemany("DELETE FROM batches WHERE id=?", [(i,) for i in deletes])
+            db.execute("COMMIT")
+        except BaseException:
+            if db.in_transaction:
+                db.execute("ROLLBACK")
+            raise
+        return ids
 
     def _read_sync(self, row_id: int) -> bytes | None:
         assert self._db is not None
@@ -274,7 +344,3 @@ class SqliteQueue:
             _logger.error("spansignals collector: queued batch %d failed its CRC check; dropping it", row_id)
             return None
         return payload
-
-    def _delete_sync(self, row_id: int) -> None:
-        assert self._db is not None
-        self._db.execute("DELETE FROM batches WHERE id=?", (row_id,))

@@ -122,6 +122,8 @@ class OtlpExporterConfig(StrictModel):
     tls: TlsClientConfig = Field(default_factory=TlsClientConfig)
     retry: RetryConfig = Field(default_factory=RetryConfig)
     queue: QueueConfig | None = None
+    max_request_bytes: int = Field(4 * 1024 * 1024, ge=0)
+    """Queued requests of one signal are merged into one send up to this size (0: never merge)."""
 
     @field_validator("endpoint")
     @classmethod

@@ -24,7 +24,10 @@ def _config(fake: FakeOtlpServer, protocol: str, **exporter: Any) -> CollectorCo
     extra = exporter.pop("collector", {})
     retry = {"initial_interval": 0.02, "max_interval": 0.1, **exporter.pop("retry", {})}
     endpoint = fake.grpc_endpoint if protocol == "grpc" else fake.http_url
-    block: dict[str, Any] = {"endpoint": endpoint, "protocol": protocol, "retry": retry, **exporter}
+    # One send per submitted request unless a test asks for merging.
+    block: dict[str, Any] = {
+        "endpoint": endpoint, "protocol": protocol, "retry": retry, "max_request_bytes": 0, **exporter
+    }  # fmt: skip
     collector: dict[str, Any] = {"exporters": {"down": block}, **extra}
     if queue is not None:
         collector["queue"] = queue
@@ -301,3 +304,38 @@ def test_backoff_grows_with_jitter_and_caps() -> None:
     low, high = RetryPolicy(retry, rand=lambda: 0.0), RetryPolicy(retry, rand=lambda: 1.0)
     assert [low.backoff(n) for n in (1, 2, 3)] == [0.5, 0.75, 1.125]
     assert [high.backoff(n) for n in (1, 2, 5, 9)] == [1.5, 2.25, 6.0, 6.0]
+
+
+async def test_queued_requests_are_merged_into_one_send(fake_otlp: FakeOtlpServer) -> None:
+    """Requests queued behind each other go out as one concatenated request (no re-encoding)."""
+    forwarder = Forwarder.from_config(_config(fake_otlp, "grpc", max_request_bytes=1 << 20))
+    sent = Sent()
+    for _ in range(3):
+        await sent.submit(forwarder)
+    await forwarder.start()
+    try:
+        await _until(lambda: forwarder.workers[0].queue.empty())
+        assert [seen.items for seen in fake_otlp.requests] == [9]
+        assert _check_accounting(forwarder, sent, fake_otlp)["sent"] == 9
+    finally:
+        await forwarder.stop(0.5)
+
+
+async def test_permanent_error_on_a_merged_send_retries_each_request_alone(fake_otlp: FakeOtlpServer) -> None:
+    """A permanent error on merged requests sends each one alone, so one bad request cannot
+    take the others with it."""
+    forwarder = Forwarder.from_config(_config(fake_otlp, "grpc", max_request_bytes=1 << 20))
+    fake_otlp.script(Fail(grpc.StatusCode.INVALID_ARGUMENT, 400), Fail(grpc.StatusCode.INVALID_ARGUMENT, 400))
+    sent = Sent()
+    for _ in range(3):
+        await sent.submit(forwarder)
+    await forwarder.start()
+    try:
+        await _until(lambda: forwarder.workers[0].queue.empty())
+        assert [(seen.answer, seen.items) for seen in fake_otlp.requests] == [
+            ("Fail", 9), ("Fail", 3), ("Ok", 3), ("Ok", 3)
+        ]  # fmt: skip
+        totals = _check_accounting(forwarder, sent, fake_otlp)
+        assert (totals["sent"], totals["dropped"]) == (6, 3)
+    finally:
+        await forwarder.stop(0.5)
