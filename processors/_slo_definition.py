@@ -67,6 +67,8 @@ class SloDefinition:
         self.providers = frozenset(m.provider) if m.provider else None
         self.attributes = tuple(m.attributes.items())
         self.dynamic = bool(self.routes or self.providers or self.attributes)
+        # Only a provider selector beyond the static ones: the span path tests it inline.
+        self.providers_only = self.providers is not None and self.routes is None and not self.attributes
         self.latency = config.latency_threshold
         self.bad_codes = frozenset(config.bad_status_codes) if config.bad_status_codes else None
         self.objective = config.objective

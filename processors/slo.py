@@ -215,7 +215,10 @@ class SloSpanProcessor(SignalSpanProcessor):
                 if slo.providers is not None and provider is _UNRESOLVED:
                     info = resolve_view(view, self._providers)
                     provider = info.name if info is not None else None
-                if not slo.dynamic_match(view, provider):
+                if slo.providers_only:
+                    if provider not in slo.providers:
+                        continue
+                elif not slo.dynamic_match(view, provider):
                     continue
             if t is None:
                 now = self._clock()
