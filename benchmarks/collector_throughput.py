@@ -339,6 +339,9 @@ def start_spansignals(
         },
         "prometheus": {"endpoint": f"127.0.0.1:{metrics_port}"},
     }
+    alerts = dict(config.get("alerts") or {})
+    alerts.setdefault("api", {"enabled": False})  # a fixed port (9466) another process may hold
+    config["alerts"] = alerts
     path = workdir / "spansignals.yaml"
     path.write_text(json.dumps(config))
     argv = [sys.executable, "-m", "spansignals", "--log-level", "WARNING", "collector", "--config", str(path)]
