@@ -12,6 +12,7 @@ import pytest
 from fake_otlp import Delay, Fail, FakeOtlpServer, Partial
 from otlp_builders import build_request
 
+from spansignals.processors.collector.exporter import parse_retry_after
 from spansignals.processors.collector.forwarding import Forwarder, RetryPolicy
 from spansignals.processors.collector.queue import QueueFull
 from spansignals.processors.config.collector import CollectorConfig
@@ -339,3 +340,14 @@ async def test_permanent_error_on_a_merged_send_retries_each_request_alone(fake_
         assert (totals["sent"], totals["dropped"]) == (6, 3)
     finally:
         await forwarder.stop(0.5)
+
+
+@pytest.mark.parametrize(
+    ("header", "seconds"),
+    [("3", 3.0), ("1.5", 1.5), ("-1", None), ("nan", None), ("junk", None), (None, None),
+     ("Wed, 21 Oct 2015 07:28:00 GMT", 0.0), ("Wed, 21 Oct 2015 07:28:10 GMT", 10.0)],
+)  # fmt: skip
+def test_retry_after_header_forms(header: str | None, seconds: float | None) -> None:
+    """Retry-After as delta-seconds or an HTTP date (relative to now); nonsense is no hint."""
+    now = 1445412480.0  # 2015-10-21 07:28:00 UTC
+    assert parse_retry_after(header, now=now) == seconds
