@@ -27,7 +27,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 
 from ..engine import SignalEngine
 from ..families import CounterFamily, MetricFamily
-from ..view import OtlpAttributes, view_from_otlp_span
+from ..view import OtlpAttributes, SpanView, _sampling_weight
 from .redaction_stage import redact_request
 from .validation import Rejections, SpanLimits, span_rule_broken, values_too_long
 
@@ -46,6 +46,8 @@ OUTCOME_ACCEPTED = "accepted"
 OUTCOME_REFUSED = "refused"
 OUTCOME_REJECTED = "rejected"
 _UNKNOWN_SERVICE = "unknown_service"
+_ZERO_TRACE_ID = bytes(16)
+_ZERO_SPAN_ID = bytes(8)
 
 
 def count_spans(request: ExportTraceServiceRequest) -> int:
@@ -148,14 +150,32 @@ class TracePipeline:
                     spans = scope_spans.spans
                     bad: list[int] | None = None
                     for i, span in enumerate(spans):
-                        rule = span_rule_broken(span, len(span.attributes), limits)
+                        # The rules of validation.py, inlined on fields the view needs anyway; the
+                        # slow path (span_rule_broken) only runs to name the rule broken.
+                        trace_id = span.trace_id
+                        span_id = span.span_id
+                        parent = span.parent_span_id
+                        start = span.start_time_unix_nano
+                        end = span.end_time_unix_nano
+                        kvs = span.attributes
                         if (
-                            rule is None
-                            and check_lengths
+                            len(trace_id) != 16
+                            or len(span_id) != 8
+                            or (parent and len(parent) != 8)
+                            or end < start
+                            or len(kvs) > max_attributes
+                            or trace_id == _ZERO_TRACE_ID
+                            or span_id == _ZERO_SPAN_ID
+                        ):
+                            rule = span_rule_broken(span, len(kvs), limits)
+                        elif (
+                            check_lengths
                             and span.ByteSize() > value_limit
-                            and values_too_long(span.attributes, value_limit)
+                            and values_too_long(kvs, value_limit)
                         ):
                             rule = "attribute_length"
+                        else:
+                            rule = None
                         if rule is not None:
                             rejections = rejections or Rejections()
                             rejections.add(rule, 1, f"resourceSpans[{r}].scopeSpans[{s}].spans[{i}]")
@@ -163,7 +183,20 @@ class TracePipeline:
                             bad.append(i)
                             continue
                         accepted += 1
-                        process(view_from_otlp_span(span, resource, service_name))
+                        trace_state = span.trace_state
+                        process(
+                            SpanView(
+                                span.name,
+                                span.kind,
+                                start,
+                                end,
+                                span.status.code,
+                                OtlpAttributes(kvs),
+                                resource,
+                                service_name=service_name,
+                                weight=_sampling_weight(trace_state) if trace_state else 1.0,
+                            )
+                        )
                     if bad:
                         for i in reversed(bad):
                             del spans[i]
