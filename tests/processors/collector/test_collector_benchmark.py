@@ -35,3 +35,30 @@ def test_benchmark_runs_and_accounts_for_every_span() -> None:
     assert "spansignals collector" in result.stdout
     assert "accounting ok" in result.stdout, result.stdout
     assert "MISMATCH" not in result.stdout, result.stdout
+
+
+@pytest.mark.integration
+def test_benchmark_workers_run_accounts_for_every_span() -> None:
+    """With --workers 2 the benchmark also measures two worker processes and prints the scaling factor."""
+    result = subprocess.run(
+        [
+            sys.executable,
+            str(BENCHMARK),
+            "--duration",
+            "1",
+            "--warmup",
+            "0.5",
+            "--no-rotel",
+            "--no-forward",
+            "--no-breakdown",
+            "--workers",
+            "2",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=180,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "spansignals x2 workers: accounting ok" in result.stdout, result.stdout
+    assert "scaling 2 workers / 1 worker" in result.stdout
