@@ -89,6 +89,7 @@ class SqliteQueue:
         self._pending_puts: list[tuple[Batch, asyncio.Future[None]]] = []
         self._pending_deletes: list[tuple[int, asyncio.Future[None]]] = []
         self._committer: asyncio.Task[None] | None = None
+        self._unwritable_until = 0.0
 
     # --- lifecycle -------------------------------------------------------------------------------
 
@@ -122,9 +123,15 @@ class SqliteQueue:
     # --- queue interface -------------------------------------------------------------------------
 
     def is_full(self) -> bool:
+        """Also true for ``retry_after`` seconds after a failed write (disk full): receivers then
+        refuse before deriving anything, and readiness reports it."""
+        if self._unwritable_until and time.monotonic() < self._unwritable_until:
+            return True
         return self.items >= self.max_items or self.size_bytes >= self.max_bytes
 
     def fits(self, items: int, nbytes: int) -> bool:
+        if self._unwritable_until and time.monotonic() < self._unwritable_until:
+            return False
         if self.items == 0:
             return True
         return self.items + items <= self.max_items and self.size_bytes + nbytes <= self.max_bytes
@@ -147,6 +154,7 @@ class SqliteQueue:
         except sqlite3.Error as exc:
             self.items -= batch.items
             self.size_bytes -= batch.size
+            self._unwritable_until = time.monotonic() + self.retry_after
             _logger.error(
                 "spansignals collector: persistent queue %s cannot store a batch: %s", self.path, exc
             )

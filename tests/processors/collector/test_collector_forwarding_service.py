@@ -88,8 +88,10 @@ def _logs_request() -> ExportLogsServiceRequest:
     return request
 
 
-def _accounting(collector: Collector, acked: int) -> dict[str, float]:
+async def _accounting(collector: Collector, acked: int) -> dict[str, float]:
+    """acked = sent + dropped + queued, read once no batch is in flight (the queue drained)."""
     assert collector.forwarder is not None
+    await _until(lambda: all(w.queue.empty() for w in collector.forwarder.workers))  # type: ignore[union-attr]
     totals = {outcome: v for (_, outcome), v in collector.exporter_families.spans.snapshot()}
     queued = sum(w.queue.items for w in collector.forwarder.workers)
     assert acked == totals.get("sent", 0) + totals.get("dropped", 0) + queued, (acked, totals, queued)
@@ -117,7 +119,7 @@ async def test_grpc_bytes_are_forwarded_as_received(fake_otlp: FakeOtlpServer, m
             assert resp.status == 200
     await _until(lambda: collector.exporter_families.spans.value(("down", "sent")) == 12)
     assert fake_otlp.delivered_spans() == 12 and fake_otlp.duplicates() == 0
-    assert _accounting(collector, 12)["sent"] == 12
+    assert (await _accounting(collector, 12))["sent"] == 12
 
 
 @pytest.mark.parametrize("transport", ["grpc", "http"])
@@ -212,7 +214,7 @@ async def test_full_queue_is_refused_retryably_before_derivation(
     assert fake_otlp.delivered_spans() == 8
     async with aiohttp.ClientSession() as session, session.get(ready_url) as resp:
         assert resp.status == 200
-    assert _accounting(collector, 8)["sent"] == 8
+    assert (await _accounting(collector, 8))["sent"] == 8
 
 
 async def test_metrics_page_shows_exporter_series(fake_otlp: FakeOtlpServer, make_collector: Any) -> None:

@@ -114,13 +114,17 @@ def tiny_fs(tmp_path: Path) -> Iterator[Path]:
 async def test_disk_full_refuses_retryably_and_loses_nothing_acknowledged(tiny_fs: Path) -> None:
     """On a full disk put raises QueueUnavailable (a retryable refusal); everything that was
     stored before is delivered after a reopen."""
-    queue = await _open(tiny_fs, max_items=10**9, max_bytes=10**12)
+    queue = await _open(tiny_fs, max_items=10**9, max_bytes=10**12, retry_after=60.0)
     stored = 0
     with pytest.raises(QueueUnavailable):
         for n in range(10_000):
             await queue.put(_batch(n, size=16 * 1024))
             stored += 1
     assert stored > 10 and queue.items == stored * 3
+    # For retry_after seconds the queue reports full: refused before any derivation, unready.
+    assert queue.is_full() and not queue.fits(1, 10)
+    with pytest.raises(QueueFull):
+        await queue.put(_batch(0))
     await queue.close()
 
     again = await _open(tiny_fs)
