@@ -4,7 +4,9 @@ Run:  python benchmarks/derivations_before_after.py --before COMMIT [--rounds 15
 
 The derivation modules (``--modules``, default: providers, ratelimit_headers, ratelimit, breaker,
 slo, cost) are read from ``COMMIT`` with ``git show`` into a temporary directory, their relative
-imports pointed at each other (old with old) and at today's package for everything else. Then
+imports pointed at each other (old with old) and at today's package for everything else (so list
+the modules that import a compared one too: ``ratelimit_headers`` alone would be measured through
+today's ``ratelimit``, which imports today's headers module). Then
 ``observe`` of the cost, rate-limit and SLO derivations, built from the DESIGN example config the
 way the factory builds them, is timed old and new alternately on prebuilt views of the span kinds
 of ``inapp_span_cost.py`` (plain server span, SaaS client span with rate-limit headers, LLM client
