@@ -323,7 +323,7 @@ class Collector:
         """One line per endpoint, for the start banner."""
         lines = []
         if self.grpc_endpoint is not None:
-            lines.append(f"OTLP gRPC traces   {self.grpc_endpoint}")
+            lines.append(f"OTLP gRPC          {self.grpc_endpoint} (traces, metrics, logs)")
         if self.http_endpoint is not None:
             lines.append(
                 f"OTLP/HTTP          http://{self.http_endpoint}/v1/traces, /v1/metrics, /v1/logs"
