@@ -99,11 +99,13 @@ async def test_forwarding_without_the_client_certificate_fails_retryably(
     assert downstream.pipeline.receiver_spans.value(("grpc", "accepted")) == 0
 
 
+@pytest.mark.parametrize("protocol", ["grpc", "http/protobuf"])
 async def test_derived_metrics_pushed_over_otlp(
-    fake_otlp: FakeOtlpServer, make_collector: Callable[..., Any]
+    fake_otlp: FakeOtlpServer, make_collector: Callable[..., Any], protocol: str
 ) -> None:
     """collector.metrics_export pushes the derived series (here RED calls) to an OTLP endpoint."""
-    push = {"endpoint": f"http://{fake_otlp.grpc_endpoint}", "protocol": "grpc", "interval": "100ms"}
+    endpoint = f"http://{fake_otlp.grpc_endpoint}" if protocol == "grpc" else fake_otlp.http_url
+    push = {"endpoint": endpoint, "protocol": protocol, "interval": "100ms"}
     collector = await make_collector({"collector": {"metrics_export": push}})
     async with grpc.aio.insecure_channel(str(collector.grpc_endpoint)) as channel:
         await channel.unary_unary(TRACES)(build_request().SerializeToString())
