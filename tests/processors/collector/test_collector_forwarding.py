@@ -10,6 +10,7 @@ from typing import Any
 import grpc
 import pytest
 from fake_otlp import Delay, Fail, FakeOtlpServer, Partial
+from fault_proxy import FaultProxy
 from otlp_builders import build_request
 
 from spansignals.processors.collector.exporter import parse_retry_after
@@ -351,3 +352,39 @@ def test_retry_after_header_forms(header: str | None, seconds: float | None) -> 
     """Retry-After as delta-seconds or an HTTP date (relative to now); nonsense is no hint."""
     now = 1445412480.0  # 2015-10-21 07:28:00 UTC
     assert parse_retry_after(header, now=now) == seconds
+
+
+@pytest.mark.parametrize("protocol", PROTOCOLS)
+async def test_connection_resets_are_retried_without_loss(
+    fake_otlp: FakeOtlpServer, started: Any, protocol: str
+) -> None:
+    """Connections reset by the network before reaching the downstream are retried: every span
+    arrives once."""
+    port = fake_otlp.grpc_port if protocol == "grpc" else fake_otlp.http_port
+    proxy = FaultProxy("127.0.0.1", port)
+    try:
+        proxy.reset_next(2)
+        endpoint = proxy.endpoint if protocol == "grpc" else f"http://{proxy.endpoint}"
+        config = CollectorConfig.model_validate(
+            {
+                "exporters": {
+                    "down": {
+                        "endpoint": endpoint,
+                        "protocol": protocol,
+                        "timeout": "2s",
+                        "max_request_bytes": 0,
+                        "retry": {"initial_interval": "20ms", "max_interval": "100ms"},
+                    }
+                }
+            }
+        )
+        forwarder = await started(config)
+        sent = Sent()
+        for _ in range(4):
+            await sent.submit(forwarder)
+        await _until(lambda: forwarder.workers[0].queue.empty(), timeout=20)
+        assert proxy.resets == 2
+        totals = _check_accounting(forwarder, sent, fake_otlp)
+        assert totals["sent"] == 12 and totals["failed"] >= 3 and fake_otlp.duplicates() == 0
+    finally:
+        proxy.stop()

@@ -1,0 +1,86 @@
+"""A TCP fault proxy for tests: forwards loopback connections to a target, or resets them.
+
+``FaultProxy(target_host, target_port)`` listens on a free loopback port (``port``). Its
+``reset_next(n)`` makes the next ``n`` connections be reset (RST via ``SO_LINGER`` 0) as soon as
+the client has sent its first bytes, before anything reaches the target; other connections are
+piped both ways. ``resets`` counts what was reset. Threads only; stop with ``stop()``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import socket
+import struct
+import threading
+
+from peers import LOOPBACK
+
+__all__ = ["FaultProxy"]
+
+
+class FaultProxy:
+    """See the module docstring."""
+
+    def __init__(self, target_host: str, target_port: int) -> None:
+        self._target = (target_host, target_port)
+        self._listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self._listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self._listener.bind((LOOPBACK, 0))
+        self._listener.listen(64)
+        self.port = self._listener.getsockname()[1]
+        self.endpoint = f"{LOOPBACK}:{self.port}"
+        self._lock = threading.Lock()
+        self._to_reset = 0
+        self.resets = 0
+        self._stopped = False
+        threading.Thread(target=self._accept_loop, daemon=True).start()
+
+    def reset_next(self, n: int) -> None:
+        with self._lock:
+            self._to_reset += n
+
+    def stop(self) -> None:
+        self._stopped = True
+        with contextlib.suppress(OSError):
+            self._listener.close()
+
+    def _accept_loop(self) -> None:
+        while not self._stopped:
+            try:
+                client, _ = self._listener.accept()
+            except OSError:
+                return
+            with self._lock:
+                reset = self._to_reset > 0
+                if reset:
+                    self._to_reset -= 1
+                    self.resets += 1
+            threading.Thread(target=self._handle, args=(client, reset), daemon=True).start()
+
+    def _handle(self, client: socket.socket, reset: bool) -> None:
+        if reset:
+            with contextlib.suppress(OSError):
+                client.settimeout(5)
+                client.recv(1)
+                client.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            client.close()
+            return
+        try:
+            upstream = socket.create_connection(self._target, timeout=5)
+        except OSError:
+            client.close()
+            return
+        for src, dst in ((client, upstream), (upstream, client)):
+            threading.Thread(target=self._pipe, args=(src, dst), daemon=True).start()
+
+    @staticmethod
+    def _pipe(src: socket.socket, dst: socket.socket) -> None:
+        src.settimeout(None)
+        try:
+            while data := src.recv(65536):
+                dst.sendall(data)
+        except OSError:
+            pass
+        finally:
+            with contextlib.suppress(OSError):
+                dst.shutdown(socket.SHUT_WR)
