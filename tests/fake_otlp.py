@@ -218,9 +218,7 @@ class FakeOtlpServer:
             answer = answer.then
         items = _item_count(signal, request)
         with self._lock:
-            self.requests.append(
-                Seen(transport, signal, headers, items, type(answer).__name__, arrived)
-            )
+            self.requests.append(Seen(transport, signal, headers, items, type(answer).__name__, arrived))
             if isinstance(answer, Fail):
                 return answer
             rejected = answer.rejected if isinstance(answer, Partial) else 0
