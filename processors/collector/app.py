@@ -322,12 +322,16 @@ class Collector:
     def describe(self) -> str:
         """One line per endpoint, for the start banner."""
         lines = []
+        settings = self.settings
+        auth = ", bearer token required" if self.auth is not None else ""
         if self.grpc_endpoint is not None:
-            lines.append(f"OTLP gRPC          {self.grpc_endpoint} (traces, metrics, logs)")
+            grpc_note = _tls_note(settings.grpc_tls) + auth
+            lines.append(f"OTLP gRPC          {self.grpc_endpoint} (traces, metrics, logs{grpc_note})")
         if self.http_endpoint is not None:
+            scheme = "https" if settings.http_tls is not None else "http"
             lines.append(
-                f"OTLP/HTTP          http://{self.http_endpoint}/v1/traces, /v1/metrics, /v1/logs"
-                " (protobuf, JSON, gzip)"
+                f"OTLP/HTTP          {scheme}://{self.http_endpoint}/v1/traces, /v1/metrics, /v1/logs"
+                f" (protobuf, JSON, gzip{_tls_note(settings.http_tls)}{auth})"
             )
         m = self.metrics_endpoint
         lines.append(f"Prometheus metrics http://{m}/metrics  (health: /health/live, /health/ready)")
@@ -337,6 +341,12 @@ class Collector:
         if self.metrics_push is not None:
             lines.append(f"OTLP metrics push  {self.metrics_push.endpoint}")
         return "\n".join(lines)
+
+
+def _tls_note(tls: ServerTls | None) -> str:
+    if tls is None:
+        return ""
+    return ", mTLS" if tls.mutual else ", TLS"
 
 
 def run(config_path: str | None, workers: int | None = None) -> int:
