@@ -204,11 +204,11 @@ class ExporterWorker:
                     for part in parts:  # take the others with it, so each goes on its own
                         if not await self._deliver(part):
                             break
-                        await self.queue.ack(pending.pop(0))
+                        await self.queue.ack_many([pending.pop(0)])
                     done = not pending
                 elif done:
-                    await asyncio.gather(*(self.queue.ack(part) for part in parts))
-                    pending.clear()
+                    pending.clear()  # delivered and counted: never released, even if cancelled now
+                    await self.queue.ack_many(parts)
             except asyncio.CancelledError:  # shutdown timeout: what is not done goes back
                 for part in reversed(pending):
                     self.queue.release(part)

@@ -206,19 +206,30 @@ class SqliteQueue:
     async def ack(self, batch: Batch) -> None:
         """Delete the batch (delivered, or dropped and counted); returns once the delete is
         committed, so a crash re-sends at most the batches in flight."""
-        entry = self._index.pop(batch.id, None)
-        if entry is None:
+        await self.ack_many([batch])
+
+    async def ack_many(self, batches: list[Batch]) -> None:
+        """Delete several batches in one commit. The in-memory bookkeeping happens before the
+        first suspension, so a cancellation cannot leave a delivered batch counted as queued."""
+        futures = []
+        loop = asyncio.get_running_loop()
+        for batch in batches:
+            entry = self._index.pop(batch.id, None)
+            if entry is None:
+                continue
+            self._payloads.pop(batch.id, None)
+            self.items -= entry[1]
+            self.size_bytes -= entry[2]
+            done: asyncio.Future[None] = loop.create_future()
+            self._pending_deletes.append((batch.id, done))
+            futures.append(done)
+        if not futures:
             return
-        self._payloads.pop(batch.id, None)
-        self.items -= entry[1]
-        self.size_bytes -= entry[2]
-        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._pending_deletes.append((batch.id, done))
         self._schedule_commit()
         try:
-            await done
-        except sqlite3.Error as exc:  # it will be re-sent after a restart: a bounded duplicate
-            _logger.error("spansignals collector: deleting delivered batch %d failed: %s", batch.id, exc)
+            await asyncio.gather(*futures)
+        except sqlite3.Error as exc:  # re-sent after a restart: a bounded duplicate
+            _logger.error("spansignals collector: deleting delivered batches failed: %s", exc)
 
     def _schedule_commit(self) -> None:
         if self._committer is None or self._committer.done():
