@@ -17,7 +17,7 @@ from fake_otlp import FakeOtlpServer
 from google.rpc import error_details_pb2, status_pb2
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
 from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportMetricsServiceRequest
-from otlp_builders import SPAN_KIND_SERVER, build_request
+from otlp_builders import SPAN_KIND_SERVER, build_request, json_request
 from peers import scrape_samples
 
 from spansignals.processors.collector import Collector, CollectorSettings, Endpoint
@@ -106,7 +106,8 @@ async def _until(predicate: Callable[[], bool], timeout: float = 10.0) -> None:
 
 
 async def test_grpc_bytes_are_forwarded_as_received(fake_otlp: FakeOtlpServer, make_collector: Any) -> None:
-    """Spans sent over gRPC and over HTTP (protobuf, gzip, JSON) all reach the downstream once."""
+    """Spans sent over gRPC and over HTTP (protobuf, gzip, OTLP/JSON re-encoded with its hex ids)
+    all reach the downstream once."""
     collector = await make_collector(_config(fake_otlp))
     async with grpc.aio.insecure_channel(str(collector.grpc_endpoint)) as channel:
         await channel.unary_unary(TRACES)(_unique_request(1))
@@ -117,9 +118,15 @@ async def test_grpc_bytes_are_forwarded_as_received(fake_otlp: FakeOtlpServer, m
         headers = {"Content-Type": PROTOBUF, "Content-Encoding": "gzip"}
         async with session.post(url, data=gzip.compress(_unique_request(200)), headers=headers) as resp:
             assert resp.status == 200
-    await _until(lambda: collector.exporter_families.spans.value(("down", "sent")) == 12)
-    assert fake_otlp.delivered_spans() == 12 and fake_otlp.duplicates() == 0
-    assert (await _accounting(collector, 12))["sent"] == 12
+        async with session.post(url, json=json_request()) as resp:  # OTLP/JSON: re-encoded
+            assert resp.status == 200
+    await _until(lambda: collector.exporter_families.spans.value(("down", "sent")) == 14)
+    assert fake_otlp.delivered_spans() == 14 and fake_otlp.duplicates() == 0
+    json_ids = {(t, s) for t, s in fake_otlp.spans if s == bytes.fromhex("eee19b7ec3c1b173")}
+    assert json_ids == {
+        (bytes.fromhex("5b8efff798038103d269b633813fc60c"), bytes.fromhex("eee19b7ec3c1b173"))
+    }
+    assert (await _accounting(collector, 14))["sent"] == 14
 
 
 @pytest.mark.parametrize("transport", ["grpc", "http"])
