@@ -13,7 +13,8 @@ scripted answer (``script(...)``) when there is one:
 
 Everything accepted is recorded: ``spans`` counts each delivered (trace_id, span_id) (duplicates
 visible), ``items[signal]`` the delivered metric data points and log records, ``requests`` every
-request seen with its transport, signal, headers and answer. Thread-safe; stop with ``stop()``.
+request seen with its transport, signal, headers and answer, ``bodies`` the accepted payloads.
+Thread-safe; stop with ``stop()``.
 """
 
 from __future__ import annotations
@@ -131,6 +132,7 @@ class FakeOtlpServer:
         self.spans: collections.Counter[tuple[bytes, bytes]] = collections.Counter()
         self.items: collections.Counter[str] = collections.Counter()
         self.requests: list[Seen] = []
+        self.bodies: list[tuple[str, bytes]] = []  # (signal, uncompressed protobuf) of accepted requests
         self._grpc: grpc.Server | None = None
         self._http: http.server.ThreadingHTTPServer | None = None
         self.up()
@@ -222,6 +224,7 @@ class FakeOtlpServer:
             if isinstance(answer, Fail):
                 return answer
             rejected = answer.rejected if isinstance(answer, Partial) else 0
+            self.bodies.append((signal, body))
             if signal == "traces":
                 self.spans.update(_span_ids(request)[rejected:])
             else:

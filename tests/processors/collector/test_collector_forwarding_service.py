@@ -5,6 +5,7 @@ queue is full and before derivation, readiness, and the accounting check at the 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import gzip
 import time
 from collections.abc import AsyncIterator, Callable
@@ -17,7 +18,7 @@ from fake_otlp import FakeOtlpServer
 from google.rpc import error_details_pb2, status_pb2
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
 from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportMetricsServiceRequest
-from otlp_builders import SPAN_KIND_SERVER, build_request, json_request
+from otlp_builders import SPAN_KIND_CLIENT, SPAN_KIND_SERVER, build_request, json_request
 from peers import scrape_samples
 
 from spansignals.processors.collector import Collector, CollectorSettings, Endpoint
@@ -47,8 +48,12 @@ async def make_collector() -> AsyncIterator[Callable[..., Any]]:
 
     async def make(config: Any) -> Collector:
         any_port = Endpoint("127.0.0.1", 0)
-        settings = CollectorSettings(
-            grpc_endpoint=any_port, http_endpoint=any_port, metrics_endpoint=any_port, shutdown_timeout_s=1.0
+        settings = dataclasses.replace(
+            CollectorSettings.from_config(config),
+            grpc_endpoint=any_port,
+            http_endpoint=any_port,
+            metrics_endpoint=any_port,
+            shutdown_timeout_s=1.0,
         )
         collector = Collector(build_engine(config), settings, config=config)
         await collector.start()
@@ -241,3 +246,19 @@ async def test_metrics_page_shows_exporter_series(fake_otlp: FakeOtlpServer, mak
     ]
     assert sent == [4.0]
     assert [v for _, v in scrape_samples(text, "spansignals_exporter_queue_spans")] == [0.0]
+
+
+async def test_redacted_spans_are_forwarded_re_encoded(
+    fake_otlp: FakeOtlpServer, make_collector: Any
+) -> None:
+    """With collector.redaction on, the downstream gets the redacted request, never the secret."""
+    collector = await make_collector(_config(fake_otlp, redaction={"enabled": True}))
+    request = build_request("svc", [("GET /a", SPAN_KIND_CLIENT, 0)])
+    kv = request.resource_spans[0].scope_spans[0].spans[0].attributes.add()
+    kv.key = "url.full"
+    kv.value.string_value = "https://ana:CANARY-s3cret@api.example.com/v1?api_key=CANARY-k3y"
+    async with grpc.aio.insecure_channel(str(collector.grpc_endpoint)) as channel:
+        await channel.unary_unary(TRACES)(request.SerializeToString())
+    await _until(lambda: fake_otlp.delivered_spans() == 1)
+    forwarded = b"".join(body for _, body in fake_otlp.bodies)
+    assert b"CANARY" not in forwarded and b"REDACTED" in forwarded
