@@ -324,6 +324,7 @@ class Forwarder:
     def __init__(self, workers: list[ExporterWorker], families: ExporterFamilies) -> None:
         self.workers = workers
         self.families = families
+        self._last_refusal_log = float("-inf")
 
     @classmethod
     def from_config(cls, collector: Any, *, families: ExporterFamilies | None = None) -> Forwarder:
@@ -372,13 +373,32 @@ class Forwarder:
         return all(worker.healthy() for worker in self.workers)
 
     def has_room(self, items: int, nbytes: int) -> bool:
-        """Whether every queue would take a request of this size now."""
-        return all(worker.queue.fits(items, nbytes) for worker in self.workers)
+        """Whether every queue would take a request of this size now (logs, at most once a
+        minute, which exporter's queue is refusing)."""
+        for worker in self.workers:
+            if not worker.queue.fits(items, nbytes):
+                self._log_refusal(worker)
+                return False
+        return True
+
+    def _log_refusal(self, worker: ExporterWorker) -> None:
+        now = time.monotonic()
+        if now - self._last_refusal_log < 60.0:
+            return
+        self._last_refusal_log = now
+        _logger.warning(
+            "spansignals collector: exporter %s: queue full or not writable (%d items queued);"
+            " refusing requests with a retry hint of %.1f s until it drains",
+            worker.name,
+            worker.queue.items,
+            worker.queue.retry_after,
+        )
 
     async def submit(self, signal: str, payload: bytes, items: int) -> None:
         """Queue the request for every exporter; raises ``Backpressure`` (nothing acknowledged)."""
         for worker in self.workers:
             if not worker.queue.fits(items, len(payload)):
+                self._log_refusal(worker)
                 raise QueueFull("the collector's export queue is full; retry later", worker.queue.retry_after)
         for worker in self.workers:
             await worker.queue.put(Batch(signal, payload, items))

@@ -193,7 +193,7 @@ def _retry_delay(error: grpc.aio.AioRpcError) -> float | None:
 
 
 async def test_full_queue_is_refused_retryably_before_derivation(
-    fake_otlp: FakeOtlpServer, make_collector: Any
+    fake_otlp: FakeOtlpServer, make_collector: Any, caplog: pytest.LogCaptureFixture
 ) -> None:
     """Downstream down past the queue bound: gRPC UNAVAILABLE + RetryInfo, HTTP 503 + Retry-After,
     counted refused, not derived; readiness 503; once the downstream is back everything acked is
@@ -220,6 +220,7 @@ async def test_full_queue_is_refused_retryably_before_derivation(
     assert receiver.value(("grpc", "accepted")) == 8
     red_calls = sum(v for _, v in collector.engine.processors[0].metric_families()[0].snapshot())
     assert red_calls == 8  # refused spans were not derived
+    assert caplog.text.count("exporter down: queue full or not writable") == 1  # once a minute
 
     fake_otlp.up()
     await _until(lambda: collector.exporter_families.spans.value(("down", "sent")) == 8)
