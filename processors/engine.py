@@ -86,12 +86,23 @@ class SignalSpanProcessor(SpanProcessor):
     processor_name = "signal"
     sync_kinds: frozenset[int] = frozenset()
     """OTLP span kinds this derivation must see on the span path when the in-app front door
-    defers derivation (see :mod:`.deferred`): set it when a decision made before the next request
-    depends on the state, as the guard depends on the breakers."""
+    defers derivation (see :mod:`.deferred`). Ask with :meth:`require_sync` when a decision made
+    before the next request starts depending on the state (``guard()`` and the breakers)."""
 
     def __init__(self) -> None:
         self.errors = ProcessorErrors()
         self.events = EventBus()
+        self._sync_listeners: list[Callable[[], None]] = []
+
+    def require_sync(self, kinds: frozenset[int] | set[int]) -> None:
+        """From now on, derive spans of ``kinds`` inside ``span.end()``; front doors that defer
+        derivation are told (they derive what is queued first, so state stays in order)."""
+        wanted = self.sync_kinds | frozenset(kinds)
+        if wanted == self.sync_kinds:
+            return
+        self.sync_kinds = wanted
+        for listener in tuple(self._sync_listeners):
+            listener()
 
     def observe(self, view: SpanView) -> None:
         """Derive from one finished span. Runs on the span path: dictionary arithmetic only."""
@@ -201,16 +212,28 @@ class EngineSpanProcessor(SpanProcessor):
         self._deferred: DeferredSpans | None = None
         if not deferred:
             return
-        sync = [p for p in engine.processors if p.sync_kinds]
-        sync_kinds: set[int] = set().union(*(p.sync_kinds for p in sync))
-        # SDK SpanKind members, compared by identity on the span path (no enum hashing there).
-        self._sync_sdk_kinds = tuple(k for k in SDK_SPAN_KINDS if _SDK_KIND_TO_OTLP[k.value] in sync_kinds)
-        self._sync_observers = tuple((p.processor_name, p.observe) for p in sync)
-        self._later_observers = tuple(
-            (p.processor_name, p.observe) for p in engine.processors if not p.sync_kinds
-        )
         self._deferred = DeferredSpans(self._consume, **deferred_options)
         engine.add_flusher(self._deferred.flush)
+        self._plan = self._sync_plan()
+        for p in engine.processors:
+            p._sync_listeners.append(self._sync_changed)
+
+    def _sync_plan(self) -> tuple[tuple[Any, ...], tuple[Any, ...], tuple[Any, ...]]:
+        """``(SDK kinds derived on the span path, their observers, the other observers)``."""
+        sync = [p for p in self.engine.processors if p.sync_kinds]
+        kinds: set[int] = set().union(*(p.sync_kinds for p in sync))
+        # SDK SpanKind members, compared by identity on the span path (no enum hashing there).
+        sdk_kinds = tuple(k for k in SDK_SPAN_KINDS if _SDK_KIND_TO_OTLP[k.value] in kinds)
+        return (
+            sdk_kinds,
+            tuple((p.processor_name, p.observe) for p in sync),
+            tuple((p.processor_name, p.observe) for p in self.engine.processors if not p.sync_kinds),
+        )
+
+    def _sync_changed(self) -> None:
+        if self._deferred is not None:
+            self._deferred.flush()  # what was queued before the switch is derived first, in order
+        self._plan = self._sync_plan()
 
     @property
     def deferred(self) -> DeferredSpans | None:
@@ -226,9 +249,10 @@ class EngineSpanProcessor(SpanProcessor):
                 self.engine.errors.record("adapter", exc)
             return
         try:
-            if self._sync_sdk_kinds and span.kind in self._sync_sdk_kinds:
+            sync_kinds, sync_observers, _ = self._plan
+            if sync_kinds and span.kind in sync_kinds:
                 view = view_from_readable_span(span)
-                self.engine.process(view, self._sync_observers)
+                self.engine.process(view, sync_observers)
                 deferred.put(view)
             else:
                 deferred.put(span)
@@ -237,7 +261,7 @@ class EngineSpanProcessor(SpanProcessor):
 
     def _consume(self, batch: list[Any]) -> None:
         process = self.engine.process
-        later = self._later_observers
+        later = self._plan[2]
         for item in batch:
             try:
                 if isinstance(item, SpanView):

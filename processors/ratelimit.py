@@ -98,8 +98,8 @@ class RateLimitSpanProcessor(SignalSpanProcessor):
     """
 
     processor_name = "ratelimit"
-    # guard() consults the breakers before the next request: keep client spans on the span path.
-    sync_kinds = frozenset({KIND_CLIENT})
+    # No span needs to be derived inside span.end() until guard() consults the breakers before
+    # a request; guard() then calls require_sync({KIND_CLIENT}) (see processors/deferred.py).
 
     def __init__(
         self,

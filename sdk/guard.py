@@ -36,6 +36,7 @@ from typing import Any, TypeVar
 from opentelemetry import trace
 
 from spansignals.processors.ratelimit import Admission, RateLimitSpanProcessor, route_of_path
+from spansignals.processors.view import KIND_CLIENT
 
 from ._configure import active_telemetry
 
@@ -77,12 +78,15 @@ def _active_processor() -> RateLimitSpanProcessor | None:
     processor = telemetry.engine.get(RateLimitSpanProcessor.processor_name)
     if not isinstance(processor, RateLimitSpanProcessor):
         processor = None
-    elif telemetry.tracer_provider is not None:
-        # Label decisions with the app's service even before its first span reaches the processor.
-        resource = getattr(telemetry.tracer_provider, "resource", None)
-        name = resource.attributes.get("service.name") if resource is not None else None
-        if isinstance(name, str) and name:
-            processor.service_name = name
+    else:
+        # The breakers decide the next request: client spans are derived inside span.end() now.
+        processor.require_sync({KIND_CLIENT})
+        if telemetry.tracer_provider is not None:
+            # Label decisions with the app's service even before its first span reaches the processor.
+            resource = getattr(telemetry.tracer_provider, "resource", None)
+            name = resource.attributes.get("service.name") if resource is not None else None
+            if isinstance(name, str) and name:
+                processor.service_name = name
     _cached = (telemetry, processor)
     return processor
 
@@ -104,6 +108,8 @@ class _Guard:
         if max_wait is not None and not max_wait >= 0:
             raise ValueError(f"max_wait: must be >= 0 seconds, got {max_wait!r}")
         self._fixed = processor
+        if processor is not None:
+            processor.require_sync({KIND_CLIENT})
         self._mode = mode
         self._max_wait = max_wait
         self._clock = clock

@@ -28,9 +28,8 @@ class Recorder(SignalSpanProcessor):
 
     processor_name = "recorder"
 
-    def __init__(self, sync_kinds: frozenset[int] = frozenset()) -> None:
+    def __init__(self) -> None:
         super().__init__()
-        self.sync_kinds = sync_kinds
         self.seen: list[tuple[str, str]] = []
 
     def observe(self, view: SpanView) -> None:
@@ -72,7 +71,8 @@ def test_span_path_only_enqueues_and_collection_sees_every_span():
 
 def test_sync_kinds_run_on_the_span_path_and_others_later():
     """A derivation with sync_kinds sees client spans inside span.end(); others see them later, once."""
-    fresh, later = Recorder(frozenset({KIND_CLIENT})), Recorder()
+    fresh, later = Recorder(), Recorder()
+    fresh.require_sync({KIND_CLIENT})
     engine = SignalEngine([fresh, later])
     processor = EngineSpanProcessor(engine, deferred=True, interval=3600)
     _, tracer = _tracer(processor)
@@ -169,3 +169,32 @@ def test_deferred_queue_rejects_inconsistent_bounds():
         pass
     else:
         raise AssertionError("expected ValueError")
+
+
+def test_require_sync_switches_a_running_front_door_in_order():
+    """Before require_sync client spans wait in the queue; the switch derives them first, then inline."""
+    rec = Recorder()
+    engine = SignalEngine([rec])
+    processor = EngineSpanProcessor(engine, deferred=True, interval=3600)
+    _, tracer = _tracer(processor)
+    tracer.start_span("early", kind=SpanKind.CLIENT).end()
+    assert rec.seen == []
+    rec.require_sync({KIND_CLIENT})
+    assert len(rec.seen) == 1  # the queued span, derived at the switch
+    tracer.start_span("late", kind=SpanKind.CLIENT).end()
+    assert len(rec.seen) == 2  # inline now
+    engine.flush()
+    assert len(rec.seen) == 2  # and not a second time
+
+
+def test_guard_makes_the_rate_limit_derivation_inline():
+    """guard() asks the rate-limit derivation for client spans on the span path; before, none."""
+    import httpx
+
+    from spansignals.processors.ratelimit import RateLimitSpanProcessor
+    from spansignals.sdk import guard
+
+    proc = RateLimitSpanProcessor()
+    assert proc.sync_kinds == frozenset()
+    guard(httpx.Client(), processor=proc).close()
+    assert proc.sync_kinds == frozenset({KIND_CLIENT})
