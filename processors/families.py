@@ -7,7 +7,8 @@ label values) and :mod:`spansignals.processors.producer` turns them into OTel me
 collection time. The OTel Python SDK has no public API to report pre-aggregated histograms
 (``MetricProducer`` is in the spec but not in the SDK), which is why this module exists.
 
-Every family has a cardinality cap (default 2000 series). Past the cap, new label sets are
+Every family has a cardinality cap (default 2000 series) and label values are cut to 256
+characters. Past the cap, new label sets are
 folded into one overflow series whose only attribute is ``otel.metric.overflow=true`` (rendered
 ``otel_metric_overflow="true"`` in Prometheus), as the metrics SDK specification asks; totals
 are conserved.
@@ -36,6 +37,8 @@ __all__ = [
 ]
 
 DEFAULT_MAX_SERIES = 2000
+MAX_LABEL_VALUE_CHARS = 256
+"""Label values are cut to this many characters: a 1 MiB span name must not become a label."""
 OVERFLOW_KEY = "otel.metric.overflow"
 OVERFLOW_ATTRIBUTES: dict[str, Any] = {OVERFLOW_KEY: True}
 _OVERFLOW = ("\x00overflow",)  # a label tuple no real span can produce
@@ -73,8 +76,21 @@ class MetricFamily:
         self._series: dict[tuple[Any, ...], Any] = {}
 
     def _key(self, labels: tuple[Any, ...]) -> tuple[Any, ...]:
-        """Return ``labels`` or the overflow key when the family is full. Caller holds the lock."""
-        if labels in self._series or len(self._series) < self.max_series:
+        """Return ``labels`` (long values cut), or the overflow key when the family is full.
+
+        Caller holds the lock. Only label sets not seen yet pay for the length check.
+        """
+        series = self._series
+        if labels in series:
+            return labels
+        if any(type(v) is str and len(v) > MAX_LABEL_VALUE_CHARS for v in labels):
+            labels = tuple(
+                v[:MAX_LABEL_VALUE_CHARS] if type(v) is str and len(v) > MAX_LABEL_VALUE_CHARS else v
+                for v in labels
+            )
+            if labels in series:
+                return labels
+        if len(series) < self.max_series:
             return labels
         return _OVERFLOW
 

@@ -82,3 +82,13 @@ def test_gauge_callback_values_and_label_omission():
     snap = g.snapshot()
     assert snap == [(("a", "z"), 1.0), (("b", None), 3.0)] and calls == [1]
     assert g.attributes(("b", None)) == {"x": "b"}
+
+
+def test_long_label_values_are_cut():
+    """A huge label value (a 1 MiB span name) is stored cut to 256 characters, in one series."""
+    c = CounterFamily("c", "", "1", ("k", "n"))
+    huge = "x" * (1 << 20)
+    c.add((huge, 1), 1)
+    c.add((huge, 1), 2)
+    [(labels, value)] = c.snapshot()
+    assert labels == ("x" * 256, 1) and value == 3
