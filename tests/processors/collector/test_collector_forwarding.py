@@ -388,3 +388,33 @@ async def test_connection_resets_are_retried_without_loss(
         assert totals["sent"] == 12 and totals["failed"] >= 3 and fake_otlp.duplicates() == 0
     finally:
         proxy.stop()
+
+
+async def test_one_exporter_down_does_not_hold_back_the_other_until_its_queue_fills(started: Any) -> None:
+    """Exporter a keeps delivering while b is down; once b's queue is full every request is
+    refused (nothing acked that b could lose); b back up receives everything acked."""
+    healthy, broken = FakeOtlpServer(), FakeOtlpServer()
+    broken.down()
+    try:
+        retry = {"initial_interval": "20ms", "max_interval": "50ms"}
+        config = CollectorConfig.model_validate(
+            {
+                "exporters": {
+                    "a": {"endpoint": healthy.grpc_endpoint, "retry": retry, "max_request_bytes": 0},
+                    "b": {"endpoint": broken.grpc_endpoint, "retry": retry, "queue": {"max_items": 6}},
+                }
+            }
+        )
+        forwarder = await started(config)
+        sent = Sent()
+        await sent.submit(forwarder)
+        await sent.submit(forwarder)
+        await _until(lambda: healthy.delivered_spans() == 6)
+        with pytest.raises(QueueFull):
+            await sent.submit(forwarder)
+        broken.up()
+        await _until(lambda: all(w.queue.empty() for w in forwarder.workers), timeout=15)
+        assert healthy.delivered_spans() == broken.delivered_spans() == sent.acked == 6
+    finally:
+        healthy.stop()
+        broken.stop()
