@@ -135,3 +135,28 @@ async def test_disk_full_refuses_retryably_and_loses_nothing_acknowledged(tiny_f
         await again.ack(batch)
     assert got == [f"batch-{n:06d}".encode() for n in range(stored)]
     await again.close()
+
+
+def test_each_worker_process_owns_its_queue_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Under --workers, worker i's persistent queue is <exporter>.worker<i>.sqlite (never shared)."""
+    from spansignals.processors.collector.forwarding import Forwarder
+    from spansignals.processors.collector.workers import WORKER_INDEX_ENV
+    from spansignals.processors.config.collector import CollectorConfig
+
+    config = CollectorConfig.model_validate(
+        {
+            "exporters": {"sink": {"endpoint": "127.0.0.1:1"}},
+            "queue": {"kind": "persistent", "path": str(tmp_path)},
+        }
+    )
+
+    async def queue_path() -> Path:
+        forwarder = Forwarder.from_config(config)
+        queue = forwarder.workers[0].queue
+        await forwarder.workers[0].sender.close()
+        assert isinstance(queue, SqliteQueue)
+        return queue.path
+
+    assert asyncio.run(queue_path()) == tmp_path / "sink.sqlite"
+    monkeypatch.setenv(WORKER_INDEX_ENV, "1")
+    assert asyncio.run(queue_path()) == tmp_path / "sink.worker1.sqlite"
