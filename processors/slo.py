@@ -216,7 +216,7 @@ class SloSpanProcessor(SignalSpanProcessor):
                     info = resolve_view(view, self._providers)
                     provider = info.name if info is not None else None
                 if slo.providers_only:
-                    if provider not in slo.providers:
+                    if provider not in (slo.providers or ()):
                         continue
                 elif not slo.dynamic_match(view, provider):
                     continue

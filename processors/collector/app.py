@@ -21,6 +21,7 @@ import signal
 import sys
 from dataclasses import dataclass, field, replace
 from types import TracebackType
+from typing import Any
 
 from opentelemetry.sdk.resources import Resource
 
@@ -104,7 +105,7 @@ def _server_tls(receiver: object | None) -> ServerTls | None:
     return ServerTls(tls.cert_file, tls.key_file, tls.client_ca_file)
 
 
-def _hardening_settings(collector: object) -> dict[str, object]:
+def _hardening_settings(collector: object) -> dict[str, Any]:
     """The ``limits``, ``auth``, ``redaction``, ``workers`` and receiver ``tls`` keys as settings."""
     limits = collector.limits  # type: ignore[attr-defined]
     auth = collector.auth  # type: ignore[attr-defined]

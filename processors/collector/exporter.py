@@ -48,7 +48,7 @@ GRPC_METHODS = {
     SIGNAL_METRICS: "/opentelemetry.proto.collector.metrics.v1.MetricsService/Export",
     SIGNAL_LOGS: "/opentelemetry.proto.collector.logs.v1.LogsService/Export",
 }
-_RESPONSES = {
+_RESPONSES: dict[str, tuple[Any, str]] = {
     SIGNAL_TRACES: (ExportTraceServiceResponse, "rejected_spans"),
     SIGNAL_METRICS: (ExportMetricsServiceResponse, "rejected_data_points"),
     SIGNAL_LOGS: (ExportLogsServiceResponse, "rejected_log_records"),

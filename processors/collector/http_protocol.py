@@ -32,7 +32,7 @@ _TEXTS = {
 }
 
 
-class _QuietRequestHandler(RequestHandler):  # type: ignore[misc]
+class _QuietRequestHandler(RequestHandler):
     def handle_error(
         self,
         request: Any,

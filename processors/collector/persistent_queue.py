@@ -36,11 +36,13 @@ import zlib
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import TypeVar
 
 from .queue import Batch, QueueFull, QueueUnavailable
 
 __all__ = ["SqliteQueue"]
 
+_T = TypeVar("_T")
 _logger = logging.getLogger(__name__)
 
 _SCHEMA = (
@@ -177,7 +179,7 @@ class SqliteQueue:
             payload = self._payloads.get(row_id)
             if payload is None:  # recovered from a previous run: read back and CRC-checked
                 try:
-                    payload = await self._run(self._read_sync, row_id)  # type: ignore[assignment]
+                    payload = await self._run(self._read_sync, row_id)
                 except sqlite3.Error as exc:
                     _logger.error("spansignals collector: reading queued batch %d failed: %s", row_id, exc)
                     payload = None
@@ -247,7 +249,7 @@ class SqliteQueue:
                     if not done.done():
                         done.set_exception(exc)
                 continue
-            for (batch, done), row_id in zip(puts, ids, strict=True):  # type: ignore[call-overload]
+            for (batch, done), row_id in zip(puts, ids, strict=True):
                 batch.id = row_id
                 if not done.done():
                     done.set_result(None)
@@ -261,7 +263,7 @@ class SqliteQueue:
 
     # --- sqlite, on the queue's own thread -------------------------------------------------------
 
-    async def _run(self, fn: Callable[..., object], *args: object) -> object:
+    async def _run(self, fn: Callable[..., _T], *args: object) -> _T:
         return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
 
     def _connect(self, path: Path) -> sqlite3.Connection:
