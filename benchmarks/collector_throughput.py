@@ -132,12 +132,17 @@ def build_template(spans_per_request: int) -> tuple[bytes, list[int]]:
                 _attr(span, "http.response.status_code", 200)
             index += 1
     body = request.SerializeToString()
+    # Search for the whole trace_id field (tag 0x0a, length 16), in span order: the bare 16 bytes
+    # also occur across field boundaries (span 0's zero id followed by the span_id tag 0x12 reads
+    # as span 18's), which left spans unpatched and so duplicated in every request.
     offsets = []
+    start = 0
     for i in range(index):
-        offset = body.find(b"\x00" * 8 + i.to_bytes(8, "big"))
+        offset = body.find(b"\x0a\x10" + b"\x00" * 8 + i.to_bytes(8, "big"), start)
         if offset < 0:
             raise RuntimeError("trace id not found in the serialized template")
-        offsets.append(offset)
+        offsets.append(offset + 2)
+        start = offset + 18
     return body, offsets
 
 

@@ -62,3 +62,33 @@ def test_benchmark_workers_run_accounts_for_every_span() -> None:
     assert result.returncode == 0, result.stderr[-3000:]
     assert "spansignals x2 workers: accounting ok" in result.stdout, result.stdout
     assert "scaling 2 workers / 1 worker" in result.stdout
+
+
+def test_template_patching_gives_every_span_a_unique_id() -> None:
+    """Patching the request counter into the template leaves no span with the same id in two requests."""
+    import importlib.util
+
+    from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+
+    spec = importlib.util.spec_from_file_location("collector_throughput", BENCHMARK)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # its dataclasses look their module up
+    try:
+        spec.loader.exec_module(module)
+    finally:
+        del sys.modules[spec.name]
+    template, offsets = module.build_template(512)
+    ids = set()
+    for counter in (1, 2):
+        body = bytearray(template)
+        for offset in offsets:
+            body[offset : offset + 8] = counter.to_bytes(8, "big")
+        request = ExportTraceServiceRequest.FromString(bytes(body))
+        ids.update(
+            (s.trace_id, s.span_id)
+            for rs in request.resource_spans
+            for ss in rs.scope_spans
+            for s in ss.spans
+        )
+    assert len(ids) == 2 * 512
