@@ -478,7 +478,8 @@ def measure(
     accounting = "n/a"
     if target.metrics_urls:
         parts = [_accepted(url) for url in target.metrics_urls]
-        accepted = None if any(p is None for p in parts) else sum(p or 0.0 for p in parts)
+        # A worker the kernel gave no connection has no sample yet: it accepted nothing.
+        accepted = None if all(p is None for p in parts) else sum(p or 0.0 for p in parts)
         if accepted is not None and int(accepted) == load.spans_total:
             accounting = f"ok: collector accepted {int(accepted):,} = {load.spans_total:,} acknowledged"
         else:
