@@ -1,7 +1,7 @@
 """Load tests of the collector as a child process (RELIABILITY.md "Test families" → Load, issue #6).
 
-Steady load, overload with a slow downstream, mixed encodings, a cardinality explosion and
-/metrics under load. The load comes from ``tests/load_generator.py`` in its own process; the
+Steady load, overload with a slow downstream, mixed encodings, attribute-heavy spans, a
+cardinality explosion and /metrics under load. The load comes from ``tests/load_generator.py`` in its own process; the
 collector forwards to the scriptable fake downstream (``fake_otlp``). Every test ends with the
 accounting check: spans acknowledged to clients = spans the collector counted as accepted = sent
 + dropped{reason} + still queued, and the fake received exactly what was counted as sent.
@@ -297,6 +297,61 @@ async def test_mixed_encodings_exact_counts(
     assert by_transport == {t: float(n) for t, n in sent.items()}
     assert calls == total
     assert _total(text, "spansignals_receiver_spans_total", outcome="rejected") == 0
+    _accounting(collector, fake_otlp, total)
+
+
+def _attribute_heavy(request: Any, attributes: int) -> None:
+    """Give every span ``attributes`` attributes of every value type (strings up to 2 KiB)."""
+    for span in request.resource_spans[0].scope_spans[0].spans:
+        for i in range(attributes):
+            kv = span.attributes.add()
+            kv.key = f"app.attr.{i}"
+            kind = i % 5
+            if kind == 0:
+                kv.value.string_value = "v" * (16 << (i % 8))
+            elif kind == 1:
+                kv.value.int_value = i * 1_000_003
+            elif kind == 2:
+                kv.value.double_value = i / 7
+            elif kind == 3:
+                kv.value.array_value.values.add().string_value = f"item {i}"
+            else:
+                inner = kv.value.kvlist_value.values.add()
+                inner.key, inner.value.bool_value = "nested", True
+
+
+async def test_attribute_heavy_spans_at_steady_rate(
+    start_collector: Callable[..., CollectorProcess], fake_otlp: FakeOtlpServer
+) -> None:
+    """Spans of 200 attributes (long strings, arrays, maps) over gRPC and HTTP: none rejected or lost."""
+    collector = _collector(start_collector, fake_otlp)
+    requests, spans_per_request, interval = 40, 100, 0.1  # 4k spans, ~5 MB of attributes each second
+    async with (
+        grpc.aio.insecure_channel(collector.grpc_endpoint) as channel,
+        aiohttp.ClientSession() as session,
+    ):
+        export = channel.unary_unary(TRACES)
+        next_at = time.monotonic()
+        for n in range(requests):
+            request = _unique_request(1 + n * spans_per_request, [f"op {n % 3}"] * spans_per_request)
+            _attribute_heavy(request, 200)
+            body = request.SerializeToString()
+            if n % 2:
+                headers = {"Content-Type": "application/x-protobuf", "Content-Encoding": "gzip"}
+                async with session.post(
+                    collector.traces_url, data=gzip.compress(body), headers=headers
+                ) as resp:
+                    assert resp.status == 200, (resp.status, await resp.text())
+            else:
+                await export(body, timeout=10)
+            next_at += interval
+            await asyncio.sleep(max(0.0, next_at - time.monotonic()))  # pacing the sender
+    total = requests * spans_per_request
+    text = _parse(collector.metrics_text())
+    print(f"\nattribute-heavy: {total:,} spans of 200 attributes, {len(body):,} bytes per request")
+    assert _total(text, "spansignals_receiver_spans_total", outcome="accepted") == total
+    assert _total(text, "spansignals_receiver_spans_total", outcome="rejected") == 0
+    assert _total(text, "traces_span_metrics_calls_total") == total
     _accounting(collector, fake_otlp, total)
 
 
