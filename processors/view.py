@@ -192,13 +192,33 @@ class OtlpAttributes(Mapping[str, Any]):
     """A read-only mapping over a protobuf ``repeated KeyValue``, indexed on first use.
 
     Duplicate keys resolve to the last occurrence (what a dict built from the list would give).
+    ``message`` is the protobuf message that owns ``kvs`` (the span): with it,
+    :meth:`might_contain` can rule keys out from the message's encoding without indexing.
     """
 
-    __slots__ = ("_index", "_kvs")
+    __slots__ = ("_encoded", "_index", "_kvs", "_message")
 
-    def __init__(self, kvs: Sequence[Any]) -> None:
+    def __init__(self, kvs: Sequence[Any], message: Any = None) -> None:
         self._kvs = kvs
         self._index: dict[str, Any] | None = None
+        self._message = message
+        self._encoded: bytes | None = None
+
+    def might_contain(self, fragment: bytes) -> bool:
+        """False only when no attribute key contains ``fragment`` (UTF-8); True when unsure.
+
+        A derivation that reads a family of keys sharing a fragment (``usage.``) asks this first:
+        searching the owning message's encoding (~0.5 µs, cached per span) is cheaper than indexing
+        the attributes (~1.6 µs for four, since upb builds a wrapper per ``KeyValue``), and most
+        spans have none of those keys. Keys are stored verbatim in the encoding, so a miss is
+        exact; a hit may come from a value or the span name (the caller then looks the keys up).
+        """
+        if self._index is not None or self._message is None:
+            return True
+        encoded = self._encoded
+        if encoded is None:
+            encoded = self._encoded = self._message.SerializePartialToString()
+        return fragment in encoded
 
     def _ensure(self) -> dict[str, Any]:
         index = self._index
@@ -275,7 +295,7 @@ def view_from_otlp_span(span: Any, resource: Mapping[str, Any], service_name: st
         span.start_time_unix_nano,
         span.end_time_unix_nano,
         span.status.code,
-        OtlpAttributes(span.attributes),
+        OtlpAttributes(span.attributes, span),
         resource,
         service_name=service_name,
         weight=_sampling_weight(trace_state) if trace_state else 1.0,

@@ -191,7 +191,7 @@ class TracePipeline:
                                 start,
                                 end,
                                 span.status.code,
-                                OtlpAttributes(kvs),
+                                OtlpAttributes(kvs, span),
                                 resource,
                                 service_name=service_name,
                                 weight=_sampling_weight(trace_state) if trace_state else 1.0,

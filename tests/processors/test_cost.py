@@ -360,3 +360,28 @@ def test_any_attributes_never_raise(attrs: dict[str, Any], weight: float) -> Non
     proc.observe(_view(attrs, weight=weight))
     for _, value in proc.cost.snapshot():
         assert value >= 0
+
+
+def test_usage_from_otlp_attributes_with_and_without_usage_keys():
+    """Collector spans: the encoding pre-check finds usage keys and skips spans without them."""
+    from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
+    from opentelemetry.proto.trace.v1.trace_pb2 import Span
+
+    from spansignals.processors import cost
+    from spansignals.processors.view import OtlpAttributes
+
+    assert all(cost._USAGE_FRAGMENT.decode() in key for key in cost._TOTAL_KEYS)
+    for key in cost._TOTAL_KEYS:
+        span = Span(name="chat", attributes=[KeyValue(key=key, value=AnyValue(int_value=5))])
+        usage = usage_from_attributes(OtlpAttributes(span.attributes, span))
+        assert usage is not None and 5 in (usage.input, usage.output), key
+    plain = Span(name="usage.report", attributes=[KeyValue(key="a", value=AnyValue(string_value="usage."))])
+    assert usage_from_attributes(OtlpAttributes(plain.attributes, plain)) is None
+    detailed = Span(
+        name="chat",
+        attributes=[
+            KeyValue(key="gen_ai.usage.input_tokens", value=AnyValue(int_value=10)),
+            KeyValue(key="gen_ai.usage.cache_read.input_tokens", value=AnyValue(int_value=4)),
+        ],
+    )
+    assert usage_from_attributes(OtlpAttributes(detailed.attributes, detailed)) == TokenUsage(10, None, 4)

@@ -104,3 +104,15 @@ def test_sdk_adapter_reads_the_attribute_dict_without_copying():
     assert view.attributes is span._attributes._dict
     assert dict(view.attributes) == dict(span.attributes)
     assert view.resource.get("service.name") == "svc-a"
+
+
+def test_otlp_attributes_might_contain_rules_keys_out_from_the_span_encoding():
+    """might_contain is False only when no key holds the fragment; True when unsure (no message)."""
+    span = Span(name="GET /", attributes=[_kv("http.route", string_value="/"), _kv("n", int_value=1)])
+    attrs = OtlpAttributes(span.attributes, span)
+    assert attrs.might_contain(b"usage.") is False
+    assert attrs.might_contain(b"http.route") is True
+    assert attrs.get("n") == 1  # reading still works after the encoding check
+    assert OtlpAttributes(span.attributes).might_contain(b"usage.") is True
+    with_usage = Span(name="chat", attributes=[_kv("gen_ai.usage.input_tokens", int_value=3)])
+    assert OtlpAttributes(with_usage.attributes, with_usage).might_contain(b"usage.") is True
