@@ -1,10 +1,11 @@
 """Load tests of the collector as a child process (RELIABILITY.md "Test families" → Load, issue #6).
 
 Steady load, overload with a slow downstream, mixed encodings, attribute-heavy spans, a
-cardinality explosion and /metrics under load. The load comes from ``tests/load_generator.py`` in its own process; the
-collector forwards to the scriptable fake downstream (``fake_otlp``). Every test ends with the
-accounting check: spans acknowledged to clients = spans the collector counted as accepted = sent
-+ dropped{reason} + still queued, and the fake received exactly what was counted as sent.
+cardinality explosion and /metrics under load. The load comes from ``tests/load_generator.py``
+in its own process; the collector forwards to the scriptable fake downstream (``fake_otlp``).
+Every test ends with the accounting check: spans acknowledged to clients = spans the collector
+counted as accepted = sent + dropped{reason} + still queued, the fake received exactly what was
+counted as sent, and the collector is still running without a traceback in its log.
 
 Durations are env-overridable (``SPANSIGNALS_LOAD_STEADY_S``, default 60; ``SPANSIGNALS_LOAD_
 METRICS_S``, default 15; ``SPANSIGNALS_LOAD_OVERLOAD_S``, default 10). Figures are printed
@@ -114,7 +115,8 @@ def _total(samples: Samples, name: str, **labels: str) -> float:
 def _accounting(
     collector: CollectorProcess, fake: FakeOtlpServer, acked: int, timeout: float = 60.0
 ) -> dict[str, Any]:
-    """acked = receiver accepted = sent + dropped{reason} + still queued; the fake got what was sent."""
+    """acked = receiver accepted = sent + dropped{reason} + still queued; the fake got what was sent;
+    the collector still runs and logged no traceback."""
 
     def read() -> dict[str, Any]:
         text = _parse(collector.metrics_text())
@@ -146,6 +148,7 @@ def _accounting(
     assert sum(figures["dropped_by_reason"].values()) == figures["dropped"], figures
     assert figures["delivered"] + figures["duplicates"] == figures["sent"], figures
     assert figures["delivered"] == acked - figures["dropped"], figures  # unexplained loss 0
+    assert collector.process.running() and "Traceback" not in collector.logs(), collector.logs()[-3000:]
     return figures
 
 
