@@ -61,6 +61,8 @@ _BASE_NS = 1_700_000_000_000_000_000
 
 
 def _attr(span: Any, key: str, value: object) -> None:
+    from opentelemetry.proto.common.v1.common_pb2 import AnyValue
+
     kv = span.attributes.add()
     kv.key = key
     if isinstance(value, bool):
@@ -69,6 +71,8 @@ def _attr(span: Any, key: str, value: object) -> None:
         kv.value.int_value = value
     elif isinstance(value, float):
         kv.value.double_value = value
+    elif isinstance(value, tuple):  # captured headers are string arrays, as the SDK records them
+        kv.value.array_value.values.extend(AnyValue(string_value=str(v)) for v in value)
     else:
         kv.value.string_value = str(value)
 
