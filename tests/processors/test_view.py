@@ -116,3 +116,22 @@ def test_otlp_attributes_might_contain_rules_keys_out_from_the_span_encoding():
     assert OtlpAttributes(span.attributes).might_contain(b"usage.") is True
     with_usage = Span(name="chat", attributes=[_kv("gen_ai.usage.input_tokens", int_value=3)])
     assert OtlpAttributes(with_usage.attributes, with_usage).might_contain(b"usage.") is True
+
+
+def test_any_value_arrays_convert_the_same_when_cached_and_kvlists_stay_fresh():
+    """Arrays of scalars convert to equal tuples on every read; arrays holding kvlists give new dicts."""
+    from opentelemetry.proto.common.v1.common_pb2 import KeyValueList
+
+    from spansignals.processors.view import any_value_to_python
+
+    headers = AnyValue(array_value=ArrayValue(values=[AnyValue(string_value="100"), AnyValue(int_value=2)]))
+    assert any_value_to_python(headers) == ("100", 2)
+    assert any_value_to_python(headers) == ("100", 2)
+    other = AnyValue(array_value=ArrayValue(values=[AnyValue(string_value="99")]))
+    assert any_value_to_python(other) == ("99",)
+    nested = AnyValue(
+        array_value=ArrayValue(values=[AnyValue(kvlist_value=KeyValueList(values=[_kv("k", int_value=1)]))])
+    )
+    first = any_value_to_python(nested)
+    first[0]["k"] = 2
+    assert any_value_to_python(nested) == ({"k": 1},)
