@@ -267,3 +267,24 @@ def test_concurrent_records_are_exact() -> None:
     for t in threads:
         t.join()
     assert b.window_counts() == (8000, 8 * 334)
+
+
+def test_window_counts_kept_in_step_with_a_full_recount() -> None:
+    """The cached window sums equal a recount of the buckets after every call, across bucket ends."""
+    clock = FakeClock()
+    settings = BreakerSettings(
+        failure_rate=0.99, min_calls=10_000, window_s=60, consecutive_failures=10_000, open_for_s=30
+    )
+    b, _ = _breaker(clock, settings)
+
+    def recount() -> tuple[int, int]:
+        current = int(clock.now // b._bucket_width)
+        live = [i for i, bucket in enumerate(b._bucket_ids) if current - 10 < bucket <= current]
+        pairs = [(b._calls[i], b._fails[i]) for i in live]
+        return sum(c for c, _ in pairs), sum(f for _, f in pairs)
+
+    for i in range(400):
+        b.record(i % 3 == 0)
+        assert b.window_counts() == recount(), i
+        clock.advance(0.7 if i % 50 else 25.0)
+    assert b.window_counts()[0] > 0
