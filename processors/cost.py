@@ -194,14 +194,7 @@ class CostSpanProcessor(SignalSpanProcessor):
         self._warned: set[tuple[str, str]] = set()
         self._warn_lock = threading.Lock()
 
-    @property
-    def events(self) -> EventBus:
-        """The event bus; budgets emit on it (the engine replaces it with its shared bus)."""
-        return self._events
-
-    @events.setter
-    def events(self, bus: EventBus) -> None:
-        self._events = bus
+    def _events_changed(self, bus: EventBus) -> None:
         budgets = getattr(self, "budgets", None)
         if budgets is not None:
             budgets.events = bus

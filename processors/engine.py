@@ -94,6 +94,21 @@ class SignalSpanProcessor(SpanProcessor):
         self.events = EventBus()
         self._sync_listeners: list[Callable[[], None]] = []
 
+    @property
+    def events(self) -> EventBus:
+        """The bus this derivation emits :class:`~.events.SignalEvent` on (the engine's shared one
+        once installed in a :class:`SignalEngine`)."""
+        return self._events
+
+    @events.setter
+    def events(self, bus: EventBus) -> None:
+        self._events = bus
+        self._events_changed(bus)
+
+    def _events_changed(self, bus: EventBus) -> None:
+        """Override to hand a new bus on to components that emit (budgets, breakers). Called from
+        ``__init__`` too, before the subclass has built them."""
+
     def require_sync(self, kinds: frozenset[int] | set[int]) -> None:
         """From now on, derive spans of ``kinds`` inside ``span.end()``; front doors that defer
         derivation are told (they derive what is queued first, so state stays in order)."""

@@ -198,14 +198,7 @@ class RateLimitSpanProcessor(SignalSpanProcessor):
         self._service_of_provider: dict[str, str] = {}
         self._lock = threading.Lock()
 
-    @property
-    def events(self) -> EventBus:
-        """The event bus breaker transitions go to (the engine's shared one once installed)."""
-        return self._events
-
-    @events.setter
-    def events(self, bus: EventBus) -> None:
-        self._events = bus
+    def _events_changed(self, bus: EventBus) -> None:
         breakers = getattr(self, "breakers", None)
         if breakers is not None:
             breakers.events = bus
