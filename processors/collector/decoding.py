@@ -24,11 +24,11 @@ import binascii
 import json
 import re
 import zlib
-from collections.abc import Iterable
-from typing import Any
+from collections.abc import Callable, Iterable
+from typing import Any, cast
 
 from google.protobuf import json_format
-from google.protobuf.message import DecodeError
+from google.protobuf.message import DecodeError, Message
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
 __all__ = [
@@ -36,6 +36,7 @@ __all__ = [
     "RequestDecodeError",
     "RequestTooLarge",
     "gunzip_limited",
+    "parse_json_message",
     "parse_json_request",
     "parse_protobuf_request",
 ]
@@ -95,6 +96,22 @@ def parse_protobuf_request(body: bytes) -> ExportTraceServiceRequest:
 
 def parse_json_request(body: bytes) -> ExportTraceServiceRequest:
     """Parse an OTLP/JSON ``ExportTraceServiceRequest``; raises :class:`RequestDecodeError`."""
+    request = parse_json_message(body, ExportTraceServiceRequest, _hex_ids_to_base64, "resourceSpans")
+    return cast(ExportTraceServiceRequest, request)
+
+
+def parse_json_message(
+    body: bytes,
+    message_type: type[Message],
+    convert_ids: Callable[[dict[str, Any]], None],
+    top_field: str,
+) -> Message:
+    """Parse an OTLP/JSON request of any signal; raises :class:`RequestDecodeError`.
+
+    ``convert_ids`` rewrites the document's hex ids in place into the base64 ``ParseDict``
+    expects (OTLP/JSON encodes trace and span ids as hex); ``top_field`` names the list the body
+    must hold, for the error message. Error messages never quote request values.
+    """
     try:
         document = json.loads(body)
     except UnicodeDecodeError:
@@ -108,9 +125,9 @@ def parse_json_request(body: bytes) -> ExportTraceServiceRequest:
     except ValueError:
         raise RequestDecodeError("body is not valid JSON") from None
     if not isinstance(document, dict):
-        raise RequestDecodeError("JSON body must be an object with a resourceSpans list")
-    _hex_ids_to_base64(document)
-    request = ExportTraceServiceRequest()
+        raise RequestDecodeError(f"JSON body must be an object with a {top_field} list")
+    convert_ids(document)
+    request = message_type()
     try:
         json_format.ParseDict(document, request, ignore_unknown_fields=True)
     except RecursionError:

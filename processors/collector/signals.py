@@ -20,14 +20,12 @@ from __future__ import annotations
 
 import base64
 import binascii
-import json
 import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 import grpc
 from aiohttp import web
-from google.protobuf import json_format
 from google.protobuf.message import DecodeError, Message
 from google.rpc import code_pb2
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import (
@@ -40,7 +38,7 @@ from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
 )
 
 from ..families import CounterFamily, MetricFamily
-from .decoding import RequestDecodeError
+from .decoding import RequestDecodeError, parse_json_message
 from .queue import SIGNAL_LOGS, SIGNAL_METRICS
 from .refusals import Refused, abort_grpc_unavailable, http_status_response
 
@@ -73,6 +71,7 @@ def count_log_records(request: ExportLogsServiceRequest) -> int:
     return sum(len(sl.log_records) for rl in request.resource_logs for sl in rl.scope_logs)
 
 
+_JSON_TOP_FIELD = {SIGNAL_METRICS: "resourceMetrics", SIGNAL_LOGS: "resourceLogs"}
 _SIGNALS: dict[str, tuple[type[Message], Callable[[Any], int], bytes]] = {
     SIGNAL_METRICS: (
         ExportMetricsServiceRequest,
@@ -116,7 +115,7 @@ class SignalPassThrough:
         request_type, count, _ = _SIGNALS[signal]
         request = request_type()
         if as_json:
-            request = _parse_json(body, request_type)
+            request = parse_json_message(body, request_type, _hex_ids, _JSON_TOP_FIELD[signal])
         else:
             try:
                 request.ParseFromString(body)
@@ -198,24 +197,6 @@ class SignalPassThrough:
             return web.Response(status=200, body=_SIGNALS[signal][2], content_type=_PROTOBUF)
 
         return handle
-
-
-def _parse_json(body: bytes, request_type: type[Message]) -> Message:
-    try:
-        document = json.loads(body)
-    except (UnicodeDecodeError, RecursionError, ValueError):
-        raise RequestDecodeError("body is not valid JSON") from None
-    if not isinstance(document, dict):
-        raise RequestDecodeError("JSON body must be an object")
-    _hex_ids(document)
-    request = request_type()
-    try:
-        json_format.ParseDict(document, request, ignore_unknown_fields=True)
-    except RecursionError:
-        raise RequestDecodeError("JSON body is nested too deeply") from None
-    except Exception:  # the parser's message may quote a value: never echo it
-        raise RequestDecodeError("invalid OTLP JSON: wrong type or format") from None
-    return request
 
 
 def _hex_ids(node: Any, depth: int = 0) -> None:
