@@ -14,13 +14,15 @@ Used by the OTLP/HTTP receiver and the ``/metrics`` server.
 from __future__ import annotations
 
 import logging
+import socket
+import ssl
 from typing import Any
 
 from aiohttp import web
 from aiohttp.http_exceptions import BadHttpMessage, LineTooLong
 from aiohttp.web_protocol import RequestHandler
 
-__all__ = ["HardenedAppRunner"]
+__all__ = ["HardenedAppRunner", "serve_on"]
 
 _logger = logging.getLogger(__name__)
 
@@ -69,3 +71,21 @@ class HardenedAppRunner(web.AppRunner):
         server = await super()._make_server()
         server.__class__ = _QuietServer  # same state, only __call__ differs
         return server
+
+
+async def serve_on(
+    runner: web.AppRunner, sock: socket.socket, ssl_context: ssl.SSLContext | None = None
+) -> int:
+    """Set ``runner`` up and serve it on the bound ``sock``; returns the port.
+
+    On failure the runner is cleaned up and the socket closed before the error propagates.
+    Shared by the OTLP/HTTP receiver and the ``/metrics`` server.
+    """
+    await runner.setup()
+    try:
+        await web.SockSite(runner, sock, ssl_context=ssl_context).start()
+    except BaseException:
+        await runner.cleanup()
+        sock.close()
+        raise
+    return int(sock.getsockname()[1])

@@ -61,7 +61,7 @@ from .decoding import (
     parse_protobuf_request,
 )
 from .endpoints import Endpoint, ListenError, bind_tcp
-from .http_protocol import HardenedAppRunner
+from .http_protocol import HardenedAppRunner, serve_on
 from .pipeline import IngestResult, TracePipeline
 from .refusals import Refused, abort_grpc_unavailable, http_status_response, http_unavailable
 from .security import BearerAuth, BearerAuthInterceptor, ServerTls, auth_middleware
@@ -280,15 +280,9 @@ class OtlpHttpReceiver:
             max_headers=128,
             lingering_time=min(2.0, self._read_timeout_s),
         )
-        await runner.setup()
-        try:
-            await web.SockSite(runner, sock, ssl_context=ssl_context).start()
-        except BaseException:
-            await runner.cleanup()
-            sock.close()
-            raise
+        port = await serve_on(runner, sock, ssl_context)
         self._runner = runner
-        self.endpoint = self.endpoint.with_port(sock.getsockname()[1])
+        self.endpoint = self.endpoint.with_port(port)
         return self.endpoint
 
     async def stop(self) -> None:

@@ -28,7 +28,7 @@ from prometheus_client import CollectorRegistry, generate_latest
 
 from ..producer import SignalMetricProducer, attach_producer
 from .endpoints import Endpoint, bind_tcp
-from .http_protocol import HardenedAppRunner
+from .http_protocol import HardenedAppRunner, serve_on
 from .security import BearerAuth, auth_middleware
 
 __all__ = ["METRICS_CONTENT_TYPE", "MetricsServer", "PrometheusExposition"]
@@ -108,15 +108,9 @@ class MetricsServer:
         """Listen and return the bound endpoint (the real port when ``endpoint.port`` is 0)."""
         sock = bind_tcp(self.endpoint)
         runner = HardenedAppRunner(self.make_app(), access_log=None, shutdown_timeout=self._shutdown_timeout)
-        await runner.setup()
-        try:
-            await web.SockSite(runner, sock).start()
-        except BaseException:
-            await runner.cleanup()
-            sock.close()
-            raise
+        port = await serve_on(runner, sock)
         self._runner = runner
-        self.endpoint = self.endpoint.with_port(sock.getsockname()[1])
+        self.endpoint = self.endpoint.with_port(port)
         return self.endpoint
 
     async def stop(self) -> None:
