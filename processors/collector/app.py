@@ -33,7 +33,13 @@ from .endpoints import Endpoint, ListenError, parse_endpoint
 from .forwarding import ExporterFamilies, Forwarder, TraceForwarding
 from .metrics_export import OtlpMetricsPush
 from .pipeline import TracePipeline
-from .receiver import DEFAULT_MAX_HEADER_BYTES, DEFAULT_READ_TIMEOUT_S, OtlpGrpcReceiver, OtlpHttpReceiver
+from .receiver import (
+    DEFAULT_MAX_HEADER_BYTES,
+    DEFAULT_READ_TIMEOUT_S,
+    OtlpGrpcReceiver,
+    OtlpHttpReceiver,
+    ReceiverSettings,
+)
 from .security import BearerAuth, ServerTls
 from .server import MetricsServer, PrometheusExposition
 from .signals import SignalPassThrough
@@ -167,21 +173,22 @@ class Collector:
         self.exposition = PrometheusExposition(
             self.producer, resource=Resource.create({"service.name": self.settings.service_name})
         )
-        common = {
-            "max_request_bytes": settings.max_request_bytes,
-            "admission": self.admission,
-            "auth": self.auth,
-            "reuse_port": settings.reuse_port,
-            "max_header_bytes": settings.max_header_bytes,
-            "read_timeout_s": settings.read_timeout_s,
-        }
+        self.receiver_settings = ReceiverSettings(
+            max_request_bytes=settings.max_request_bytes,
+            admission=self.admission,
+            auth=self.auth,
+            reuse_port=settings.reuse_port,
+            max_header_bytes=settings.max_header_bytes,
+            read_timeout_s=settings.read_timeout_s,
+            shutdown_timeout_s=settings.shutdown_timeout_s,
+        )
         self.grpc_receiver = (
             OtlpGrpcReceiver(
                 receiver_pipeline,  # type: ignore[arg-type]
                 settings.grpc_endpoint,
+                self.receiver_settings,
                 tls=settings.grpc_tls,
                 extra_handlers=self.signals.grpc_handlers(),
-                **common,  # type: ignore[arg-type]
             )
             if settings.grpc_endpoint is not None
             else None
@@ -190,10 +197,9 @@ class Collector:
             OtlpHttpReceiver(
                 receiver_pipeline,  # type: ignore[arg-type]
                 settings.http_endpoint,
-                shutdown_timeout=settings.shutdown_timeout_s,
+                self.receiver_settings,
                 tls=settings.http_tls,
                 extra_routes=self.signals.http_routes(),
-                **common,  # type: ignore[arg-type]
             )
             if settings.http_endpoint is not None
             else None

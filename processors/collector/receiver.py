@@ -42,6 +42,7 @@ import asyncio
 import json
 import logging
 from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
 
 import grpc
 from aiohttp import web
@@ -74,6 +75,7 @@ __all__ = [
     "Forward",
     "OtlpGrpcReceiver",
     "OtlpHttpReceiver",
+    "ReceiverSettings",
     "export_response",
 ]
 
@@ -109,14 +111,42 @@ def export_response(result: IngestResult, as_json: bool = False) -> bytes:
     return response.SerializeToString()
 
 
+@dataclass(frozen=True)
+class ReceiverSettings:
+    """What the OTLP gRPC and HTTP receivers share: built once (``Collector`` does it from the
+    ``collector`` block) and handed to both, so a limit cannot be applied to one and forgotten on
+    the other.
+
+    ``max_request_bytes`` bounds a message after decompression; ``admission`` turns memory
+    pressure into retryable refusals (``None``: no budget); ``auth`` requires a bearer token on
+    every call; ``reuse_port`` lets worker processes share the port (SO_REUSEPORT);
+    ``max_header_bytes`` bounds the request line and each header (HTTP) or the metadata (gRPC);
+    ``read_timeout_s`` bounds receiving a request head and then its body (HTTP) or the TLS/HTTP2
+    handshake (gRPC); ``shutdown_timeout_s`` is how long stopping lets in-flight requests finish.
+    """
+
+    max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES
+    admission: AdmissionControl | None = None
+    auth: BearerAuth | None = None
+    reuse_port: bool = False
+    max_header_bytes: int = DEFAULT_MAX_HEADER_BYTES
+    read_timeout_s: float = DEFAULT_READ_TIMEOUT_S
+    shutdown_timeout_s: float = 5.0
+
+    def admission_control(self) -> AdmissionControl:
+        """``admission``, or one without budgets when none was given."""
+        if self.admission is not None:
+            return self.admission
+        return AdmissionControl(max_inflight_bytes=None, memory_limit_bytes=None)
+
+
 class OtlpGrpcReceiver:
     """``TraceService/Export`` on ``endpoint`` over gRPC (TLS when ``tls`` is given).
 
-    ``max_request_bytes`` (default 64 MiB) bounds a message after decompression; grpc answers
-    ``RESOURCE_EXHAUSTED`` above it. ``admission`` turns memory pressure into retryable refusals;
-    ``auth`` requires a bearer token on every method; ``reuse_port`` lets worker processes share
-    the port (SO_REUSEPORT); ``max_header_bytes`` bounds the metadata; ``read_timeout_s`` bounds
-    the TLS/HTTP2 handshake. Must be started from a running event loop.
+    ``settings`` (:class:`ReceiverSettings`) are shared with the HTTP receiver; over
+    ``max_request_bytes`` grpc answers ``RESOURCE_EXHAUSTED``. ``extra_handlers`` registers the
+    other signals' services behind the same auth and limits. Must be started from a running event
+    loop.
     """
 
     transport = "grpc"
@@ -125,25 +155,16 @@ class OtlpGrpcReceiver:
         self,
         pipeline: TracePipeline,
         endpoint: Endpoint,
+        settings: ReceiverSettings | None = None,
         *,
-        max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES,
-        admission: AdmissionControl | None = None,
-        auth: BearerAuth | None = None,
         tls: ServerTls | None = None,
-        reuse_port: bool = False,
-        max_header_bytes: int = DEFAULT_MAX_HEADER_BYTES,
-        read_timeout_s: float = DEFAULT_READ_TIMEOUT_S,
         extra_handlers: Sequence[grpc.GenericRpcHandler] = (),
     ) -> None:
         self._pipeline = pipeline
         self.endpoint = endpoint
-        self._max_request_bytes = max_request_bytes
-        self._admission = admission or AdmissionControl(max_inflight_bytes=None, memory_limit_bytes=None)
-        self._auth = auth
+        self.settings = settings = settings or ReceiverSettings()
+        self._admission = settings.admission_control()
         self._tls = tls
-        self._reuse_port = reuse_port
-        self._max_header_bytes = max_header_bytes
-        self._read_timeout_s = read_timeout_s
         self._extra_handlers = tuple(extra_handlers)
         self.forward: Forward | None = None
         self._server: grpc.aio.Server | None = None
@@ -151,15 +172,16 @@ class OtlpGrpcReceiver:
     async def start(self) -> Endpoint:
         """Listen and return the bound endpoint (the real port when ``endpoint.port`` is 0)."""
         credentials = self._tls.grpc_credentials() if self._tls is not None else None
+        settings = self.settings
         server = grpc.aio.server(
-            interceptors=[BearerAuthInterceptor(self._auth)] if self._auth is not None else None,
+            interceptors=[BearerAuthInterceptor(settings.auth)] if settings.auth is not None else None,
             options=[
-                ("grpc.max_receive_message_length", self._max_request_bytes),
-                ("grpc.max_metadata_size", self._max_header_bytes),
-                ("grpc.server_handshake_timeout_ms", int(self._read_timeout_s * 1000)),
+                ("grpc.max_receive_message_length", settings.max_request_bytes),
+                ("grpc.max_metadata_size", settings.max_header_bytes),
+                ("grpc.server_handshake_timeout_ms", int(settings.read_timeout_s * 1000)),
                 # grpc turns SO_REUSEPORT on by default, which lets a second process silently
                 # share a port that is already taken: only worker processes (--workers) want it.
-                ("grpc.so_reuseport", 1 if self._reuse_port else 0),
+                ("grpc.so_reuseport", 1 if settings.reuse_port else 0),
             ],
         )
         handler = grpc.unary_unary_rpc_method_handler(self._export)  # raw bytes in and out
@@ -211,12 +233,11 @@ class OtlpGrpcReceiver:
 class OtlpHttpReceiver:
     """``POST /v1/traces`` on ``endpoint``, protobuf or JSON, optionally gzip-compressed.
 
-    ``max_request_bytes`` (default 64 MiB) bounds the body after decompression;
-    ``shutdown_timeout`` (default 5 s) is how long :meth:`stop` lets in-flight requests finish;
-    ``read_timeout_s`` (default 30 s) bounds receiving the request head and, separately, the body;
-    ``max_header_bytes`` (default 16 KiB) bounds the request line and each header. ``admission``,
-    ``auth``, ``tls`` and ``reuse_port`` as for :class:`OtlpGrpcReceiver`. ``extra_routes`` adds
-    ``(path, handler)`` POST routes (the other signals) behind the same auth and limits.
+    ``settings`` (:class:`ReceiverSettings`) are shared with the gRPC receiver: the body is
+    bounded after decompression, the request head and then the body must each arrive within
+    ``read_timeout_s``, and :meth:`stop` lets in-flight requests finish for
+    ``shutdown_timeout_s``. ``extra_routes`` adds ``(path, handler)`` POST routes (the other
+    signals) behind the same auth and limits.
     """
 
     transport = "http"
@@ -225,27 +246,17 @@ class OtlpHttpReceiver:
         self,
         pipeline: TracePipeline,
         endpoint: Endpoint,
+        settings: ReceiverSettings | None = None,
         *,
-        max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES,
-        shutdown_timeout: float = 5.0,
-        admission: AdmissionControl | None = None,
-        auth: BearerAuth | None = None,
         tls: ServerTls | None = None,
-        reuse_port: bool = False,
-        max_header_bytes: int = DEFAULT_MAX_HEADER_BYTES,
-        read_timeout_s: float = DEFAULT_READ_TIMEOUT_S,
         extra_routes: Sequence[tuple[str, Handler]] = (),
     ) -> None:
         self._pipeline = pipeline
         self.endpoint = endpoint
-        self._max_request_bytes = max_request_bytes
-        self._shutdown_timeout = shutdown_timeout
-        self._admission = admission or AdmissionControl(max_inflight_bytes=None, memory_limit_bytes=None)
-        self._auth = auth
+        self.settings = settings = settings or ReceiverSettings()
+        self._max_request_bytes = settings.max_request_bytes
+        self._admission = settings.admission_control()
         self._tls = tls
-        self._reuse_port = reuse_port
-        self._max_header_bytes = max_header_bytes
-        self._read_timeout_s = read_timeout_s
         self._extra_routes = tuple(extra_routes)
         self.forward: Forward | None = None
         self._runner: web.AppRunner | None = None
@@ -253,8 +264,8 @@ class OtlpHttpReceiver:
     def make_app(self) -> web.Application:
         """The aiohttp application (exposed so tests can drive it without a socket)."""
         middlewares = [_no_tracebacks]
-        if self._auth is not None:
-            middlewares.insert(0, auth_middleware(self._auth))
+        if self.settings.auth is not None:
+            middlewares.insert(0, auth_middleware(self.settings.auth))
         app = web.Application(client_max_size=self._max_request_bytes, middlewares=middlewares)
         app.router.add_post(TRACES_PATH, self._traces)
         for path, handler in self._extra_routes:
@@ -263,8 +274,9 @@ class OtlpHttpReceiver:
 
     async def start(self) -> Endpoint:
         """Listen and return the bound endpoint (the real port when ``endpoint.port`` is 0)."""
+        settings = self.settings
         ssl_context = self._tls.ssl_context() if self._tls is not None else None
-        sock = bind_tcp(self.endpoint, reuse_port=self._reuse_port)
+        sock = bind_tcp(self.endpoint, reuse_port=settings.reuse_port)
         # Decompression is ours (gunzip_limited): aiohttp's would inflate before the size check.
         # keepalive_timeout is armed at connection start and closes a connection that has not
         # completed a request head by then (slowloris), as well as idle keep-alive connections.
@@ -272,13 +284,13 @@ class OtlpHttpReceiver:
             self.make_app(),
             auto_decompress=False,
             access_log=None,
-            shutdown_timeout=self._shutdown_timeout,
+            shutdown_timeout=settings.shutdown_timeout_s,
             handler_cancellation=True,
-            keepalive_timeout=self._read_timeout_s,
-            max_line_size=self._max_header_bytes,
-            max_field_size=self._max_header_bytes,
+            keepalive_timeout=settings.read_timeout_s,
+            max_line_size=settings.max_header_bytes,
+            max_field_size=settings.max_header_bytes,
             max_headers=128,
-            lingering_time=min(2.0, self._read_timeout_s),
+            lingering_time=min(2.0, settings.read_timeout_s),
         )
         port = await serve_on(runner, sock, ssl_context)
         self._runner = runner
@@ -303,7 +315,7 @@ class OtlpHttpReceiver:
         self._admission.check(declared or 0)
         try:
             # asyncio.wait_for, not asyncio.timeout: the package supports Python 3.10.
-            body = await asyncio.wait_for(request.read(), self._read_timeout_s)
+            body = await asyncio.wait_for(request.read(), self.settings.read_timeout_s)
         except web.HTTPRequestEntityTooLarge:
             raise RequestTooLarge(self._max_request_bytes) from None
         except (TimeoutError, asyncio.TimeoutError):  # distinct classes before Python 3.11
