@@ -252,6 +252,36 @@ class HistogramFamily(MetricFamily):
             if value > series.max:
                 series.max = value
 
+    def record_many(self, labels: tuple[Any, ...], values: Sequence[float]) -> None:
+        """Record each of ``values`` once (weight 1) into one series: what :meth:`record` does
+        per value, under one lock and one series lookup. NaN values are ignored."""
+        if not values:
+            return
+        if any(v != v for v in values):
+            values = [v for v in values if v == v]
+            if not values:
+                return
+        bounds = self.bounds
+        n = len(values)
+        total = sum(values)
+        low = min(values)
+        high = max(values)
+        with self._lock:
+            key = self._key(labels)
+            series = self._series.get(key)
+            if series is None:
+                series = self._series[key] = _HistogramSeries(len(bounds) + 1)
+            counts = series.counts
+            for v in values:
+                counts[bisect_left(bounds, v)] += 1
+            series.count += n
+            series.weighted += n
+            series.sum += total
+            if low < series.min:
+                series.min = low
+            if high > series.max:
+                series.max = high
+
     def snapshot(self) -> list[tuple[tuple[Any, ...], tuple[list[int], int, float, float, float]]]:
         """``(labels, (bucket_counts, count, sum, min, max))`` copies."""
         with self._lock:

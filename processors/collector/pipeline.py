@@ -124,7 +124,8 @@ class TracePipeline:
         if not body_bytes:
             body_bytes = request.ByteSize()
         check_lengths = body_bytes > value_limit
-        process = self.engine.process
+        views: list[SpanView] = []
+        add_view = views.append
         rejections: Rejections | None = None
         accepted = 0
         for r, resource_spans in enumerate(request.resource_spans):
@@ -184,7 +185,7 @@ class TracePipeline:
                             continue
                         accepted += 1
                         trace_state = span.trace_state
-                        process(
+                        add_view(
                             SpanView(
                                 span.name,
                                 span.kind,
@@ -203,6 +204,8 @@ class TracePipeline:
                         modified = True
             except Exception as exc:  # the engine never raises; this guards the adapter
                 self.engine.errors.record("collector.pipeline", exc)
+        if views:
+            self.engine.process_batch(views)
         if accepted:
             self.receiver_spans.add((transport, OUTCOME_ACCEPTED), accepted)
         if rejections is None:
