@@ -152,13 +152,15 @@ def build_enrichers(config: Any, engine: Any) -> list[HttpxEnricher]:
 # Per-request state between the request and the response hook. Both run in the same thread
 # (sync) or task (async) inside the instrumentation's span, so a context variable carries it
 # without touching the request; the span identity check guards against any mismatch.
-_request_state: contextvars.ContextVar[tuple[Any, ProviderInfo | None, tuple[Any, ...] | None] | None] = (
+_request_state: contextvars.ContextVar[tuple[Any, ProviderInfo | None, list[Any] | None] | None] = (
     contextvars.ContextVar("spansignals_httpx_request_state", default=None)
 )
 
 
 _SPAN_URL_KEYS = ("url.full", "http.url")
 _MAX_CACHED_KEYS = 4096
+_MAX_CACHED_URLS = 256
+_NO_CHANGE = ""  # cached redaction verdict: the URL has nothing secret (a clean URL is never "")
 
 
 def _host_of(url: Any) -> str | None:
@@ -178,6 +180,22 @@ def _needs_url_redaction(url: Any) -> bool:
     return bool(query) or bool(getattr(url, "userinfo", b""))
 
 
+def _set_on(span: Any, attributes: dict[str, Any]) -> None:
+    """Set ``attributes`` on an SDK span in the cheapest way for their number.
+
+    ``Span.set_attributes`` first validates the mapping as a whole (``isinstance`` checks against
+    the ``Sequence`` and ``Mapping`` ABCs and a copy: ~1.3 µs before the first item), while
+    ``set_attribute`` costs ~0.85 µs per string item; so one or two items go one by one and more
+    go in one call. The span's final attributes are the same either way.
+    """
+    if len(attributes) > 2:
+        span.set_attributes(attributes)
+        return
+    set_attribute = span.set_attribute
+    for key, value in attributes.items():
+        set_attribute(key, value)
+
+
 class HttpxHooks:
     """The four hooks for ``HTTPXClientInstrumentor`` (sync and async), bound to one configuration.
 
@@ -185,6 +203,12 @@ class HttpxHooks:
     failures (default: a private counter); ``enrichers`` run in order on every request.
     ``capture_request_headers`` says whether request headers may be captured as attributes
     (default: whether ``OTEL_INSTRUMENTATION_HTTP_CAPTURE_HEADERS_CLIENT_REQUEST`` is set).
+
+    The hooks run on the app's request path, so what depends only on the host or the URL is
+    worked out once and kept in small bounded dicts (cleared when full): the provider and its
+    attributes per host, the redacted form of each URL that has a query or userinfo, and the
+    attribute keys that are not credential headers. The URL cache holds the app's own request URLs,
+    secrets included, in the app's own memory; nothing from it is exported or logged.
     """
 
     def __init__(
@@ -202,7 +226,11 @@ class HttpxHooks:
             capture_request_headers = bool(os.environ.get(_CAPTURE_REQUEST_ENV, "").strip())
         self._scan_request_headers = capture_request_headers
         self._url_keys: tuple[str, ...] | None = None
-        self._sensitive_keys: dict[str, bool] = {}
+        self._harmless_keys: set[str] = set()  # attribute keys that are not credential headers
+        # host -> (provider, its span attributes or None): one lookup instead of resolve + a dict
+        self._hosts: dict[str | None, tuple[ProviderInfo | None, dict[str, Any] | None]] = {}
+        # request URL (with a query or userinfo) -> redacted URL, or _NO_CHANGE
+        self._clean_urls: dict[str, str] = {}
 
     # -- sync hooks (the instrumentation checks ``callable`` / ``iscoroutinefunction``) ----------
 
@@ -212,32 +240,58 @@ class HttpxHooks:
             if not span.is_recording():
                 return
             url = request.url
-            provider = self.table.resolve(_host_of(url))
-            updates: dict[str, Any] = {}
-            if provider is not None:
-                updates[ATTR_PROVIDER] = provider.name
-                if provider.genai_name is not None:
-                    updates[ATTR_GENAI_PROVIDER] = provider.genai_name
+            host = _host_of(url)
+            known = self._hosts.get(host)
+            if known is None:
+                known = self._provider_of(host)
+            provider, provider_attributes = known
             if _needs_url_redaction(url):
+                updates: dict[str, Any] = {}
                 self._redact_url(span, url, updates)
-            if updates:
-                span.set_attributes(updates)  # one call: the SDK takes its lock once
+                if updates:
+                    if provider_attributes:
+                        updates.update(provider_attributes)
+                    provider_attributes = updates
+            if provider_attributes:
+                _set_on(span, provider_attributes)  # the SDK copies what it is given
             if self._scan_request_headers:
                 self._redact_headers(span)
         except Exception as exc:
             self.errors.record(ERROR_PROCESSOR_NAME, exc)
             return
-        states: tuple[Any, ...] | None = None
+        states: list[Any] | None = None
         if self.enrichers:
-            states = tuple(self._enricher_request(e, span, request, provider) for e in self.enrichers)
+            states = []
+            for enricher in self.enrichers:
+                try:
+                    states.append(enricher.on_request(span, request, provider))
+                except Exception as exc:
+                    self.errors.record(ERROR_PROCESSOR_NAME, exc)
+                    states.append(None)
         _request_state.set((span, provider, states))
+
+    def _provider_of(self, host: str | None) -> tuple[ProviderInfo | None, dict[str, Any] | None]:
+        """Resolve ``host`` and remember its provider with the attributes it puts on spans."""
+        provider = self.table.resolve(host)
+        attributes: dict[str, Any] | None = None
+        if provider is not None:
+            attributes = {ATTR_PROVIDER: provider.name}
+            if provider.genai_name is not None:
+                attributes[ATTR_GENAI_PROVIDER] = provider.genai_name
+        known = (provider, attributes)
+        hosts = self._hosts
+        if len(hosts) >= _MAX_CACHED_KEYS:
+            hosts.clear()  # hosts are few in practice; a flood of distinct ones just resets
+        hosts[host] = known
+        return known
 
     def _redact_url(self, span: Any, url: Any, updates: dict[str, Any]) -> None:
         """Put redacted values of the span's URL attributes into ``updates``.
 
         The instrumentation writes the URL under ``http.url`` or ``url.full`` (or both), as the
         semconv opt-in mode says; the keys are learnt from the first span and reused, and the value
-        is computed from the request URL rather than read back from the span.
+        is computed from the request URL rather than read back from the span (and remembered per
+        URL: an app calls the same few endpoints).
         """
         keys = self._url_keys
         if keys is None:
@@ -256,19 +310,18 @@ class HttpxHooks:
                         updates[key] = clean
             return
         raw = str(url)
-        clean = redact_url(raw)
-        if clean != raw:
+        cache = self._clean_urls
+        clean = cache.get(raw)
+        if clean is None:
+            clean = redact_url(raw)
+            if clean == raw:
+                clean = _NO_CHANGE
+            if len(cache) >= _MAX_CACHED_URLS:
+                cache.clear()  # URLs with ever-changing queries: start over rather than grow
+            cache[raw] = clean
+        if clean:  # not _NO_CHANGE
             for key in keys:
                 updates[key] = clean
-
-    def _enricher_request(
-        self, enricher: HttpxEnricher, span: Any, request: Any, provider: ProviderInfo | None
-    ) -> Any:
-        try:
-            return enricher.on_request(span, request, provider)
-        except Exception as exc:
-            self.errors.record(ERROR_PROCESSOR_NAME, exc)
-            return None
 
     def response_hook(self, span: Any, request: Any, response: Any) -> None:
         """Enrichers' ``on_response``, then redaction of every captured header attribute."""
@@ -291,25 +344,28 @@ class HttpxHooks:
     def _redact_headers(self, span: Any) -> None:
         """Redact captured credential-header attributes (the instrumentation's or an enricher's).
 
-        Whether a key is a credential header is decided once per key and cached (keys are few),
-        so a span with a dozen attributes costs a dozen dict lookups.
+        Whether a key is a credential header is decided once per key and remembered (keys are
+        few): when every key of the span is known to be harmless, one C-level ``issuperset`` pass
+        settles it (~0.7 µs for 20 keys, against ~1.4 µs for a lookup per key in Python).
         """
         attrs = span.attributes
-        verdicts = self._sensitive_keys
+        harmless = self._harmless_keys
+        if harmless.issuperset(attrs):
+            return
         changes: dict[str, Any] | None = None
         for key in attrs:
-            sensitive = verdicts.get(key)
-            if sensitive is None:
-                sensitive = is_sensitive_header_attribute(key)
-                if len(verdicts) < _MAX_CACHED_KEYS:
-                    verdicts[key] = sensitive
-            if sensitive:
-                value = attrs[key]
-                clean = redact_attribute(key, value)
-                if clean != value:
-                    if changes is None:
-                        changes = {}
-                    changes[key] = clean
+            if key in harmless:
+                continue
+            if not is_sensitive_header_attribute(key):
+                if len(harmless) < _MAX_CACHED_KEYS:
+                    harmless.add(key)
+                continue
+            value = attrs[key]
+            clean = redact_attribute(key, value)
+            if clean != value:
+                if changes is None:
+                    changes = {}
+                changes[key] = clean
         if changes:
             span.set_attributes(changes)
 

@@ -14,8 +14,9 @@ from opentelemetry.sdk.trace import TracerProvider
 from peers import free_port
 from sdk_fixtures import LOCAL_PROVIDERS, LocalServer, Providers
 
+from spansignals.processors.redaction import redact_url
 from spansignals.sdk import Telemetry, instrument_client, observe_response_body, register_enricher_factory
-from spansignals.sdk.httpx_hooks import HttpxHooks
+from spansignals.sdk.httpx_hooks import _MAX_CACHED_URLS, HttpxHooks
 
 
 class RecordingEnricher:
@@ -356,3 +357,34 @@ def test_hooks_never_raise_and_never_leak(path: str, params: dict[str, str], hea
     assert hooks.errors.count("httpx_hooks") == 0
     assert "CANARY" not in attributes["http.url"] and "CANARY" not in attributes["url.full"]
     assert attributes["spansignals.provider"] == "openai"
+
+
+def test_one_hooks_instance_stays_exact_across_repeated_and_many_urls() -> None:
+    """The per-host, per-URL and per-key caches of one HttpxHooks give every span what a fresh
+    computation would: repeated URLs, clean and secret ones interleaved, more distinct URLs than
+    the URL cache holds, and a credential header seen again after harmless keys were learnt."""
+    tracer = TracerProvider().get_tracer("t")
+    hooks = HttpxHooks(capture_request_headers=True)
+    urls = [
+        "https://api.openai.com/v1/chat/completions",
+        "https://api.openai.com/v1/chat/completions?api-key=CANARY",
+        "https://api.openai.com/v1/chat/completions?api-version=2024-06-01",
+        "https://u:CANARY@api.github.com/repos?page=2",
+        "https://example.org/search?q=cats&token=CANARY",
+    ]
+    urls += [f"https://example.org/items?page={i}&key=CANARY{i}" for i in range(_MAX_CACHED_URLS + 5)]
+    headers = httpx.Headers({"authorization": "Bearer CANARY", "x-ratelimit-limit": "10"})
+    for text in urls * 2:
+        url = httpx.URL(text)
+        request = RequestInfo(b"GET", url, headers, None, {})
+        start = {"url.full": text, "http.request.header.authorization": ("Bearer CANARY",)}
+        with tracer.start_as_current_span("GET", attributes=start) as span:
+            hooks.request_hook(span, request)
+            span.set_attribute("http.response.header.set-cookie", ["id=CANARY"])
+            hooks.response_hook(span, request, ResponseInfo(200, headers, None, {}))
+            attributes = dict(span.attributes)
+        assert attributes["url.full"] == redact_url(text)
+        assert "CANARY" not in str(attributes)
+        expected = {"api.openai.com": "openai", "api.github.com": "github"}.get(url.host)
+        assert attributes.get("spansignals.provider") == expected
+    assert hooks.errors.count("httpx_hooks") == 0
