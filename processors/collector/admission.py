@@ -15,7 +15,9 @@ declared:
 Over either budget, :meth:`AdmissionControl.hold` raises :class:`~.refusals.Refused`, which the
 receivers answer with gRPC ``UNAVAILABLE`` + ``RetryInfo`` or HTTP 503 + ``Retry-After``
 (RELIABILITY.md promise 2: never ``UNKNOWN``/``INTERNAL``/``RESOURCE_EXHAUSTED``). Refusals are
-counted in ``spansignals_receiver_refusals_total{reason}``.
+counted in ``spansignals_receiver_refusals_total{reason}``; the OTLP/HTTP receiver's connection
+limit (:class:`~.http_protocol.ConnectionLimit`) counts the 503 it sends on a connection over the
+limit there too (reason ``max_connections``).
 
 Single event loop: no locks; ``hold`` is a synchronous context manager around synchronous work.
 """
@@ -38,6 +40,7 @@ from .refusals import DEFAULT_RETRY_AFTER_S, Refused
 __all__ = [
     "DEFAULT_MAX_INFLIGHT_BYTES",
     "DEFAULT_MEMORY_LIMIT_BYTES",
+    "REASON_CONNECTIONS",
     "REASON_INFLIGHT",
     "REASON_MEMORY",
     "AdmissionControl",
@@ -50,6 +53,7 @@ DEFAULT_MAX_INFLIGHT_BYTES = 128 * 1024 * 1024
 DEFAULT_MEMORY_LIMIT_BYTES = 1024 * 1024 * 1024
 REASON_INFLIGHT = "inflight_bytes"
 REASON_MEMORY = "memory_limit"
+REASON_CONNECTIONS = "max_connections"
 _TRIM_INTERVAL_S = 1.0
 
 
@@ -100,7 +104,7 @@ class AdmissionControl:
         self._trimmed_at = -1e18
         self.refusals = CounterFamily(
             "spansignals.receiver.refusals",
-            "Requests refused with a retry hint, by reason (inflight_bytes, memory_limit).",
+            "Requests refused with a retry hint, by reason (inflight_bytes, memory_limit, max_connections).",
             "{request}",
             ("reason",),
             max_series=8,
@@ -129,6 +133,10 @@ class AdmissionControl:
         if self.memory_limit_bytes is not None and self._memory_exceeded():
             self.refusals.add((REASON_MEMORY,), 1)
             raise Refused("collector is over its memory limit; retry later", self.retry_after_s)
+
+    def count_connection_refusal(self) -> None:
+        """A connection over the receiver's connection limit was answered 503 (one refusal)."""
+        self.refusals.add((REASON_CONNECTIONS,), 1)
 
     def _memory_exceeded(self) -> bool:
         now = self._clock()

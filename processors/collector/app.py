@@ -29,11 +29,13 @@ from ..engine import SignalEngine
 from ..producer import SignalMetricProducer
 from .admission import DEFAULT_MAX_INFLIGHT_BYTES, DEFAULT_MEMORY_LIMIT_BYTES, AdmissionControl
 from .decoding import DEFAULT_MAX_REQUEST_BYTES
-from .endpoints import Endpoint, ListenError, parse_endpoint
+from .endpoints import Endpoint, ListenError, ensure_open_files, parse_endpoint
 from .forwarding import ExporterFamilies, Forwarder, TraceForwarding
 from .metrics_export import OtlpMetricsPush
 from .pipeline import TracePipeline
 from .receiver import (
+    DEFAULT_MAX_CONCURRENT_STREAMS,
+    DEFAULT_MAX_CONNECTIONS,
     DEFAULT_MAX_HEADER_BYTES,
     DEFAULT_READ_TIMEOUT_S,
     OtlpGrpcReceiver,
@@ -54,6 +56,7 @@ DEFAULT_SERVICE_NAME = "spansignals-collector"
 DEFAULT_GRPC_ENDPOINT = Endpoint("127.0.0.1", 4317)
 DEFAULT_HTTP_ENDPOINT = Endpoint("127.0.0.1", 4318)
 DEFAULT_METRICS_ENDPOINT = Endpoint("127.0.0.1", 9464)
+_SPARE_FILES = 512  # besides the receivers' connections: queue files, downstream and /metrics sockets
 
 
 @dataclass(frozen=True)
@@ -76,6 +79,8 @@ class CollectorSettings:
     retry_after_s: float = 1.0
     read_timeout_s: float = DEFAULT_READ_TIMEOUT_S
     max_header_bytes: int = DEFAULT_MAX_HEADER_BYTES
+    max_connections: int | None = DEFAULT_MAX_CONNECTIONS
+    max_concurrent_streams: int | None = DEFAULT_MAX_CONCURRENT_STREAMS
     bearer_token: str | None = field(default=None, repr=False)
     protect_metrics: bool = False
     protect_health: bool = False
@@ -123,6 +128,8 @@ def _hardening_settings(collector: object) -> dict[str, Any]:
         "retry_after_s": limits.retry_after,
         "read_timeout_s": limits.read_timeout,
         "max_header_bytes": limits.max_header_bytes,
+        "max_connections": limits.max_connections or None,
+        "max_concurrent_streams": limits.max_concurrent_streams or None,
         "bearer_token": auth.bearer_token.get_secret_value() if auth is not None else None,
         "protect_metrics": bool(auth and auth.protect_metrics),
         "protect_health": bool(auth and auth.protect_health),
@@ -181,6 +188,8 @@ class Collector:
             max_header_bytes=settings.max_header_bytes,
             read_timeout_s=settings.read_timeout_s,
             shutdown_timeout_s=settings.shutdown_timeout_s,
+            max_connections=settings.max_connections,
+            max_concurrent_streams=settings.max_concurrent_streams,
         )
         self.grpc_receiver = (
             OtlpGrpcReceiver(
@@ -282,6 +291,9 @@ class Collector:
     async def start(self) -> None:
         """Listen on every endpoint; raises :class:`ListenError` (after undoing) if one fails."""
         self._started = True
+        if self.settings.max_connections is not None:
+            receivers = sum(r is not None for r in (self.grpc_receiver, self.http_receiver))
+            ensure_open_files(receivers * self.settings.max_connections + _SPARE_FILES)
         try:
             await self._start_forwarding()
             self._start_alerting_and_push()

@@ -8,10 +8,13 @@ report a clear error when the address is taken.
 
 from __future__ import annotations
 
+import logging
 import socket
 from dataclasses import dataclass
 
-__all__ = ["Endpoint", "ListenError", "bind_tcp", "parse_endpoint"]
+_logger = logging.getLogger(__name__)
+
+__all__ = ["Endpoint", "ListenError", "bind_tcp", "ensure_open_files", "parse_endpoint"]
 
 
 class ListenError(OSError):
@@ -81,3 +84,34 @@ def bind_tcp(endpoint: Endpoint, *, backlog: int = 512, reuse_port: bool = False
             last_error = exc
     reason = last_error.strerror if last_error is not None else "no usable address"
     raise ListenError(f"cannot listen on {endpoint}: {reason}")
+
+
+def ensure_open_files(wanted: int) -> int:
+    """Raise this process's soft ``RLIMIT_NOFILE`` towards ``wanted`` (never above the hard limit,
+    never lowered); returns the soft limit in force and logs a warning when it stays below.
+
+    The receivers' connection limits are only real if the process can hold that many sockets:
+    with the usual soft limit of 1024, ``accept`` would fail with ``EMFILE`` long before
+    ``limits.max_connections``. Go programs (the OTel Collector among them) raise the soft limit
+    to the hard one at start for the same reason; Python does not.
+    """
+    try:
+        import resource
+    except ImportError:  # not POSIX
+        return wanted
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    target = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
+    if soft != resource.RLIM_INFINITY and soft < target:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+            soft = target
+        except (ValueError, OSError):
+            pass
+    if soft != resource.RLIM_INFINITY and soft < wanted:
+        _logger.warning(
+            "spansignals collector: the open-files limit is %d, below the %d the receivers' connection"
+            " limits need (limits.max_connections); raise it (ulimit -n) or lower max_connections",
+            soft,
+            wanted,
+        )
+    return int(soft) if soft != resource.RLIM_INFINITY else wanted

@@ -8,21 +8,30 @@ live, so :class:`HardenedAppRunner` swaps in a request handler whose ``handle_er
 a fixed text per status (``431`` for a header or request line over the limit, ``400`` otherwise),
 closes the connection, and logs only the exception's class at DEBUG.
 
+:class:`ConnectionLimit` caps the open connections of one listener (the OTLP/HTTP receiver's
+``limits.max_connections``): a connection over the cap is answered at once with a fixed ``503``
+and ``Retry-After`` (the client's first request is refused retryably, as every overload is, and
+counted) and closed, without an HTTP parser or a request task ever being created for it.
+
 Used by the OTLP/HTTP receiver and the ``/metrics`` server.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import math
 import socket
 import ssl
+import time
+from collections.abc import Callable
 from typing import Any
 
 from aiohttp import web
 from aiohttp.http_exceptions import BadHttpMessage, LineTooLong
 from aiohttp.web_protocol import RequestHandler
 
-__all__ = ["HardenedAppRunner", "serve_on"]
+__all__ = ["ConnectionLimit", "HardenedAppRunner", "serve_on"]
 
 _logger = logging.getLogger(__name__)
 
@@ -34,7 +43,110 @@ _TEXTS = {
 }
 
 
+class ConnectionLimit:
+    """At most ``max_connections`` open connections on one listener.
+
+    A connection over the cap gets ``503`` + ``Retry-After: retry_after_s`` and
+    ``Connection: close`` as soon as it is accepted, then a half-close; whatever the client sends
+    is read and discarded until it closes (at most ``linger_s``), so the answer is not destroyed
+    by a reset when the client's request arrives after our close. ``on_refused`` is called for
+    each refusal (the self-telemetry counter); a warning is logged at most once a minute.
+    """
+
+    def __init__(
+        self,
+        max_connections: int,
+        *,
+        retry_after_s: float = 1.0,
+        on_refused: Callable[[], None] | None = None,
+        name: str = "OTLP/HTTP",
+        linger_s: float = 1.0,
+    ) -> None:
+        self.max_connections = max_connections
+        self.open = 0
+        self.refused = 0
+        self._on_refused = on_refused
+        self._name = name
+        self._linger_s = linger_s
+        self._last_log = float("-inf")
+        text = b"the collector is at its connection limit; retry later\n"
+        self._response = (
+            b"HTTP/1.1 503 Service Unavailable\r\n"
+            b"Retry-After: %d\r\n"
+            b"Content-Type: text/plain; charset=utf-8\r\n"
+            b"Content-Length: %d\r\n"
+            b"Connection: close\r\n\r\n%s" % (max(1, math.ceil(retry_after_s)), len(text), text)
+        )
+
+    def admit(self) -> bool:
+        """Whether a new connection may be served (called when it is accepted)."""
+        if self.open < self.max_connections:
+            return True
+        self.refused += 1
+        if self._on_refused is not None:
+            self._on_refused()
+        now = time.monotonic()
+        if now - self._last_log >= 60.0:
+            self._last_log = now
+            _logger.warning(
+                "spansignals collector: %s at its limit of %d open connections; answering new"
+                " connections with 503 + Retry-After (limits.max_connections)",
+                self._name,
+                self.max_connections,
+            )
+        return False
+
+    def refusal(self) -> asyncio.Protocol:
+        """The protocol that answers one refused connection."""
+        return _RefusedConnection(self._response, self._linger_s)
+
+
+class _RefusedConnection(asyncio.Protocol):
+    """Writes a fixed 503, half-closes, discards input until the peer closes or ``linger_s``."""
+
+    def __init__(self, response: bytes, linger_s: float) -> None:
+        self._response = response
+        self._linger_s = linger_s
+        self._timer: asyncio.TimerHandle | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        transport.write(self._response)
+        if not transport.can_write_eof():  # TLS: close() flushes the answer and sends close_notify
+            transport.close()
+            return
+        transport.write_eof()
+        self._timer = asyncio.get_running_loop().call_later(self._linger_s, transport.abort)
+
+    def data_received(self, data: bytes) -> None:
+        """The request we refuse: discarded."""
+
+    def eof_received(self) -> bool:
+        return False  # the peer is done too: the transport closes
+
+    def connection_lost(self, exc: BaseException | None) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+
 class _QuietRequestHandler(RequestHandler):
+    _limit: ConnectionLimit | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        # Counted here, not when the protocol is created: a TLS handshake that fails never
+        # reaches connection_made, so it never holds a slot.
+        self._limit = getattr(self._manager, "connection_limit", None)
+        if self._limit is not None:
+            self._limit.open += 1
+        super().connection_made(transport)
+
+    def connection_lost(self, exc: BaseException | None) -> None:
+        if self._limit is not None:
+            self._limit.open -= 1
+            self._limit = None
+        super().connection_lost(exc)
+
     def handle_error(
         self,
         request: Any,
@@ -60,16 +172,29 @@ class _QuietRequestHandler(RequestHandler):
 
 
 class _QuietServer(web.Server):
-    def __call__(self) -> RequestHandler:
+    connection_limit: ConnectionLimit | None = None
+
+    def __call__(self) -> Any:  # the listener's protocol factory, called for every accepted socket
+        limit = self.connection_limit
+        if limit is not None and not limit.admit():
+            return limit.refusal()
         return _QuietRequestHandler(self, loop=self._loop, **self._kwargs)
 
 
 class HardenedAppRunner(web.AppRunner):
-    """An ``AppRunner`` whose connections answer protocol errors without echoing request bytes."""
+    """An ``AppRunner`` whose connections answer protocol errors without echoing request bytes,
+    and whose listener keeps to ``connection_limit`` when one is given."""
+
+    def __init__(
+        self, app: web.Application, *, connection_limit: ConnectionLimit | None = None, **kwargs: Any
+    ) -> None:
+        super().__init__(app, **kwargs)
+        self._connection_limit = connection_limit
 
     async def _make_server(self) -> web.Server:
         server = await super()._make_server()
         server.__class__ = _QuietServer  # same state, only __call__ differs
+        server.connection_limit = self._connection_limit  # type: ignore[attr-defined]
         return server
 
 

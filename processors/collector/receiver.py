@@ -21,6 +21,8 @@ headers / metadata over the limit         431                ``RESOURCE_EXHAUSTE
 unparsable HTTP (bad request line, ...)   400 (fixed text)   (n/a)
 over the memory or in-flight budget       503 + Retry-After  ``UNAVAILABLE`` + RetryInfo
 queue full (forwarding, :class:`Refused`)  503 + Retry-After  ``UNAVAILABLE`` + RetryInfo
+new connection over ``max_connections``    503 + Retry-After  closed at accept
+calls over ``max_concurrent_streams``       (n/a)              ``REFUSED_STREAM``
 unexpected error (a bug; logged)          503 + Retry-After  ``UNAVAILABLE`` + RetryInfo
 ========================================  =================  ==========================
 
@@ -62,12 +64,14 @@ from .decoding import (
     parse_protobuf_request,
 )
 from .endpoints import Endpoint, ListenError, bind_tcp
-from .http_protocol import HardenedAppRunner, serve_on
+from .http_protocol import ConnectionLimit, HardenedAppRunner, serve_on
 from .pipeline import IngestResult, TracePipeline
 from .refusals import Refused, abort_grpc_unavailable, http_status_response, http_unavailable
 from .security import BearerAuth, BearerAuthInterceptor, ServerTls, auth_middleware
 
 __all__ = [
+    "DEFAULT_MAX_CONCURRENT_STREAMS",
+    "DEFAULT_MAX_CONNECTIONS",
     "DEFAULT_MAX_HEADER_BYTES",
     "DEFAULT_READ_TIMEOUT_S",
     "TRACES_PATH",
@@ -85,6 +89,8 @@ TRACE_SERVICE = "opentelemetry.proto.collector.trace.v1.TraceService"
 TRACES_PATH = "/v1/traces"
 DEFAULT_READ_TIMEOUT_S = 30.0
 DEFAULT_MAX_HEADER_BYTES = 16 * 1024
+DEFAULT_MAX_CONNECTIONS = 4096
+DEFAULT_MAX_CONCURRENT_STREAMS = 100
 
 _PROTOBUF = "application/x-protobuf"
 _JSON = "application/json"
@@ -123,6 +129,15 @@ class ReceiverSettings:
     ``max_header_bytes`` bounds the request line and each header (HTTP) or the metadata (gRPC);
     ``read_timeout_s`` bounds receiving a request head and then its body (HTTP) or the TLS/HTTP2
     handshake (gRPC); ``shutdown_timeout_s`` is how long stopping lets in-flight requests finish.
+
+    ``max_connections`` (``None``: no cap) bounds the open connections of each receiver: over it
+    the HTTP receiver answers a new connection with 503 + ``Retry-After`` and closes it (counted),
+    and grpc-core closes a new connection as soon as it is accepted (its channel argument
+    ``grpc.max_allowed_incoming_connections``; clients see ``UNAVAILABLE``, and grpc tells the
+    application nothing, so those are not counted). ``max_concurrent_streams`` (gRPC only;
+    ``None``: grpc's default, unlimited) is the HTTP/2 ``SETTINGS_MAX_CONCURRENT_STREAMS`` of each
+    connection: calls beyond it are reset with ``REFUSED_STREAM`` (``UNAVAILABLE``, never
+    processed, so safe to retry) or wait in clients that honour the setting.
     """
 
     max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES
@@ -132,6 +147,8 @@ class ReceiverSettings:
     max_header_bytes: int = DEFAULT_MAX_HEADER_BYTES
     read_timeout_s: float = DEFAULT_READ_TIMEOUT_S
     shutdown_timeout_s: float = 5.0
+    max_connections: int | None = DEFAULT_MAX_CONNECTIONS
+    max_concurrent_streams: int | None = DEFAULT_MAX_CONCURRENT_STREAMS
 
     def admission_control(self) -> AdmissionControl:
         """``admission``, or one without budgets when none was given."""
@@ -173,16 +190,21 @@ class OtlpGrpcReceiver:
         """Listen and return the bound endpoint (the real port when ``endpoint.port`` is 0)."""
         credentials = self._tls.grpc_credentials() if self._tls is not None else None
         settings = self.settings
+        options: list[tuple[str, int]] = [
+            ("grpc.max_receive_message_length", settings.max_request_bytes),
+            ("grpc.max_metadata_size", settings.max_header_bytes),
+            ("grpc.server_handshake_timeout_ms", int(settings.read_timeout_s * 1000)),
+            # grpc turns SO_REUSEPORT on by default, which lets a second process silently
+            # share a port that is already taken: only worker processes (--workers) want it.
+            ("grpc.so_reuseport", 1 if settings.reuse_port else 0),
+        ]
+        if settings.max_connections is not None:  # per listener; over it grpc-core closes at accept
+            options.append(("grpc.max_allowed_incoming_connections", settings.max_connections))
+        if settings.max_concurrent_streams is not None:
+            options.append(("grpc.max_concurrent_streams", settings.max_concurrent_streams))
         server = grpc.aio.server(
             interceptors=[BearerAuthInterceptor(settings.auth)] if settings.auth is not None else None,
-            options=[
-                ("grpc.max_receive_message_length", settings.max_request_bytes),
-                ("grpc.max_metadata_size", settings.max_header_bytes),
-                ("grpc.server_handshake_timeout_ms", int(settings.read_timeout_s * 1000)),
-                # grpc turns SO_REUSEPORT on by default, which lets a second process silently
-                # share a port that is already taken: only worker processes (--workers) want it.
-                ("grpc.so_reuseport", 1 if settings.reuse_port else 0),
-            ],
+            options=options,
         )
         handler = grpc.unary_unary_rpc_method_handler(self._export)  # raw bytes in and out
         server.add_generic_rpc_handlers(
@@ -258,6 +280,7 @@ class OtlpHttpReceiver:
         self._admission = settings.admission_control()
         self._tls = tls
         self._extra_routes = tuple(extra_routes)
+        self.connection_limit: ConnectionLimit | None = None
         self.forward: Forward | None = None
         self._runner: web.AppRunner | None = None
 
@@ -280,8 +303,18 @@ class OtlpHttpReceiver:
         # Decompression is ours (gunzip_limited): aiohttp's would inflate before the size check.
         # keepalive_timeout is armed at connection start and closes a connection that has not
         # completed a request head by then (slowloris), as well as idle keep-alive connections.
+        limit = (
+            ConnectionLimit(
+                settings.max_connections,
+                retry_after_s=self._admission.retry_after_s,
+                on_refused=self._admission.count_connection_refusal,
+            )
+            if settings.max_connections is not None
+            else None
+        )
         runner = HardenedAppRunner(
             self.make_app(),
+            connection_limit=limit,
             auto_decompress=False,
             access_log=None,
             shutdown_timeout=settings.shutdown_timeout_s,
@@ -294,6 +327,7 @@ class OtlpHttpReceiver:
         )
         port = await serve_on(runner, sock, ssl_context)
         self._runner = runner
+        self.connection_limit = limit
         self.endpoint = self.endpoint.with_port(port)
         return self.endpoint
 

@@ -58,6 +58,10 @@ class ReceiverLimitsConfig(StrictModel):
     retry_after: Duration = 1.0
     read_timeout: Duration = 30.0
     max_header_bytes: int = Field(16 * 1024, ge=1024)
+    max_connections: int = Field(4096, ge=0, description="open connections per receiver; 0 = no cap")
+    max_concurrent_streams: int = Field(
+        100, ge=0, description="HTTP/2 streams (calls) per gRPC connection; 0 = grpc's default (no cap)"
+    )
 
 
 class RedactionConfig(StrictModel):
