@@ -35,6 +35,8 @@ from opentelemetry.util.types import Attributes
 
 __all__ = ["RecordAllSampler", "sampler_from_env"]
 
+_DROP = Decision.DROP  # runs per span: a module global, not an Enum class attribute lookup (~0.1 µs)
+
 
 class RecordAllSampler(Sampler):
     """Records every span the ``delegate`` would drop, without marking it sampled.
@@ -62,7 +64,7 @@ class RecordAllSampler(Sampler):
         result = self.delegate.should_sample(
             parent_context, trace_id, name, kind, attributes, links, trace_state
         )
-        if result.decision is Decision.DROP:
+        if result.decision is _DROP:
             return SamplingResult(Decision.RECORD_ONLY, result.attributes, result.trace_state)
         return result
 
