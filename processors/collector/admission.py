@@ -134,6 +134,13 @@ class AdmissionControl:
             self.refusals.add((REASON_MEMORY,), 1)
             raise Refused("collector is over its memory limit; retry later", self.retry_after_s)
 
+    def accepting(self) -> bool:
+        """Whether a request would pass the memory limit now (readiness asks; RSS is re-read at
+        most every ``rss_check_interval_s``, so a probe costs nothing most of the time). The
+        in-flight budget is left out: it refuses only while other requests are being handled,
+        for milliseconds."""
+        return self.memory_limit_bytes is None or not self._memory_exceeded()
+
     def count_connection_refusal(self) -> None:
         """A connection over the receiver's connection limit was answered 503 (one refusal)."""
         self.refusals.add((REASON_CONNECTIONS,), 1)

@@ -244,9 +244,13 @@ class Collector:
 
     @property
     def ready(self) -> bool:
-        """True once every receiver listens, until :meth:`stop` begins, while every exporter's
-        queue has room and its downstream answered recently (see :meth:`Forwarder.ready`)."""
-        return self._ready and (self.forwarder is None or self.forwarder.ready())
+        """Readiness, meaning "send me traffic": true once every receiver listens, until :meth:`stop` begins, while
+        the receivers would take a request: under the memory limit and not refusing for want of
+        queue room (see :meth:`Forwarder.ready`). A failing downstream alone does not make the
+        collector unready while its queue has room."""
+        return (
+            self._ready and self.admission.accepting() and (self.forwarder is None or self.forwarder.ready())
+        )
 
     async def _submit_signal(self, signal: str, payload: bytes, items: int) -> None:
         if self.forwarder is not None:

@@ -27,8 +27,14 @@ traces):
 
 So ``acked = sent + dropped + queue`` holds per exporter at every moment a batch is not in flight.
 
-Readiness: an exporter is unhealthy when its queue is full, or when its sends have been failing for
-longer than ``unready_after`` (default 30 s) without a success. Shutdown (:meth:`Forwarder.stop`)
+Readiness (:meth:`Forwarder.ready`) means "the receivers would take a request now": false from a
+refusal (a queue without room for the request, or unable to store it) until every queue has room
+for a request of the refused size again, or a request is accepted. A failing downstream alone does
+not make the collector unready: while the queue has room it keeps accepting, which is what the
+queue is for (and a Service whose every endpoint shares the failing downstream would otherwise
+have no endpoint left to buffer anything). Sends failing for longer than ``unready_after``
+(default 30 s; the key's name predates this) without a success are logged once per streak.
+Shutdown (:meth:`Forwarder.stop`)
 lets the workers drain for up to ``timeout`` seconds; then, with the memory queue, whatever is left
 is counted as dropped (reason ``shutdown``) and logged with its count; the persistent queue keeps
 it on disk for the next start.
@@ -157,6 +163,7 @@ class ExporterWorker:
         self._tasks: list[asyncio.Task[None]] = []
         self._stopping = asyncio.Event()
         self._failing_since: float | None = None
+        self._streak_logged = False
         families.queues[name] = queue
         if isinstance(queue, SqliteQueue):
             queue.on_corrupt = lambda batch: self._drop(batch, "corrupt")
@@ -169,12 +176,36 @@ class ExporterWorker:
             for i in range(self.consumers)
         ]
 
-    def healthy(self) -> bool:
-        """Queue not full, and no failure streak longer than ``unready_after``."""
-        if self.queue.is_full():
-            return False
+    def failing_for(self) -> float:
+        """Seconds since the first failed attempt with no success after it (0 when not failing)."""
         since = self._failing_since
-        return since is None or self._clock() - since < self.unready_after
+        return 0.0 if since is None else self._clock() - since
+
+    def _failed(self, attempt: Attempt) -> None:
+        """Start or extend the failure streak; log it once when it passes ``unready_after``."""
+        if self._failing_since is None:
+            self._failing_since = self._clock()
+            self._streak_logged = False
+        elif not self._streak_logged and self.failing_for() >= self.unready_after:
+            self._streak_logged = True
+            _logger.warning(
+                "spansignals collector: exporter %s: no successful send for %.0f s (%s); %d items"
+                " queued, still accepting while the queue has room",
+                self.name,
+                self.failing_for(),
+                attempt.reason,
+                self.queue.items,
+            )
+
+    def _succeeded(self) -> None:
+        if self._streak_logged:
+            _logger.warning(
+                "spansignals collector: exporter %s: sending again after %.0f s of failures",
+                self.name,
+                self.failing_for(),
+            )
+        self._failing_since = None
+        self._streak_logged = False
 
     def _take_more(self, first: Batch) -> list[Batch]:
         """``first`` plus the batches of the same signal ready right behind it, up to
@@ -227,7 +258,7 @@ class ExporterWorker:
             attempt_no += 1
             attempt: Attempt = await self.sender.send(batch)
             if attempt.ok:
-                self._failing_since = None
+                self._succeeded()
                 accepted = max(0, batch.items - attempt.rejected)
                 self.families.count(self.name, batch.signal, OUTCOME_SENT, accepted)
                 if attempt.rejected:
@@ -254,8 +285,7 @@ class ExporterWorker:
                 )
                 self._drop(batch, "permanent")
                 return True
-            if self._failing_since is None:
-                self._failing_since = self._clock()
+            self._failed(attempt)
             self.families.count(self.name, batch.signal, OUTCOME_FAILED, batch.items)
             wait = attempt.retry_after if attempt.retry_after is not None else self.retry.backoff(attempt_no)
             if self._clock() + wait - started > self.retry.max_elapsed:
@@ -325,6 +355,7 @@ class Forwarder:
         self.workers = workers
         self.families = families
         self._last_refusal_log = float("-inf")
+        self._refused: tuple[int, int] | None = None  # (items, bytes) of the request last refused
 
     @classmethod
     def from_config(cls, collector: Any, *, families: ExporterFamilies | None = None) -> Forwarder:
@@ -369,17 +400,34 @@ class Forwarder:
             await worker.start()
 
     def ready(self) -> bool:
-        """Every exporter healthy (see :meth:`ExporterWorker.healthy`)."""
-        return all(worker.healthy() for worker in self.workers)
+        """Whether the receivers would take a request now: no refusal since the last acceptance,
+        or every queue has room again for a request of the size last refused.
+
+        Not "no queue is full": a queue holding exactly its bound right after accepting a
+        request would make readiness flap to 503 in the very moment the collector accepts.
+        """
+        refused = self._refused
+        if refused is None:
+            return True
+        if all(worker.queue.fits(*refused) for worker in self.workers):
+            self._refused = None
+            return True
+        return False
 
     def has_room(self, items: int, nbytes: int) -> bool:
-        """Whether every queue would take a request of this size now (logs, at most once a
-        minute, which exporter's queue is refusing)."""
+        """Whether every queue would take a request of this size now."""
+        return self._refusing(items, nbytes) is None
+
+    def _refusing(self, items: int, nbytes: int) -> ExporterWorker | None:
+        """The first exporter whose queue would refuse a request of this size now (logged at most
+        once a minute), or ``None``; the answer is remembered for :meth:`ready`."""
         for worker in self.workers:
             if not worker.queue.fits(items, nbytes):
+                self._refused = (items, nbytes)
                 self._log_refusal(worker)
-                return False
-        return True
+                return worker
+        self._refused = None
+        return None
 
     def _log_refusal(self, worker: ExporterWorker) -> None:
         now = time.monotonic()
@@ -396,12 +444,15 @@ class Forwarder:
 
     async def submit(self, signal: str, payload: bytes, items: int) -> None:
         """Queue the request for every exporter; raises ``Backpressure`` (nothing acknowledged)."""
+        refusing = self._refusing(items, len(payload))
+        if refusing is not None:
+            raise QueueFull("the collector's export queue is full; retry later", refusing.queue.retry_after)
         for worker in self.workers:
-            if not worker.queue.fits(items, len(payload)):
-                self._log_refusal(worker)
-                raise QueueFull("the collector's export queue is full; retry later", worker.queue.retry_after)
-        for worker in self.workers:
-            await worker.queue.put(Batch(signal, payload, items))
+            try:
+                await worker.queue.put(Batch(signal, payload, items))
+            except Exception:  # QueueUnavailable (disk): refusing until the queue can store again
+                self._refused = (items, len(payload))
+                raise
 
     async def stop(self, timeout: float) -> int:
         """Drain every exporter concurrently within ``timeout``; items left undelivered."""

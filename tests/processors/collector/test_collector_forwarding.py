@@ -241,17 +241,23 @@ async def test_down_beyond_queue_capacity_refuses_then_recovers(
     assert _check_accounting(forwarder, sent, fake_otlp)["sent"] == 12
 
 
-async def test_readiness_reflects_a_failure_streak(fake_otlp: FakeOtlpServer, started: Any) -> None:
-    """Failing for longer than unready_after makes the exporter unready; a success restores it."""
+async def test_a_failure_streak_is_logged_once_and_does_not_make_it_unready(
+    fake_otlp: FakeOtlpServer, started: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Failing for longer than unready_after with room in the queue: still ready (submit
+    accepts), the streak is logged once, and its end is logged when a send succeeds."""
     fake_otlp.down()
     forwarder = await started(_config(fake_otlp, "grpc", collector={"unready_after": 0}))
     sent = Sent()
     await sent.submit(forwarder)
-    await _until(lambda: _totals(forwarder).get("failed", 0) > 0)
-    assert not forwarder.ready()
+    await _until(lambda: _totals(forwarder).get("failed", 0) >= 9)  # three failed attempts
+    assert forwarder.ready()
+    await sent.submit(forwarder)
+    assert caplog.text.count("no successful send for") == 1
     fake_otlp.up()
     await _until(lambda: forwarder.workers[0].queue.empty())
     assert forwarder.ready()
+    assert caplog.text.count("sending again after") == 1
     _check_accounting(forwarder, sent, fake_otlp)
 
 
