@@ -1,6 +1,6 @@
 """What the rate-limit pieces cost on the span path, next to a bare SDK span.
 
-Run:  python benchmarks/ratelimit_cost.py [--rounds 15] [--n 5000]
+Run:  python benchmarks/ratelimit_cost.py [--rounds 15] [--n 5000] [--otlp-rounds 15] [--requests 10]
 
 Times, each as the best of ``--rounds`` rounds of ``--n`` calls (the best round is the least
 disturbed by other load on the machine):
@@ -14,11 +14,26 @@ disturbed by other load on the machine):
 
 Ratios to the bare span are printed. The rate-limit work runs only on HTTP client spans to known
 providers; every other span costs one integer comparison.
+
+Then the collector side (``--otlp-rounds``, 0 to skip): ``observe`` on OTLP views of the 512-span
+request of ``collector_throughput.py`` (85% server spans, 10% Stripe client spans with two
+``x-ratelimit-*`` string-array headers, 5% OpenAI chat spans), each view's attribute index built
+first as the RED derivation does in the pipeline. Per round, every span group of a fresh decode of
+``--requests`` requests is timed with ``time.process_time`` (CPU time: other load on the machine
+does not count); printed are the median and minimum over rounds, in µs per span, for the SaaS
+client spans, the LLM client spans, the server spans and the whole mix (also per client span).
+Last, the same in the pipeline: ``TracePipeline.ingest`` with RED + cost and with RED + cost +
+rate limits, interleaved round by round; the difference per span should match the mix row (a
+derivation whose cost grew with the mix would show here).
 """
 
 from __future__ import annotations
 
 import argparse
+import os
+import statistics
+import sys
+import time
 import timeit
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -28,10 +43,18 @@ from opentelemetry.instrumentation.httpx import ResponseInfo
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.trace import SpanKind
 
+from spansignals.processors.collector.decoding import parse_protobuf_request
+from spansignals.processors.collector.pipeline import TracePipeline
+from spansignals.processors.config import load_config
+from spansignals.processors.engine import SignalEngine
+from spansignals.processors.factory import build_engine
 from spansignals.processors.ratelimit import RateLimitSpanProcessor
 from spansignals.processors.red import RedSpanProcessor
-from spansignals.processors.view import view_from_readable_span
+from spansignals.processors.view import KIND_CLIENT, SpanView, view_from_otlp_span, view_from_readable_span
 from spansignals.sdk.ratelimit_capture import RateLimitHeaderEnricher
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from collector_throughput import build_template  # a sibling script, not a package
 
 ATTRIBUTES = {
     "http.request.method": "POST",
@@ -57,6 +80,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
     parser.add_argument("--rounds", type=int, default=15)
     parser.add_argument("--n", type=int, default=5000)
+    parser.add_argument("--otlp-rounds", type=int, default=15, help="collector rounds (0: skip)")
+    parser.add_argument("--requests", type=int, default=10, help="512-span requests per collector round")
     args = parser.parse_args(argv)
     n = args.n
 
@@ -107,7 +132,104 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"best of {args.rounds} rounds x {n} calls")
     for name, us in rows:
         print(f"  {name:44s} {us:7.2f} us   {us / base:5.2f}x bare span")
+    if args.otlp_rounds > 0:
+        otlp(args.otlp_rounds, args.requests)
     return 0
+
+
+# --- collector side: OTLP views ------------------------------------------------------------------
+
+
+def _group(view: SpanView) -> str:
+    if view.kind != KIND_CLIENT:
+        return "server"
+    return "llm" if view.name.startswith("chat") else "saas"
+
+
+def _otlp_views(template: bytes) -> list[SpanView]:
+    """The request's spans as the pipeline views them, each attribute index already built."""
+    views = []
+    for rs in parse_protobuf_request(template).resource_spans:
+        resource = {kv.key: kv.value.string_value for kv in rs.resource.attributes}
+        for ss in rs.scope_spans:
+            for span in ss.spans:
+                view = view_from_otlp_span(span, resource, resource["service.name"])
+                view.attributes.get("http.response.status_code")  # indexed, as after RED
+                views.append(view)
+    return views
+
+
+def otlp(rounds: int, requests: int) -> None:
+    """``observe`` per span group on OTLP views, then the marginal cost in the pipeline."""
+    template, _ = build_template(512)
+    ratelimit = RateLimitSpanProcessor()
+    for view in _otlp_views(template):  # warm: providers, breakers, parse cache, array cache
+        ratelimit.observe(view)
+    groups = ("saas", "llm", "server", "mix")
+    times: dict[str, list[float]] = {g: [] for g in groups}
+    counts: dict[str, int] = {}
+    print(f"\ncollector: RateLimitSpanProcessor.observe on OTLP views, {requests} x 512 spans per round")
+    print(f"  load average at start: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
+    observe = ratelimit.observe
+    for _ in range(rounds):
+        # Fresh views for each timing: a view read once has its values' wrappers warm.
+        by_group: dict[str, list[SpanView]] = {"saas": [], "llm": [], "server": []}
+        for view in (v for _ in range(requests) for v in _otlp_views(template)):
+            by_group[_group(view)].append(view)
+        by_group["mix"] = [v for _ in range(requests) for v in _otlp_views(template)]
+        for g in groups:
+            batch = by_group[g]
+            counts[g] = len(batch)
+            t0 = time.process_time()
+            for view in batch:
+                observe(view)
+            times[g].append((time.process_time() - t0) / len(batch) * 1e6)
+    med = {g: statistics.median(times[g]) for g in groups}
+    labels = {
+        "saas": "SaaS client span, 2 x-ratelimit-* headers",
+        "llm": "LLM client span (OpenAI), no headers",
+        "server": "server span (not a client span)",
+        "mix": "realistic mix, averaged over all spans",
+    }
+    print(f"  {'span':44s} {'median':>8s} {'min':>8s}  (µs per span, {rounds} rounds)")
+    for g in groups:
+        print(f"  {labels[g]:44s} {med[g]:8.3f} {min(times[g]):8.3f}   n={counts[g] // requests}/request")
+    clients = (counts["saas"] + counts["llm"]) / counts["mix"]
+    linear = (
+        med["saas"] * counts["saas"] + med["llm"] * counts["llm"] + med["server"] * counts["server"]
+    ) / counts["mix"]
+    print(
+        f"  mix per client span: {med['mix'] / clients:.2f} µs; mix predicted from the groups: "
+        f"{linear:.3f} µs/span (measured / predicted {med['mix'] / linear:.2f})"
+    )
+
+    # The pipeline, with and without the derivation, interleaved.
+    def pipeline(with_ratelimit: bool) -> TracePipeline:
+        engine = build_engine(load_config({}))
+        wanted = {"red", "cost", "ratelimit"} if with_ratelimit else {"red", "cost"}
+        return TracePipeline(SignalEngine([p for p in engine.processors if p.processor_name in wanted]))
+
+    pipelines = {"red+cost": pipeline(False), "red+cost+ratelimit": pipeline(True)}
+    for p in pipelines.values():
+        p.ingest(parse_protobuf_request(template), "grpc", body_bytes=len(template))
+    ingest_times: dict[str, list[float]] = {k: [] for k in pipelines}
+    for i in range(rounds):
+        order = list(pipelines) if i % 2 == 0 else list(reversed(pipelines))
+        for name in order:
+            decoded = [parse_protobuf_request(template) for _ in range(requests)]
+            t0 = time.process_time()
+            for request in decoded:
+                pipelines[name].ingest(request, "grpc", body_bytes=len(template))
+            ingest_times[name].append((time.process_time() - t0) / (requests * 512) * 1e6)
+    base, full = (statistics.median(ingest_times[k]) for k in pipelines)
+    diffs = [b - a for a, b in zip(*ingest_times.values(), strict=True)]
+    print(f"  pipeline ingest, red+cost: {base:.2f} µs/span; red+cost+ratelimit: {full:.2f} µs/span")
+    diff = statistics.median(diffs)
+    print(
+        f"  rate limits in the pipeline (median of per-round differences): {diff:.3f} µs/span"
+        f" = {diff / clients:.2f} µs per client span"
+    )
+    print(f"  load average at end: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
 
 
 if __name__ == "__main__":

@@ -289,8 +289,8 @@ def resolve_view(view: Any, table: ProviderTable | None = None) -> ProviderInfo 
     try:
         table = table or default_table()
         attrs: Mapping[str, Any] = view.attributes
-        if not attrs:
-            return None
+        # No emptiness test first: on an OTLP view it is a Python-level __len__ (~0.15 µs), and an
+        # empty mapping answers every get below with None anyway.
         name = attrs.get(ATTR_PROVIDER)
         if isinstance(name, str) and name:
             info = table.by_name(name)

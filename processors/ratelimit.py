@@ -36,7 +36,7 @@ from .engine import SignalSpanProcessor
 from .events import EventBus
 from .families import DEFAULT_MAX_SERIES, CounterFamily, GaugeFamily, MetricFamily
 from .providers import ProviderTable, default_table, resolve_view
-from .ratelimit_headers import QuotaReading, dialect_header_attributes, parse_header_attributes
+from .ratelimit_headers import HeaderReadings, QuotaReading, header_readings
 from .view import KIND_CLIENT, STATUS_ERROR, SpanView
 
 __all__ = ["Admission", "RateLimitSpanProcessor", "route_of_path"]
@@ -193,7 +193,7 @@ class RateLimitSpanProcessor(SignalSpanProcessor):
         self._latest: dict[tuple[str, str, str], QuotaReading] = {}
         self._max_series = max_series
         self._blocked: dict[str, tuple[float, str]] = {}  # provider -> (until, reason)
-        self._known_keys: set[tuple[str, ...]] = set()
+        self._breaker_of_key: dict[tuple[str, ...], CircuitBreaker] = {}  # the span path's lookup
         self._breakers_of: dict[str, tuple[CircuitBreaker, ...]] = {}  # provider -> its breakers
         self._service_of_provider: dict[str, str] = {}
         self._lock = threading.Lock()
@@ -221,7 +221,7 @@ class RateLimitSpanProcessor(SignalSpanProcessor):
             self._latest.clear()
             self._blocked.clear()
             self._breakers_of.clear()
-            self._known_keys.clear()
+            self._breaker_of_key.clear()
         self.breakers.clear()
 
     # --- span path -----------------------------------------------------------------------------
@@ -230,7 +230,9 @@ class RateLimitSpanProcessor(SignalSpanProcessor):
         if view.kind != KIND_CLIENT:
             return
         attrs = view.attributes
-        if attrs.get(_METHOD_ATTRS[0]) is None and attrs.get(_METHOD_ATTRS[1]) is None:
+        # Presence, not the value: on an OTLP view reading a value costs ~0.6 µs, a membership
+        # test ~0.08 µs (neither the SDK nor OTLP exporters send an attribute without a value).
+        if _METHOD_ATTRS[0] not in attrs and _METHOD_ATTRS[1] not in attrs:
             return
         info = resolve_view(view, self.providers)
         if info is None:
@@ -241,9 +243,9 @@ class RateLimitSpanProcessor(SignalSpanProcessor):
             status = _int_or_none(status)
             if status is None:
                 status = _int_or_none(attrs.get(_STATUS_ATTRS[1]))
-        header_attrs = dialect_header_attributes(attrs, info.dialect)
-        if header_attrs:
-            until, reason = self._read_headers(view, service, provider, info.dialect, status, header_attrs)
+        parsed = header_readings(attrs, info.dialect)
+        if parsed is not None:
+            until, reason = self._read_headers(view, service, provider, parsed, status)
         else:
             until, reason = None, ""
             if status == 429:
@@ -251,14 +253,11 @@ class RateLimitSpanProcessor(SignalSpanProcessor):
         if not self.breakers_enabled:
             return
         key = (service, provider, _route_of(attrs)) if self.by_route else (service, provider)
-        breaker = self.breakers.get(key)
+        breaker = self._breaker_of_key.get(key)
         if breaker is None:
-            return
-        if key not in self._known_keys:
-            with self._lock:
-                self._known_keys.add(key)
-                self._breakers_of[provider] = (*self._breakers_of.get(provider, ()), breaker)
-                self._service_of_provider.setdefault(provider, service)
+            breaker = self._register_breaker(key, provider, service)
+            if breaker is None:
+                return
         errored = view.status_code == STATUS_ERROR
         if status is None and not errored and until is None:
             return  # neither a response nor an error: nothing to learn
@@ -269,49 +268,77 @@ class RateLimitSpanProcessor(SignalSpanProcessor):
         if until is not None:
             breaker.trip_until(until, reason)
 
+    def _register_breaker(self, key: tuple[str, ...], provider: str, service: str) -> CircuitBreaker | None:
+        """The breaker for ``key``, created on first use and made known to :meth:`admission`;
+        ``None`` past the series cap."""
+        breaker = self.breakers.get(key)
+        if breaker is None:
+            return None
+        with self._lock:
+            if key not in self._breaker_of_key:
+                self._breaker_of_key[key] = breaker
+                self._breakers_of[provider] = (*self._breakers_of.get(provider, ()), breaker)
+                self._service_of_provider.setdefault(provider, service)
+        return breaker
+
     def _read_headers(
         self,
         view: SpanView,
         service: str,
         provider: str,
-        dialect: str,
+        parsed: HeaderReadings,
         status: int | None,
-        attrs: dict[str, Any],
     ) -> tuple[float | None, str]:
-        """Store the readings, count throttling; return until when calls will fail, and why."""
-        end_s = view.end_ns / 1e9 if view.end_ns else self._clock()
-        headers = parse_header_attributes(attrs, dialect, end_s)
-        if headers.failures:
-            self.header_errors.add((service, provider), headers.failures)
+        """Store the readings, count throttling; return until when calls will fail, and why.
+
+        ``parsed`` is shared by every span with the same header values (see
+        :func:`~.ratelimit_headers.header_readings`), so nothing of it is mutated: offsets become
+        instants at the span's end here, and a field the response left out keeps the value last
+        reported. A reading equal to the stored one is not stored again (the steady state).
+        """
+        end_ns = view.end_ns
+        now = end_ns / 1e9 if end_ns else self._clock()
+        if parsed.failures:
+            self.header_errors.add((service, provider), parsed.failures)
         latest = self._latest
-        for reading in headers.readings.values():
-            labels = (service, provider, reading.resource)
+        exhausted = False  # any quota (merged with the last values) says nothing is left
+        latest_reset: float | None = None  # the latest reset of an exhausted quota, and whose
+        latest_resource = ""
+        for resource, limit, remaining, reset, is_offset in parsed.quotas:
+            if is_offset:
+                reset = now + reset  # type: ignore[operator]  # an offset is never None
+            labels = (service, provider, resource)
             prev = latest.get(labels)
             if prev is None:
-                if len(latest) >= self._max_series:
-                    continue  # capped: a gauge cannot be folded into an overflow series
+                # capped: a gauge cannot be folded into an overflow series (still read below)
+                if len(latest) < self._max_series:
+                    latest[labels] = QuotaReading(resource, limit, remaining, reset)
             else:  # a response may leave a field out: keep the last value reported
-                if reading.limit is None:
-                    reading.limit = prev.limit
-                if reading.remaining is None:
-                    reading.remaining = prev.remaining
-                if reading.reset_at is None:
-                    reading.reset_at = prev.reset_at
-            latest[labels] = reading
-        if headers.is_throttled(status):
+                if limit is None:
+                    limit = prev.limit
+                if remaining is None:
+                    remaining = prev.remaining
+                if reset is None:
+                    reset = prev.reset_at
+                if remaining != prev.remaining or limit != prev.limit or reset != prev.reset_at:
+                    latest[labels] = QuotaReading(resource, limit, remaining, reset)
+            if remaining is not None and remaining <= 0:
+                exhausted = True
+                if reset is not None and (latest_reset is None or reset > latest_reset):
+                    latest_reset, latest_resource = reset, resource
+        retry_at = parsed.retry_after_at(now) if parsed.retry_after else None
+        # 429 always; 403 with an exhausted quota or Retry-After (GitHub's convention).
+        if status == 429 or (status == 403 and (exhausted or retry_at is not None)):
             self.throttled.add((service, provider, str(status)), view.weight)
         # Retry-After on a 2xx/3xx means "poll later", not a limit.
-        if headers.retry_after_at is not None and status is not None and status < 400:
-            headers.retry_after_at = None
-        until = headers.exhausted_until()
-        if until is None:
+        if retry_at is not None and status is not None and status < 400:
+            retry_at = None
+        if latest_reset is not None and (retry_at is None or latest_reset > retry_at):
+            until, reason = latest_reset, f"quota exhausted ({latest_resource})"
+        elif retry_at is not None:
+            until, reason = retry_at, "rate limited (Retry-After)"
+        else:
             return None, ""
-        reason = "rate limited (Retry-After)"
-        if until != headers.retry_after_at:
-            resource = next(
-                r.resource for r in headers.readings.values() if r.exhausted and r.reset_at == until
-            )
-            reason = f"quota exhausted ({resource})"
         with self._lock:
             prev_block = self._blocked.get(provider)
             if prev_block is None or prev_block[0] < until:

@@ -26,6 +26,10 @@ Headers are read from span attributes ``http.response.header.<lowercase-name>`` 
 conventions' form: a list of strings; a plain string is accepted too), so the same code serves
 in-app spans and spans from any language arriving at the collector. Parsing is tolerant: garbage
 never raises, it increments :attr:`RateLimitHeaders.failures` and the field is skipped.
+
+The span path uses :func:`header_readings`: the parse of each distinct set of header values is
+cached as a :class:`HeaderReadings` with relative resets kept as offsets, so a provider's repeated
+headers cost a lookup rather than a parse.
 """
 
 from __future__ import annotations
@@ -42,10 +46,11 @@ from ._ietf_ratelimit import parse_ietf_fields
 __all__ = [
     "ATTR_HEADER_PREFIX",
     "CAPTURED_HEADERS",
+    "HeaderReadings",
     "QuotaReading",
     "RateLimitHeaders",
-    "dialect_header_attributes",
     "header_attributes",
+    "header_readings",
     "header_value",
     "parse_header_attributes",
     "parse_rate_limit_headers",
@@ -288,10 +293,10 @@ _DIALECT_ROWS: dict[str, tuple[_Row, ...]] = {
 
 # What the parser reads beyond the dialect's rows (every dialect).
 _EXTRA_ATTRS = (_GITHUB_RESOURCE_ATTR, _RETRY_AFTER_ATTR, _RETRY_AFTER_MS_ATTR, _RATELIMIT_ATTR, _POLICY_ATTR)
-_PROBE_KEYS: dict[str, tuple[str, ...]] = {
-    dialect: (*(row.attr for row in rows), *_EXTRA_ATTRS) for dialect, rows in _DIALECT_ROWS.items()
+_PROBE_SETS: dict[str, frozenset[str]] = {
+    dialect: frozenset((*(row.attr for row in rows), *_EXTRA_ATTRS))
+    for dialect, rows in _DIALECT_ROWS.items()
 }
-_PROBE_SETS: dict[str, frozenset[str]] = {dialect: frozenset(keys) for dialect, keys in _PROBE_KEYS.items()}
 # Per dialect, attribute -> (resource, kind, parse): the row fields the parse loop reads.
 _FIELDS_BY_ATTR: dict[str, dict[str, tuple[str | None, str, _Parser]]] = {
     dialect: {row.attr: (row.resource, row.kind, row.parse) for row in rows}
@@ -354,30 +359,6 @@ def header_attributes(attrs: Mapping[str, Any]) -> dict[str, Any]:
     else:
         keys = [k for k in attrs if k.startswith(ATTR_HEADER_PREFIX)]
     return {k: attrs[k] for k in keys} if keys else {}
-
-
-def dialect_header_attributes(attrs: Mapping[str, Any], dialect: str) -> dict[str, Any]:
-    """The ``http.response.header.*`` attributes ``dialect`` reads, as a small plain dict (often
-    empty): what :func:`parse_header_attributes` needs, for the span path.
-
-    A plain ``dict`` (the SDK view) is probed with the dialect's precomputed keys: a missed
-    ``dict.get`` costs ~0.03 µs, cheaper than a prefix test on every attribute key and a second
-    dict. Other mappings (the OTLP view, with its own prefix index) go through
-    :func:`header_attributes`.
-    """
-    if type(attrs) is not dict:
-        return header_attributes(attrs)
-    if dialect not in _PROBE_KEYS:
-        dialect = "generic"
-    if _PROBE_SETS[dialect].isdisjoint(attrs):
-        return {}  # no rate-limit header: one C-level pass over the span's keys (0.2 against 0.7 µs)
-    get = attrs.get
-    found: dict[str, Any] = {}
-    for key in _PROBE_KEYS[dialect]:
-        value = get(key)
-        if value is not None:
-            found[key] = value
-    return found
 
 
 def parse_rate_limit_headers(attrs: Mapping[str, Any], dialect: str, now: float) -> RateLimitHeaders:
@@ -466,3 +447,128 @@ def parse_header_attributes(attrs: dict[str, Any], dialect: str, now: float) -> 
         except Exception:
             result.failures += 1
     return result
+
+
+# --- the span path: parsed readings cached per distinct header values ---------------------------
+
+Quota = tuple[str, float | None, float | None, float | None, bool]
+"""``(resource, limit, remaining, reset, reset_is_offset)``: ``reset`` is epoch seconds, or seconds
+after the response when ``reset_is_offset`` (Go durations, delta seconds, the IETF ``t``)."""
+
+
+@dataclass(frozen=True, slots=True)
+class HeaderReadings:
+    """What one set of rate-limit header values says, whatever the time of the response.
+
+    Relative instants are kept as offsets to the response time, so the same header values (a
+    provider repeats its limits, and its remaining counts cycle through few values) map to one
+    shared, immutable object: :func:`header_readings` parses each distinct set once. ``at(now)``
+    gives the :class:`RateLimitHeaders` :func:`parse_header_attributes` returns for ``now``.
+    """
+
+    quotas: tuple[Quota, ...]
+    retry_after: tuple[tuple[float, bool], ...]  # (instant or offset, is_offset) per Retry-After field
+    failures: int
+
+    def retry_after_at(self, now: float) -> float | None:
+        """The latest ``Retry-After`` instant for a response at ``now``, or ``None``."""
+        at = None
+        for value, is_offset in self.retry_after:
+            v = now + value if is_offset else value
+            if at is None or v > at:
+                at = v
+        return at
+
+    def at(self, now: float) -> RateLimitHeaders:
+        """The readings of a response at ``now`` (epoch seconds), as fresh mutable objects."""
+        readings = {
+            resource: QuotaReading(
+                resource, limit, remaining, now + reset if is_offset and reset is not None else reset
+            )
+            for resource, limit, remaining, reset, is_offset in self.quotas
+        }
+        return RateLimitHeaders(readings, self.retry_after_at(now), self.failures)
+
+
+_FAR = 2.0**40  # a "now" later than any real one (year ~36800)
+
+
+def _instant_parts(at_zero: float | None, at_far: float | None) -> tuple[float | None, bool]:
+    """``(value, is_offset)`` of an instant parsed once with ``now=0`` and once with ``now=_FAR``.
+
+    Every parser returns either an absolute instant or ``now + offset``; an instant that moves
+    with ``now`` is an offset (then ``at_zero`` *is* the offset, and ``now + at_zero`` repeats the
+    parser's own arithmetic bit for bit). An offset so large that adding ``_FAR`` does not move
+    it is not moved by any earlier ``now`` either, so reading it as absolute gives the same value.
+    """
+    if at_zero is None:
+        return None, False
+    return at_zero, at_zero != at_far
+
+
+def _compile_readings(keys: tuple[str, ...], values: tuple[Any, ...], dialect: str) -> HeaderReadings:
+    """Parse the header attributes ``keys`` = ``values`` into the time-independent form (two
+    parses: see :func:`_instant_parts`). Keys are read in sorted order, so the readings' order
+    (which names an exhausted resource when two reset at the same instant) does not depend on
+    the order the span's attributes came in."""
+    attrs = dict(sorted(zip(keys, values, strict=True)))
+    h0 = parse_header_attributes(attrs, dialect, 0.0)
+    h1 = parse_header_attributes(attrs, dialect, _FAR)
+    quotas = []
+    for resource, r in h0.readings.items():
+        r1 = h1.readings.get(resource)
+        reset, is_offset = _instant_parts(r.reset_at, r1.reset_at if r1 is not None else None)
+        quotas.append((resource, r.limit, r.remaining, reset, is_offset))
+    # Retry-After and retry-after-ms are kept apart: one may be a date and the other an offset,
+    # and which is later then depends on the response time. Failures are counted by h0 already.
+    retry = []
+    for attr, parse in ((_RETRY_AFTER_ATTR, _retry_after), (_RETRY_AFTER_MS_ATTR, _retry_after_ms)):
+        raw = attrs.get(attr)
+        text = header_value(raw) if raw is not None else None
+        if text is None:
+            continue
+        try:
+            value, is_offset = _instant_parts(parse(text, 0.0), parse(text, _FAR))
+        except Exception:
+            continue
+        if value is not None:
+            retry.append((value, is_offset))
+    return HeaderReadings(tuple(quotas), tuple(retry), h0.failures)
+
+
+_READINGS: dict[tuple[Any, ...], HeaderReadings] = {}
+_READINGS_MAX = 4096
+
+
+def header_readings(attrs: Mapping[str, Any], dialect: str) -> HeaderReadings | None:
+    """The rate-limit headers ``dialect`` reads on a span, parsed; ``None`` when it has none.
+
+    The span path's entry point. The dialect's header attributes are found with one C-level set
+    intersection over the span's keys (an SDK dict or an OTLP view alike), and the parse is looked
+    up by ``(dialect, keys, values)`` in a bounded cache:
+    the parse itself (~2-3 µs: float conversions, dataclasses, dictionaries) runs once per
+    distinct set of values. Unhashable values (a key-value list) are parsed without the cache.
+    """
+    if dialect not in _PROBE_SETS:
+        dialect = "generic"
+    probe = _PROBE_SETS[dialect]
+    if type(attrs) is dict and probe.isdisjoint(attrs):
+        return None  # the usual SDK span: one C-level pass, no set built
+    found = probe.intersection(attrs)
+    if not found:
+        return None
+    keys = tuple(found)  # set order: a second order of the same keys is a second cache entry
+    get = attrs.get
+    values = tuple([get(k) for k in keys])
+    cache_key = (dialect, keys, values)
+    try:
+        cached = _READINGS.get(cache_key)
+    except TypeError:  # an unhashable value: parse it every time
+        return _compile_readings(keys, values, dialect)
+    if cached is not None:
+        return cached
+    readings = _compile_readings(keys, values, dialect)
+    if len(_READINGS) >= _READINGS_MAX:
+        _READINGS.clear()  # values are few in practice; a flood of distinct ones just resets
+    _READINGS[cache_key] = readings
+    return readings

@@ -122,6 +122,34 @@ def test_reset_seconds_count_down_at_collection_time() -> None:
     assert dict(p.reset.snapshot())[labels] == 0
 
 
+def test_repeated_header_values_reset_from_each_spans_own_end() -> None:
+    """Identical header values (parsed once and shared) still give a reset relative to each
+    span's end, and an unchanged reading keeps its series."""
+    clock = FakeClock()
+    p = _processor(clock)
+    headers = {"x-ratelimit-reset-requests": "10s", "x-ratelimit-remaining-requests": "9"}
+    p.observe(_view("openai.test", 200, headers))
+    p.observe(_view("openai.test", 200, headers, at=NOW + 4))
+    labels = ("svc", "openai", "requests")
+    assert dict(p.reset.snapshot())[labels] == pytest.approx(14)
+    p.observe(_view("openai.test", 200, headers, at=NOW + 4))
+    assert dict(p.reset.snapshot())[labels] == pytest.approx(14)
+    assert dict(p.remaining.snapshot()) == {labels: 9}
+
+
+def test_github_403_counts_an_exhausted_quota_remembered_from_before() -> None:
+    """A 403 whose headers leave remaining out is throttling when the last reported remaining was 0,
+    and blocks until the remembered reset."""
+    clock = FakeClock()
+    p = _processor(clock)
+    reset = str(int(NOW) + 60)
+    p.observe(_view("github.test", 200, {"x-ratelimit-remaining": "0", "x-ratelimit-reset": reset}))
+    p.observe(_view("github.test", 403, {"x-ratelimit-limit": "60"}))
+    assert p.throttled.value(("svc", "github", "403")) == 1
+    adm = p.admission("github")
+    assert adm is not None and adm.reason == "quota exhausted (core)" and adm.retry_after == pytest.approx(60)
+
+
 def test_throttled_counts_429_and_github_403() -> None:
     """429s and GitHub's exhausted 403s are counted by status code; a plain 403 is not."""
     p = _processor(FakeClock())

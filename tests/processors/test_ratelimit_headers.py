@@ -13,6 +13,8 @@ from hypothesis import strategies as st
 from spansignals.processors.ratelimit_headers import (
     ATTR_HEADER_PREFIX,
     CAPTURED_HEADERS,
+    RateLimitHeaders,
+    header_readings,
     header_value,
     parse_rate_limit_headers,
 )
@@ -127,3 +129,82 @@ def test_garbage_never_raises(headers: dict[str, Any], dialect: str) -> None:
     for reading in result.readings.values():
         for v in (reading.limit, reading.remaining):
             assert v is None or v >= 0
+
+
+def _same(a: RateLimitHeaders, b: RateLimitHeaders) -> None:
+    assert a.readings == b.readings
+    assert a.retry_after_at == b.retry_after_at
+    assert a.failures == b.failures
+
+
+_NOWS = (NOW, NOW + 0.123456, 1_800_000_000.5)
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c["name"] for c in CASES])
+def test_cached_readings_equal_a_fresh_parse_at_any_time(case: dict[str, Any]) -> None:
+    """The span path's cached, time-independent readings give exactly what parsing at that
+    instant gives: offsets (durations, delta seconds, IETF t) move with the response time,
+    epoch and date resets do not."""
+    attrs = {k: v for k, v in _attrs(case).items() if not k.endswith("x-unrelated")}
+    readings = header_readings(attrs, case["dialect"])
+    assert readings is not None
+    assert header_readings(dict(reversed(attrs.items())), case["dialect"]) is not None
+    for now in _NOWS:
+        _same(readings.at(now), parse_rate_limit_headers(attrs, case["dialect"], now))
+
+
+def test_cached_readings_are_shared_per_distinct_values() -> None:
+    """The same header values map to one parsed object; other values to another; no header, None."""
+    p = ATTR_HEADER_PREFIX
+    one = {p + "x-ratelimit-limit": ("100",), p + "x-ratelimit-remaining": ("7",), "http.route": "/x"}
+    same = {"http.route": "/y", p + "x-ratelimit-remaining": ("7",), p + "x-ratelimit-limit": ("100",)}
+    other = {**one, p + "x-ratelimit-remaining": ("6",)}
+    first = header_readings(one, "generic")
+    assert first is header_readings(one, "generic")
+    assert first is not None and header_readings(other, "generic") is not first
+    assert header_readings(same, "generic") == first
+    assert header_readings({"http.route": "/x", p + "content-type": ("a",)}, "generic") is None
+    # a dialect's own rows only: the generic x-ratelimit-limit is not an OpenAI header
+    assert header_readings({p + "x-ratelimit-limit": ("100",)}, "openai") is None
+
+
+def test_retry_after_date_and_milliseconds_compare_at_the_response_time() -> None:
+    """Retry-After as a date and retry-after-ms as an offset: which is later depends on when the
+    response came, so the cached form keeps both."""
+    p = ATTR_HEADER_PREFIX
+    attrs = {p + "retry-after": "Tue, 14 Nov 2023 22:15:20 GMT", p + "retry-after-ms": "2500"}
+    readings = header_readings(attrs, "openai")
+    assert readings is not None
+    date_only = {p + "retry-after": attrs[p + "retry-after"]}
+    date = parse_rate_limit_headers(date_only, "openai", 0.0).retry_after_at
+    assert date is not None
+    for now in (date - 100.0, date - 1.0, date + 5.0):
+        _same(readings.at(now), parse_rate_limit_headers(attrs, "openai", now))
+
+
+def test_huge_offsets_still_move_with_the_response_time() -> None:
+    """A reset offset of 1e16 s loses a 1 s step to rounding but not a real epoch instant."""
+    p = ATTR_HEADER_PREFIX
+    attrs = {p + "x-ratelimit-remaining-requests": "0", p + "x-ratelimit-reset-requests": "1e16"}
+    readings = header_readings(attrs, "openai")
+    assert readings is not None
+    for now in _NOWS:
+        _same(readings.at(now), parse_rate_limit_headers(attrs, "openai", now))
+
+
+@given(
+    st.dictionaries(st.sampled_from(sorted(CAPTURED_HEADERS)), _VALUES, max_size=12),
+    st.sampled_from(["openai", "anthropic", "github", "ietf", "gemini", "generic", "nonsense"]),
+    st.sampled_from(_NOWS),
+)
+def test_cached_readings_equal_a_fresh_parse_for_any_values(
+    headers: dict[str, Any], dialect: str, now: float
+) -> None:
+    """Garbage included, the cached form never raises and agrees with a parse at ``now``."""
+    attrs = {ATTR_HEADER_PREFIX + k: v for k, v in headers.items()}
+    readings = header_readings(attrs, dialect)
+    expected = parse_rate_limit_headers(dict(sorted(attrs.items())), dialect, now)
+    if readings is None:
+        assert not expected.found and expected.failures == 0
+    else:
+        _same(readings.at(now), expected)
