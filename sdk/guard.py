@@ -30,7 +30,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from typing import Any, TypeVar
 
 from opentelemetry import trace
@@ -139,55 +139,62 @@ class _Guard:
         )
         return RequestBlocked(admission.provider, admission.reason, admission.retry_after)
 
-    def check(self, request: Any) -> None:
-        """The sync request hook."""
+    def _admit(self, request: Any) -> Iterator[float] | None:
+        """Decide on ``request``: ``None`` when it may go now (counted as allowed, or not a
+        provider's), else the waits of ``wait`` mode; raises :class:`RequestBlocked` to reject.
+
+        The waits are a generator of seconds to sleep, each followed by a fresh admission check:
+        the one wait loop for both hooks, which differ only in how they sleep (``time.sleep`` or
+        ``await asyncio.sleep``). Exhausting it means the request goes (counted as delayed); it
+        raises when the next wait would pass ``max_wait``.
+        """
         try:
             proc, provider, route, admission = self._first_check(request)
         except Exception:
             _logger.debug("spansignals: guard check failed; request allowed", exc_info=True)
-            return
+            return None
         if proc is None:
-            return
+            return None
         if admission is None:
             proc.count_decision(provider, "allowed")
-            return
+            return None
         mode, max_wait = self._settings(proc)
         if mode == "reject":
             raise self._reject(proc, admission)
+        return self._waits(proc, provider, route, admission, max_wait)
+
+    def _waits(
+        self,
+        proc: RateLimitSpanProcessor,
+        provider: str,
+        route: str | None,
+        admission: Admission,
+        max_wait: float,
+    ) -> Iterator[float]:
         deadline = self._clock() + max_wait
         first = admission
-        while admission is not None:
-            if admission.retry_after > deadline - self._clock():
-                raise self._reject(proc, admission)
-            self._sleep(max(admission.retry_after, _MIN_SLEEP_S))
-            admission = proc.admission(provider, route)
+        current: Admission | None = admission
+        while current is not None:
+            if current.retry_after > deadline - self._clock():
+                raise self._reject(proc, current)
+            yield max(current.retry_after, _MIN_SLEEP_S)
+            current = proc.admission(provider, route)
         proc.count_decision(provider, "delayed")
         _span_event("spansignals.guard.delayed", first)
 
+    def check(self, request: Any) -> None:
+        """The sync request hook."""
+        waits = self._admit(request)
+        if waits is not None:
+            for seconds in waits:
+                self._sleep(seconds)
+
     async def acheck(self, request: Any) -> None:
-        """The async request hook: waits with ``asyncio.sleep``."""
-        try:
-            proc, provider, route, admission = self._first_check(request)
-        except Exception:
-            _logger.debug("spansignals: guard check failed; request allowed", exc_info=True)
-            return
-        if proc is None:
-            return
-        if admission is None:
-            proc.count_decision(provider, "allowed")
-            return
-        mode, max_wait = self._settings(proc)
-        if mode == "reject":
-            raise self._reject(proc, admission)
-        deadline = self._clock() + max_wait
-        first = admission
-        while admission is not None:
-            if admission.retry_after > deadline - self._clock():
-                raise self._reject(proc, admission)
-            await self._async_sleep(max(admission.retry_after, _MIN_SLEEP_S))
-            admission = proc.admission(provider, route)
-        proc.count_decision(provider, "delayed")
-        _span_event("spansignals.guard.delayed", first)
+        """The async request hook: waits with ``asyncio.sleep``, so the event loop keeps running."""
+        waits = self._admit(request)
+        if waits is not None:
+            for seconds in waits:
+                await self._async_sleep(seconds)
 
 
 def _span_event(name: str, admission: Admission) -> None:

@@ -158,6 +158,42 @@ def test_wait_mode_rejects_beyond_max_wait() -> None:
     assert clock.slept == [] and transport.calls == 0 and _decisions(p) == {"rejected": 1}
 
 
+@pytest.mark.parametrize("flavour", ["sync", "async"])
+def test_wait_rechecks_after_each_sleep_and_rejects_a_longer_new_limit(flavour: str) -> None:
+    """Sync and async hooks share one wait loop: after sleeping to the first reset it asks again,
+    and a new, longer limit seen meanwhile (a 429 with Retry-After: 60) is rejected then."""
+    clock, transport = FakeClock(), CountingTransport()
+    p = _processor(clock, mode="wait", max_wait="10s")
+    _limited(p)
+
+    def sleep(seconds: float) -> None:
+        clock.sleep(seconds)
+        _limited(p, "60")  # another caller's request was limited while this one waited
+
+    async def async_sleep(seconds: float) -> None:
+        sleep(seconds)
+        await asyncio.sleep(0)
+
+    if flavour == "sync":
+        client = guard(httpx.Client(transport=transport.sync()), processor=p, clock=clock, sleep=sleep)
+        with pytest.raises(RequestBlocked) as blocked:
+            client.get(URL)
+    else:
+
+        async def run() -> None:
+            inner = httpx.AsyncClient(transport=transport.sync())
+            aclient = guard(inner, processor=p, clock=clock, async_sleep=async_sleep)
+            try:
+                await aclient.get(URL)
+            finally:
+                await aclient.aclose()
+
+        with pytest.raises(RequestBlocked) as blocked:
+            asyncio.run(run())
+    assert clock.slept == [5] and blocked.value.retry_after == pytest.approx(55)
+    assert transport.calls == 0 and _decisions(p) == {"rejected": 1}
+
+
 def test_half_open_lets_exactly_one_probe_through_under_concurrency() -> None:
     """When the breaker turns half-open, 16 threads race: one probe is sent, the other 15 are rejected."""
     clock, transport = FakeClock(), CountingTransport()
