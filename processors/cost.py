@@ -36,7 +36,6 @@ count for their adjusted count.
 
 from __future__ import annotations
 
-import datetime as dt
 import logging
 import threading
 from collections.abc import Mapping
@@ -75,9 +74,11 @@ _REASONING = (
 _CACHE_WRITE_1H = "spansignals.usage.cache_creation_1h.input_tokens"
 _TOTAL_KEYS = frozenset(_INPUT + _OUTPUT)
 _USAGE_FRAGMENT = b"usage."  # in every key of _TOTAL_KEYS (a test pins it)
+_PROVIDER_KEY_FRAGMENT = b"spansignals.provider"
 _DETAIL_KEYS = frozenset((*_CACHE_READ, *_CACHE_WRITE, *_REASONING, _CACHE_WRITE_1H))
 _TOKEN_TYPES = ("input", "output", "cache_read", "cache_write", "reasoning")
 _WARNED_MAX = 1024
+_LABELS_CACHE_MAX = 4096
 
 
 def _count(attrs: Mapping[str, Any], keys: tuple[str, ...]) -> int | None:
@@ -94,11 +95,17 @@ def _count(attrs: Mapping[str, Any], keys: tuple[str, ...]) -> int | None:
 
 def usage_from_attributes(attrs: Mapping[str, Any]) -> TokenUsage | None:
     """The token usage a span's attributes report, or ``None`` when there is none."""
-    # Most spans carry no usage, and usage spans rarely carry the detailed counts: one C-level
-    # pass over the span's keys (dict or OtlpAttributes) answers for all the keys of each group,
-    # where a lookup per key costs a method call per miss (~0.1 µs each on OTLP attributes).
+    # Most spans carry no usage: on OTLP attributes, a search of the span's encoding rules the
+    # keys out without building the attribute index.
     if type(attrs) is OtlpAttributes and not attrs.might_contain(_USAGE_FRAGMENT):
         return None  # a collector span with none of the keys: no attribute index built
+    return _usage(attrs)
+
+
+def _usage(attrs: Mapping[str, Any]) -> TokenUsage | None:
+    # Usage spans rarely carry the detailed counts: one C-level pass over the span's keys (dict
+    # or OtlpAttributes) answers for all the keys of each group, where a lookup per key costs a
+    # method call per miss (~0.1 µs each on OTLP attributes).
     if _TOTAL_KEYS.isdisjoint(attrs):
         return None
     inp = _count(attrs, _INPUT)
@@ -133,11 +140,45 @@ class MoneyCounterFamily(CounterFamily):
         return Decimal(self._series.get(labels, 0))
 
 
-def _str_attr(attrs: Mapping[str, Any], *keys: str) -> str | None:
-    for key in keys:
-        value = attrs.get(key)
-        if isinstance(value, str) and value:
-            return value
+class _TokenCounterFamily(CounterFamily):
+    """``spansignals.tokens``: the counts of one call added under one lock acquisition, with the
+    five label tuples of a (service, provider, model) built once, not per span."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._labels_of: dict[tuple[Any, ...], tuple[tuple[Any, ...], ...]] = {}
+
+    def add_usage(self, labels: tuple[Any, ...], usage: TokenUsage, weight: float) -> None:
+        """Add each reported count of ``usage`` (times ``weight``) to ``labels + (token_type,)``."""
+        keys = self._labels_of.get(labels)
+        if keys is None:
+            keys = tuple((*labels, token_type) for token_type in _TOKEN_TYPES)
+            if len(self._labels_of) >= _LABELS_CACHE_MAX:
+                self._labels_of.clear()
+            self._labels_of[labels] = keys
+        with self._lock:
+            series = self._series
+            for key, value in zip(keys, usage, strict=False):  # usage's first five fields
+                if value is not None:
+                    amount = value * weight
+                    if not amount >= 0:
+                        continue
+                    if key in series:
+                        series[key] += amount
+                    else:
+                        cut = self._key(key)  # long values cut, or the overflow series
+                        series[cut] = series.get(cut, 0) + amount
+
+
+def _str_attr(attrs: Mapping[str, Any], first: str, second: str | None = None) -> str | None:
+    value = attrs.get(first)
+    if isinstance(value, str) and value:
+        return value
+    if second is None:
+        return None
+    value = attrs.get(second)
+    if isinstance(value, str) and value:
+        return value
     return None
 
 
@@ -177,7 +218,7 @@ class CostSpanProcessor(SignalSpanProcessor):
             (*labels, "operation"),
             max_series=max_series,
         )
-        self.tokens = CounterFamily(
+        self.tokens = _TokenCounterFamily(
             "spansignals.tokens",
             "LLM tokens by type (input includes cached tokens).",
             "{token}",
@@ -207,10 +248,12 @@ class CostSpanProcessor(SignalSpanProcessor):
 
     def observe(self, view: SpanView) -> None:
         attrs = view.attributes
-        usage = usage_from_attributes(attrs)
-        if usage is not None:
-            self._observe_llm(view, attrs, usage)
-        elif self._api_providers:
+        if type(attrs) is not OtlpAttributes or attrs.might_contain(_USAGE_FRAGMENT):
+            usage = _usage(attrs)
+            if usage is not None:
+                self._observe_llm(view, attrs, usage)
+                return
+        if self._api_providers:
             self._observe_api(view, attrs)
 
     # --- LLM ------------------------------------------------------------------------------------
@@ -221,31 +264,26 @@ class CostSpanProcessor(SignalSpanProcessor):
         response_model = _str_attr(attrs, "gen_ai.response.model", "llm.response.model")
         request_model = _str_attr(attrs, "gen_ai.request.model", "llm.request.model")
         model = response_model or request_model or "unknown"
-        operation = _str_attr(attrs, "gen_ai.operation.name", "llm.request.type")
         service = view.service_name
-        weight = view.weight
-        tokens = self.tokens
-        for token_type, value in zip(
-            _TOKEN_TYPES,
-            (usage.input, usage.output, usage.cache_read, usage.cache_write, usage.reasoning),
-            strict=True,
-        ):
-            if value is not None:
-                tokens.add((service, provider, model, token_type), value * weight)
-        at = dt.datetime.fromtimestamp((view.start_ns or view.end_ns) / 1e9, dt.timezone.utc)
+        self.tokens.add_usage((service, provider, model), usage, view.weight)
         tier = _str_attr(attrs, "openai.response.service_tier", "gen_ai.openai.response.service_tier")
-        context = (("service_tier", tier),) if tier is not None else ()
-        found = self.catalog.plan_for(provider, (response_model, request_model), at, context)
+        found = self.catalog.plan_at(
+            provider,
+            (response_model, request_model),
+            view.start_ns or view.end_ns,
+            (("service_tier", tier),) if tier is not None else (),
+        )
         if found is None:
-            self.unpriced.add((service, provider, model), weight)
+            self.unpriced.add((service, provider, model), view.weight)
             self._warn_once(provider, model, "no price is known; add it under pricing.models")
             return
         try:
             amount = found[0].cost(usage)
         except InvalidUsage as exc:
-            self.unpriced.add((service, provider, model), weight)
+            self.unpriced.add((service, provider, model), view.weight)
             self._warn_once(provider, model, f"its token counts cannot be priced ({exc})")
             return
+        operation = _str_attr(attrs, "gen_ai.operation.name", "llm.request.type")
         self._charge(
             view, attrs, amount, provider, model, operation, (response_model or "", request_model or "")
         )
@@ -292,6 +330,12 @@ class CostSpanProcessor(SignalSpanProcessor):
     # --- per-request API prices -----------------------------------------------------------------
 
     def _observe_api(self, view: SpanView, attrs: Mapping[str, Any]) -> None:
+        if (
+            view.kind != KIND_CLIENT
+            and type(attrs) is OtlpAttributes
+            and not attrs.might_contain(_PROVIDER_KEY_FRAGMENT)
+        ):
+            return  # only a client span or one naming its provider can be priced: no index built
         name = attrs.get("spansignals.provider")
         if not isinstance(name, str):
             if view.kind != KIND_CLIENT:

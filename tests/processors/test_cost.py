@@ -385,3 +385,43 @@ def test_usage_from_otlp_attributes_with_and_without_usage_keys():
         ],
     )
     assert usage_from_attributes(OtlpAttributes(detailed.attributes, detailed)) == TokenUsage(10, None, 4)
+
+
+def test_per_request_prices_on_otlp_spans_and_server_spans_left_unindexed() -> None:
+    """Collector spans: a client span or one naming its provider is priced per request as a dict
+    span would be; a server span naming no provider is ruled out without indexing its attributes."""
+    from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
+    from opentelemetry.proto.trace.v1.trace_pb2 import Span
+
+    from spansignals.processors.view import KIND_SERVER, OtlpAttributes
+
+    def otlp(attrs: dict[str, Any], kind: int) -> SpanView:
+        kvs = [
+            KeyValue(key=k, value=AnyValue(int_value=v) if isinstance(v, int) else AnyValue(string_value=v))
+            for k, v in attrs.items()
+        ]
+        span = Span(name="POST", kind=kind, attributes=kvs)  # type: ignore[arg-type]
+        return SpanView(
+            "POST",
+            kind,
+            START_NS,
+            START_NS + 1,
+            0,
+            OtlpAttributes(span.attributes, span),
+            {"service.name": "svc"},
+        )
+
+    url = "https://api.twilio.com/2010-04-01/Accounts/AC1/Messages.json"
+    labels = ("svc", "twilio", None, "POST /2010-04-01/Accounts/{sid}/Messages.json")
+    proc = _twilio()
+    proc.observe(otlp({"http.request.method": "POST", "url.full": url}, KIND_CLIENT))
+    assert proc.cost.exact(labels) == Decimal("0.0079")
+    named = otlp(
+        {"spansignals.provider": "twilio", "http.request.method": "POST", "url.path": url[22:]}, KIND_SERVER
+    )
+    proc.observe(named)
+    assert proc.cost.exact(labels) == Decimal("0.0158")
+    server = otlp({"http.request.method": "POST", "url.full": url, "http.route": "/x"}, KIND_SERVER)
+    proc.observe(server)
+    assert proc.cost.exact(labels) == Decimal("0.0158")
+    assert server.attributes._index is None  # type: ignore[attr-defined]

@@ -12,7 +12,14 @@ import pytest
 from genai_prices import Usage, calc_price
 from genai_prices.data_snapshot import get_snapshot
 
-from spansignals.processors.pricing import InvalidUsage, PriceCatalog, PricePlan, TokenUsage, compile_route
+from spansignals.processors.pricing import (
+    InvalidUsage,
+    PriceCatalog,
+    PricePlan,
+    TokenUsage,
+    compile_route,
+    datetime_of_ns,
+)
 
 NOW = dt.datetime(2026, 11, 22, 12, 0, tzinfo=dt.timezone.utc)
 
@@ -25,7 +32,14 @@ def _usages(rng: random.Random) -> list[TokenUsage]:
         TokenUsage(input=250_000, output=1000, cache_read=10_000),
         TokenUsage(input=12),
         TokenUsage(input=5000, output=10, cache_read=100, cache_write=3000, cache_write_1h=2000),
+        # input and output alone (PricePlan.cost's fast path), below and above long-context tiers
+        TokenUsage(input=300_000, output=2000),
+        TokenUsage(input=200_001, output=7),
+        TokenUsage(output=40),
+        TokenUsage(input=0, output=0),
     ]
+    for _ in range(3):
+        out.append(TokenUsage(input=rng.randint(0, 400_000), output=rng.randint(0, 20_000)))
     for _ in range(6):
         inp = rng.randint(0, 400_000)
         cr = rng.randint(0, inp // 2)
@@ -264,3 +278,86 @@ def test_price_variants_equal_genai_prices_with_price_context() -> None:
     flex = catalog.plan("openai", "gpt-5", NOW, (("service_tier", "flex"),))
     standard = catalog.plan("openai", "gpt-5", NOW)
     assert flex is not None and standard is not None and flex.cost(usage) < standard.cost(usage)
+
+
+_NS_PER_DAY = 86_400 * 10**9
+
+
+def _instants(catalog: PriceCatalog, provider: str, model: str, rng: random.Random) -> list[int]:
+    """Unix ns around every date and time-of-day boundary of a model's prices, plus random ones."""
+    found = catalog._model_info(provider, model)
+    days = {NOW.date()}
+    times: set[dt.time] = {dt.time(0)}
+    if found is not None:
+        info = found[0]
+        constraints = (
+            [getattr(p, "constraint", None) for p in info.prices] if isinstance(info.prices, list) else []
+        )
+        constraints += [v.constraint for v in info.price_variants or ()]
+        for c in constraints:
+            if getattr(c, "start_date", None):
+                days.update((c.start_date, c.start_date - dt.timedelta(days=1)))
+            for t in (getattr(c, "start_time", None), getattr(c, "end_time", None)):
+                if t is not None:
+                    utc = dt.datetime.combine(NOW.date(), t).astimezone(dt.timezone.utc) if t.tzinfo else None
+                    times.add(utc.time() if utc else t)
+    out = []
+    for day in days:
+        midnight = int(dt.datetime.combine(day, dt.time(0), dt.timezone.utc).timestamp()) * 10**9
+        for t in times:
+            at = midnight + ((t.hour * 60 + t.minute) * 60 + t.second) * 10**9 + t.microsecond * 1000
+            out.extend((at - 1000, at - 1, at, at + 999, at + 1000))
+        out.extend(midnight + rng.randrange(_NS_PER_DAY) for _ in range(4))
+    return out
+
+
+def test_plan_at_answers_as_plan_for_at_every_boundary() -> None:
+    """plan_at's cache (per UTC day, per time-of-day slot) never changes an answer: at instants
+    around every start date and off-peak boundary of genai-prices' models with conditional
+    prices, and with a price variant context, it equals plan_for at the same instant."""
+    rng = random.Random(11)
+    catalog = PriceCatalog()
+    usage = TokenUsage(input=1_000_000, output=1_000_000)
+    checked = intraday = 0
+    contexts: tuple[tuple[tuple[str, str], ...], ...] = ((), (("service_tier", "flex"),))
+    for provider in get_snapshot().providers:
+        for model in provider.models:
+            if not isinstance(model.prices, list) and not model.price_variants:
+                continue
+            for at_ns in _instants(catalog, provider.id, model.id, rng):
+                for context in contexts:
+                    expected = catalog.plan_for(provider.id, (model.id, None), datetime_of_ns(at_ns), context)
+                    got = catalog.plan_at(provider.id, (model.id, None), at_ns, context)
+                    assert (got is None) == (expected is None), (provider.id, model.id, at_ns)
+                    if got is not None and expected is not None:
+                        assert got[1] == expected[1]
+                        assert got[0].cost(usage) == expected[0].cost(usage), (provider.id, model.id, at_ns)
+                        checked += 1
+            if catalog._resolved and any(type(v).__name__ == "_Intraday" for v in catalog._resolved.values()):
+                intraday += 1
+    assert checked > 1000
+    assert intraday  # the off-peak models were cached per slot
+
+
+def test_plan_at_follows_overrides_and_tries_models_in_order() -> None:
+    """An override's valid_from starts at midnight UTC; the response model is tried before the
+    request model; unknown models are cached as misses."""
+    catalog = PriceCatalog(
+        models=[
+            _override(
+                model="gpt-4o",
+                input_per_mtok=Decimal("2"),
+                output_per_mtok=Decimal("2"),
+                valid_from=dt.date(2026, 11, 22),
+            ),
+        ]
+    )
+    midnight = int(dt.datetime(2026, 11, 22, tzinfo=dt.timezone.utc).timestamp()) * 10**9
+    usage = TokenUsage(input=1_000_000, output=0)
+    before = catalog.plan_at("openai", ("gpt-4o", None), midnight - 1000)
+    after = catalog.plan_at("openai", ("gpt-4o", None), midnight)
+    assert before is not None and after is not None
+    assert before[0].source == "genai-prices" and after[0].cost(usage) == Decimal(2)
+    assert catalog.plan_at("openai", ("no-such-model", "gpt-4o"), midnight + 5) == (after[0], "gpt-4o")
+    assert catalog.plan_at("openai", ("no-such-model", None), midnight) is None
+    assert catalog.plan_at("openai", ("no-such-model", None), midnight + 1) is None
