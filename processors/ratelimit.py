@@ -70,6 +70,9 @@ def _route_of(attrs: Any) -> str:
     return "/"
 
 
+_Reading = tuple[float | None, float | None, float | None]  # limit, remaining, reset_at (epoch s)
+
+
 def _int_or_none(value: Any) -> int | None:
     if isinstance(value, int) and not isinstance(value, bool):
         return value
@@ -190,7 +193,9 @@ class RateLimitSpanProcessor(SignalSpanProcessor):
             clock=clock,
         )
         self.breakers.events = self.events
-        self._latest: dict[tuple[str, str, str], QuotaReading] = {}
+        # (service, provider, resource) -> (limit, remaining, reset_at): a plain tuple per reading,
+        # built on the span path (~0.05 µs against ~0.3 µs for a dataclass).
+        self._latest: dict[tuple[str, str, str], _Reading] = {}
         self._max_series = max_series
         self._blocked: dict[str, tuple[float, str]] = {}  # provider -> (until, reason)
         self._breaker_of_key: dict[tuple[str, ...], CircuitBreaker] = {}  # the span path's lookup
@@ -294,7 +299,7 @@ class RateLimitSpanProcessor(SignalSpanProcessor):
         ``parsed`` is shared by every span with the same header values (see
         :func:`~.ratelimit_headers.header_readings`), so nothing of it is mutated: offsets become
         instants at the span's end here, and a field the response left out keeps the value last
-        reported. A reading equal to the stored one is not stored again (the steady state).
+        reported.
         """
         end_ns = view.end_ns
         now = end_ns / 1e9 if end_ns else self._clock()
@@ -312,16 +317,15 @@ class RateLimitSpanProcessor(SignalSpanProcessor):
             if prev is None:
                 # capped: a gauge cannot be folded into an overflow series (still read below)
                 if len(latest) < self._max_series:
-                    latest[labels] = QuotaReading(resource, limit, remaining, reset)
+                    latest[labels] = (limit, remaining, reset)
             else:  # a response may leave a field out: keep the last value reported
                 if limit is None:
-                    limit = prev.limit
+                    limit = prev[0]
                 if remaining is None:
-                    remaining = prev.remaining
+                    remaining = prev[1]
                 if reset is None:
-                    reset = prev.reset_at
-                if remaining != prev.remaining or limit != prev.limit or reset != prev.reset_at:
-                    latest[labels] = QuotaReading(resource, limit, remaining, reset)
+                    reset = prev[2]
+                latest[labels] = (limit, remaining, reset)
             if remaining is not None and remaining <= 0:
                 exhausted = True
                 if reset is not None and (latest_reset is None or reset > latest_reset):
@@ -346,24 +350,22 @@ class RateLimitSpanProcessor(SignalSpanProcessor):
         return until, reason
 
     def _limits(self) -> list[tuple[tuple[str, str, str], float]]:
-        return [(k, r.limit) for k, r in list(self._latest.items()) if r.limit is not None]
+        return [(k, r[0]) for k, r in list(self._latest.items()) if r[0] is not None]
 
     def _remainings(self) -> list[tuple[tuple[str, str, str], float]]:
-        return [(k, r.remaining) for k, r in list(self._latest.items()) if r.remaining is not None]
+        return [(k, r[1]) for k, r in list(self._latest.items()) if r[1] is not None]
 
     def _utilizations(self) -> list[tuple[tuple[str, str, str], float]]:
         out = []
-        for k, r in list(self._latest.items()):
-            u = r.utilization
+        for k, (limit, remaining, _) in list(self._latest.items()):
+            u = QuotaReading(k[2], limit, remaining).utilization
             if u is not None:
                 out.append((k, u))
         return out
 
     def _reset_seconds(self) -> list[tuple[tuple[str, str, str], float]]:
         now = self._clock()
-        return [
-            (k, max(0.0, r.reset_at - now)) for k, r in list(self._latest.items()) if r.reset_at is not None
-        ]
+        return [(k, max(0.0, r[2] - now)) for k, r in list(self._latest.items()) if r[2] is not None]
 
     # --- guard ---------------------------------------------------------------------------------
 
