@@ -51,6 +51,8 @@ def test_benchmark_workers_run_accounts_for_every_span() -> None:
             "--no-rotel",
             "--no-forward",
             "--no-breakdown",
+            "--concurrency",
+            "8",
             "--workers",
             "2",
         ],
@@ -60,7 +62,7 @@ def test_benchmark_workers_run_accounts_for_every_span() -> None:
         check=False,
     )
     assert result.returncode == 0, result.stderr[-3000:]
-    assert "spansignals x2 workers: accounting ok" in result.stdout, result.stdout
+    assert "spansignals x2 workers at 8 in flight: accounting ok" in result.stdout, result.stdout
     assert "scaling 2 workers / 1 worker" in result.stdout
 
 
