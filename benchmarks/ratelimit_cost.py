@@ -178,15 +178,33 @@ def _read_only(view: SpanView) -> None:
         attrs.get(key)
 
 
+def _with_429s(template: bytes, every: int) -> bytes:
+    """``template`` with every ``every``-th SaaS client span answered 429 (no Retry-After)."""
+    request = parse_protobuf_request(template)
+    seen = 0
+    for rs in request.resource_spans:
+        for ss in rs.scope_spans:
+            for span in ss.spans:
+                if span.kind != KIND_CLIENT or span.name != "POST":
+                    continue
+                seen += 1
+                if seen % every == 0:
+                    for kv in span.attributes:
+                        if kv.key == "http.response.status_code":
+                            kv.value.int_value = 429
+    return request.SerializeToString()
+
+
 def otlp(rounds: int, requests: int) -> None:
     """``observe`` per span group on OTLP views, then the marginal cost in the pipeline."""
     template, _ = build_template(512)
+    throttled = _with_429s(template, 4)  # 429s recur: 2.5% of all spans, a quarter of the SaaS calls
     engine = build_engine(load_config({}))
     before = SignalEngine([p for p in engine.processors if p.processor_name in ("red", "cost")])
     ratelimit = RateLimitSpanProcessor()
     for view in _otlp_views(template, before):  # warm: providers, breakers, parse cache, array cache
         ratelimit.observe(view)
-    groups = ("saas", "llm", "server", "mix", "reads")
+    groups = ("saas", "saas429", "llm", "server", "mix", "reads")
     times: dict[str, list[float]] = {g: [] for g in groups}
     counts: dict[str, int] = {}
     print(f"\ncollector: RateLimitSpanProcessor.observe on OTLP views, {requests} x 512 spans per round")
@@ -198,6 +216,9 @@ def otlp(rounds: int, requests: int) -> None:
         for view in (v for _ in range(requests) for v in _otlp_views(template, before)):
             by_group[_group(view)].append(view)
         by_group["mix"] = [v for _ in range(requests) for v in _otlp_views(template, before)]
+        by_group["saas429"] = [
+            v for _ in range(requests) for v in _otlp_views(throttled, before) if _group(v) == "saas"
+        ]
         by_group["reads"] = [
             v for _ in range(requests) for v in _otlp_views(template, before) if _group(v) == "saas"
         ]
@@ -212,6 +233,7 @@ def otlp(rounds: int, requests: int) -> None:
     med = {g: statistics.median(times[g]) for g in groups}
     labels = {
         "saas": "SaaS client span, 2 x-ratelimit-* headers",
+        "saas429": "same, every 4th one a 429",
         "llm": "LLM client span (OpenAI), no headers",
         "server": "server span (not a client span)",
         "mix": "realistic mix, averaged over all spans",
@@ -221,9 +243,7 @@ def otlp(rounds: int, requests: int) -> None:
     for g in groups:
         print(f"  {labels[g]:44s} {med[g]:8.3f} {min(times[g]):8.3f}   n={counts[g] // requests}/request")
     clients = (counts["saas"] + counts["llm"]) / counts["mix"]
-    linear = (
-        med["saas"] * counts["saas"] + med["llm"] * counts["llm"] + med["server"] * counts["server"]
-    ) / counts["mix"]
+    linear = sum(med[g] * counts[g] for g in ("saas", "llm", "server")) / counts["mix"]
     print(
         f"  mix per client span: {med['mix'] / clients:.2f} µs; mix predicted from the groups: "
         f"{linear:.3f} µs/span (measured / predicted {med['mix'] / linear:.2f})"
