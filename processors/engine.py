@@ -89,6 +89,10 @@ class SignalSpanProcessor(SpanProcessor):
     defers derivation (see :mod:`.deferred`). Ask with :meth:`require_sync` when a decision made
     before the next request starts depending on the state (``guard()`` and the breakers)."""
 
+    observed_kinds: frozenset[int] | None = None
+    """OTLP span kinds :meth:`observe` can learn anything from (``None``: every kind). The default
+    :meth:`observe_batch` leaves the others out without a call."""
+
     def __init__(self) -> None:
         self.errors = ProcessorErrors()
         self.events = EventBus()
@@ -132,7 +136,8 @@ class SignalSpanProcessor(SpanProcessor):
         the promise above.
         """
         observe = self.observe
-        remaining = iter(views)
+        kinds = self.observed_kinds
+        remaining = iter(views if kinds is None else [v for v in views if v.kind in kinds])
         while True:
             try:
                 for view in remaining:

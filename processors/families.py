@@ -257,13 +257,14 @@ class HistogramFamily(MetricFamily):
         per value, under one lock and one series lookup. NaN values are ignored."""
         if not values:
             return
-        if any(v != v for v in values):
+        total = sum(values)
+        if total != total:  # a NaN among them (a NaN sum is the cheap test), or inf - inf
             values = [v for v in values if v == v]
             if not values:
                 return
+            total = sum(values)
         bounds = self.bounds
         n = len(values)
-        total = sum(values)
         low = min(values)
         high = max(values)
         with self._lock:

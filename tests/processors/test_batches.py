@@ -161,3 +161,13 @@ def test_deferred_queue_keeps_span_order_across_runs_of_views_and_spans():
     assert sync.seen == ["c1", "c2", "c3", "s1", "s2", "s3"]
     assert engine.errors.count("picky") == 2  # "bad" failed once in each derivation
     provider.shutdown()
+
+
+def test_observed_kinds_leave_other_spans_out_of_a_batch():
+    class ClientsOnly(FailsOnMarkedSpans):
+        observed_kinds = frozenset({KIND_CLIENT})
+
+    clients = ClientsOnly()
+    views = [*_named("s1", "s2"), SpanView("c1", KIND_CLIENT, 1, 2, STATUS_UNSET, {}, {})]
+    clients.observe_batch(views)
+    assert clients.seen == ["c1"]
