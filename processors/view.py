@@ -212,26 +212,37 @@ class OtlpAttributes(Mapping[str, Any]):
     Duplicate keys resolve to the last occurrence (what a dict built from the list would give).
     ``message`` is the protobuf message that owns ``kvs`` (the span): with it,
     :meth:`might_contain` can rule keys out from the message's encoding without indexing.
+    ``hint`` (with ``position``, the span's number in its request) answers the same question from
+    the request's received bytes, for every span at once
+    (:class:`~spansignals.processors.collector.span_offsets.EncodedSpans`).
     """
 
-    __slots__ = ("_encoded", "_index", "_kvs", "_message")
+    __slots__ = ("_encoded", "_hint", "_index", "_kvs", "_message", "_position")
 
-    def __init__(self, kvs: Sequence[Any], message: Any = None) -> None:
+    def __init__(self, kvs: Sequence[Any], message: Any = None, hint: Any = None, position: int = 0) -> None:
         self._kvs = kvs
         self._index: dict[str, Any] | None = None
         self._message = message
         self._encoded: bytes | None = None
+        self._hint = hint
+        self._position = position
 
     def might_contain(self, fragment: bytes) -> bool:
         """False only when no attribute key contains ``fragment`` (UTF-8); True when unsure.
 
-        A derivation that reads a family of keys sharing a fragment (``usage.``) asks this first:
-        searching the owning message's encoding (~0.5 µs, cached per span) is cheaper than indexing
-        the attributes (~1.6 µs for four, since upb builds a wrapper per ``KeyValue``), and most
-        spans have none of those keys. Keys are stored verbatim in the encoding, so a miss is
-        exact; a hit may come from a value or the span name (the caller then looks the keys up).
+        A derivation that reads a family of keys sharing a fragment (``usage.``) asks this first,
+        since most spans have none of those keys. With a ``hint`` the request's bytes answer (one
+        search per request and fragment). Otherwise searching the owning message's encoding (~0.7
+        µs, cached per span) is still cheaper than indexing the attributes (~1.6 µs for four, since
+        upb builds a wrapper per ``KeyValue``). Keys are stored verbatim in the encoding, so a miss
+        is exact; a hit may come from a value or the span name (the caller then looks the keys up).
         """
-        if self._index is not None or self._message is None:
+        if self._index is not None:
+            return True
+        hint = self._hint
+        if hint is not None:
+            return hint.might_contain(self._position, fragment)  # type: ignore[no-any-return]
+        if self._message is None:
             return True
         encoded = self._encoded
         if encoded is None:

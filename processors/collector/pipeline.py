@@ -29,6 +29,7 @@ from ..engine import SignalEngine
 from ..families import CounterFamily, MetricFamily
 from ..view import OtlpAttributes, SpanView, _sampling_weight
 from .redaction_stage import redact_request
+from .span_offsets import EncodedSpans
 from .validation import Rejections, SpanLimits, span_rule_broken, values_too_long
 
 __all__ = [
@@ -106,18 +107,32 @@ class TracePipeline:
         return self.ingest(request, transport).accepted
 
     def ingest(
-        self, request: ExportTraceServiceRequest, transport: str, *, body_bytes: int = 0
+        self,
+        request: ExportTraceServiceRequest,
+        transport: str,
+        *,
+        body_bytes: int = 0,
+        body: bytes | None = None,
     ) -> IngestResult:
         """Redact (if on), drop invalid spans, derive signals from the rest.
 
         ``body_bytes`` is the decoded body's size: the attribute length rule runs only when it is
         over the limit (see :mod:`.validation`); 0 means unknown (checked via the request size).
+        ``body``, the protobuf encoding ``request`` was parsed from, lets derivations rule keys out
+        for every span at once (:mod:`.span_offsets`); its length stands for ``body_bytes``.
         Never raises: a resource that cannot be read is counted as a processor error and its
         spans still count as accepted (they were acknowledged, and derivation is best effort).
         """
         modified = False
         if self.redact and redact_request(request):
             modified = True
+        hint: EncodedSpans | None = None
+        if body is not None:
+            body_bytes = body_bytes or len(body)
+            hint = EncodedSpans(
+                body, sum(len(ss.spans) for rs in request.resource_spans for ss in rs.scope_spans)
+            )
+        position = 0  # the span's number in the request, as EncodedSpans counts them
         limits = self.limits
         max_attributes = limits.max_attributes
         value_limit = limits.max_attribute_value_bytes
@@ -129,6 +144,11 @@ class TracePipeline:
         rejections: Rejections | None = None
         accepted = 0
         for r, resource_spans in enumerate(request.resource_spans):
+            # Numbered before anything can fail, so a resource that raises cannot shift the
+            # numbers of the spans after it.
+            cursor = position
+            if hint is not None:
+                position += sum(len(ss.spans) for ss in resource_spans.scope_spans)
             try:
                 resource_kvs = resource_spans.resource.attributes
                 bad_resource = None
@@ -149,6 +169,8 @@ class TracePipeline:
                 service_name = _service_name(resource)
                 for s, scope_spans in enumerate(resource_spans.scope_spans):
                     spans = scope_spans.spans
+                    first = cursor
+                    cursor += len(spans)
                     bad: list[int] | None = None
                     for i, span in enumerate(spans):
                         # The rules of validation.py, inlined on fields the view needs anyway; the
@@ -192,7 +214,7 @@ class TracePipeline:
                                 start,
                                 end,
                                 span.status.code,
-                                OtlpAttributes(kvs, span),
+                                OtlpAttributes(kvs, span, hint, first + i),
                                 resource,
                                 service_name=service_name,
                                 weight=_sampling_weight(trace_state) if trace_state else 1.0,
