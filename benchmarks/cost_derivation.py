@@ -9,6 +9,7 @@ usage, ~5%), ``server`` (no usage, ~85%), ``saas`` (HTTP client spans to Stripe,
 ``mix`` (the whole request, in request order). Times are ``time.process_time`` (CPU of this
 process, so a busy neighbour on a shared machine matters less than with wall time); the median and
 the minimum over rounds are printed in µs per span, with an empty loop's cost for reference.
+The garbage collector is off while a round is timed (as ``timeit`` does).
 
 The cost derivation is the first derivation to read an LLM span's attributes in the collector's
 order (``red`` reads none), so its figure for ``llm`` includes building the attribute index
@@ -23,6 +24,7 @@ per-request API prices send spans without usage down a second path.
 from __future__ import annotations
 
 import argparse
+import gc
 import os
 import statistics
 import sys
@@ -91,6 +93,8 @@ def measure(cost: Any, body: bytes, rounds: int) -> dict[str, list[float]]:
     clock = time.process_time
     for _ in range(rounds):
         by_kind = _views(body)
+        gc.collect()
+        gc.disable()  # as timeit does: a collection landing in one round says nothing of observe
         for kind, views in by_kind.items():
             n = len(views)
             t0 = clock()
@@ -107,6 +111,7 @@ def measure(cost: Any, body: bytes, rounds: int) -> dict[str, list[float]]:
         for view in fresh:
             len(view.attributes)  # builds the index, as the first attribute lookup does
         figures["llm (index only)"].append((clock() - t0) / len(fresh) * 1e6)
+        gc.enable()
     return figures
 
 

@@ -79,6 +79,7 @@ _DETAIL_KEYS = frozenset((*_CACHE_READ, *_CACHE_WRITE, *_REASONING, _CACHE_WRITE
 _TOKEN_TYPES = ("input", "output", "cache_read", "cache_write", "reasoning")
 _WARNED_MAX = 1024
 _LABELS_CACHE_MAX = 4096
+_HANDED_MAX = 1024
 
 
 def _count(attrs: Mapping[str, Any], keys: tuple[str, ...]) -> int | None:
@@ -234,6 +235,8 @@ class CostSpanProcessor(SignalSpanProcessor):
         )
         self._warned: set[tuple[str, str]] = set()
         self._warn_lock = threading.Lock()
+        # Prices computed in-app before a span ended (price_call), by their pricing inputs.
+        self._handed: dict[tuple[Any, ...], Decimal] = {}
 
     def _events_changed(self, bus: EventBus) -> None:
         budgets = getattr(self, "budgets", None)
@@ -267,26 +270,59 @@ class CostSpanProcessor(SignalSpanProcessor):
         service = view.service_name
         self.tokens.add_usage((service, provider, model), usage, view.weight)
         tier = _str_attr(attrs, "openai.response.service_tier", "gen_ai.openai.response.service_tier")
-        found = self.catalog.plan_at(
-            provider,
-            (response_model, request_model),
-            view.start_ns or view.end_ns,
-            (("service_tier", tier),) if tier is not None else (),
-        )
-        if found is None:
-            self.unpriced.add((service, provider, model), view.weight)
-            self._warn_once(provider, model, "no price is known; add it under pricing.models")
-            return
-        try:
-            amount = found[0].cost(usage)
-        except InvalidUsage as exc:
-            self.unpriced.add((service, provider, model), view.weight)
-            self._warn_once(provider, model, f"its token counts cannot be priced ({exc})")
-            return
+        models = (response_model, request_model)
+        context = (("service_tier", tier),) if tier is not None else ()
+        at_ns = view.start_ns or view.end_ns
+        amount = self._handed.pop((provider, models, context, usage, at_ns), None) if self._handed else None
+        if amount is None:
+            found = self.catalog.plan_at(provider, models, at_ns, context)
+            if found is None:
+                self.unpriced.add((service, provider, model), view.weight)
+                self._warn_once(provider, model, "no price is known; add it under pricing.models")
+                return
+            try:
+                amount = found[0].cost(usage)
+            except InvalidUsage as exc:
+                self.unpriced.add((service, provider, model), view.weight)
+                self._warn_once(provider, model, f"its token counts cannot be priced ({exc})")
+                return
         operation = _str_attr(attrs, "gen_ai.operation.name", "llm.request.type")
         self._charge(
             view, attrs, amount, provider, model, operation, (response_model or "", request_model or "")
         )
+
+    def price_call(
+        self,
+        provider: str,
+        response_model: str | None,
+        request_model: str | None,
+        service_tier: str | None,
+        usage: TokenUsage,
+        start_ns: int,
+    ) -> Decimal | None:
+        """USD for one in-app LLM call whose span has not ended yet, or ``None`` when unpriced.
+
+        For the usage enricher (``gen_ai.usage.cost`` on the span). The price is kept, keyed by
+        exactly what it was computed from (provider, models, service tier, counts, start time),
+        and the span's derivation takes it from there when the attributes it reads give the same
+        inputs: each call is priced once, and the derivation never trusts a cost attribute (in
+        the collector nothing is handed over; any difference in the inputs prices again).
+        """
+        provider = provider.lower()
+        models = (response_model or None, request_model or None)
+        context = (("service_tier", service_tier),) if service_tier else ()
+        found = self.catalog.plan_at(provider, models, start_ns, context)
+        if found is None:
+            return None
+        try:
+            amount = found[0].cost(usage)
+        except InvalidUsage:
+            return None  # the derivation counts it as unpriced, with its warning
+        handed = self._handed
+        if len(handed) >= _HANDED_MAX:
+            handed.clear()  # spans never derived (no engine on their provider): price again later
+        handed[(provider, models, context, usage, start_ns)] = amount
+        return amount
 
     def _charge(
         self,

@@ -14,7 +14,10 @@ at most 8 MiB; ``Content-Length`` above that goes the streaming way) and hands t
 that replays exactly those bytes (still encoded: httpx decodes gzip/br as usual), then the rest,
 and re-raises any transport error at the point the app would have met it. The usage attributes
 and ``gen_ai.usage.cost`` (USD, as OpenLIT names it) are then set on the client span before it
-ends, so tracing backends show cost per span and per trace. The span's duration includes the
+ends, so tracing backends show cost per span and per trace. The call is priced once: the cost
+processor (:meth:`~spansignals.processors.cost.CostSpanProcessor.price_call`) keeps the exact
+price, keyed by what it was computed from, and the span's derivation charges it when the span's
+attributes give the same inputs (it never reads the cost attribute itself). The span's duration includes the
 body download (as it would for the vendor SDKs' own instrumentations). Consequence, decided on
 purpose: a JSON body is read even if the app would not read it (``client.stream()`` then
 closing) — LLM JSON bodies are small, and error bodies (status >= 400) are never read.
@@ -36,7 +39,6 @@ enricher never raises and never changes the response.
 
 from __future__ import annotations
 
-import datetime as dt
 import logging
 import time
 from collections.abc import Callable, Iterator
@@ -255,16 +257,18 @@ class GenAiUsageEnricher:
         if self.cost is None:
             return None
         try:
-            at = dt.datetime.fromtimestamp((start_ns or time.time_ns()) / 1e9, dt.timezone.utc)
-            context = (("service_tier", parsed.service_tier),) if parsed.service_tier else ()
-            found = self.cost.catalog.plan_for(
-                state.provider.name, (parsed.response_model, state.request_model), at, context
+            # Priced once: the cost processor keeps this exact Decimal for the span's derivation.
+            amount = self.cost.price_call(
+                state.provider.name,
+                parsed.response_model,
+                state.request_model,
+                parsed.service_tier,
+                parsed.usage,
+                start_ns or time.time_ns(),
             )
-            if found is None:
-                return None
-            return float(found[0].cost(parsed.usage))
+            return float(amount) if amount is not None else None
         except Exception:
-            return None  # contradictory counts: the processor counts them as unpriced
+            return None  # telemetry never breaks the call; the derivation prices from the attributes
 
     # --- streams and async bodies: report when the body has gone by -------------------------------
 

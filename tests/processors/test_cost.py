@@ -425,3 +425,40 @@ def test_per_request_prices_on_otlp_spans_and_server_spans_left_unindexed() -> N
     proc.observe(server)
     assert proc.cost.exact(labels) == Decimal("0.0158")
     assert server.attributes._index is None  # type: ignore[attr-defined]
+
+
+def test_price_call_is_handed_to_the_derivation_only_for_the_same_inputs(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """In-app, the enricher's price (price_call) is the one the span's derivation charges: the
+    call is priced once. Only the same provider, models, tier, counts and start time take it;
+    anything else is priced from the counts, and a cost attribute is never read."""
+    from spansignals.processors.pricing import PricePlan
+
+    proc = CostSpanProcessor()
+    usage = TokenUsage(1000, 50)
+    handed = proc.price_call("OpenAI", "gpt-4o-2024-08-06", "gpt-4o", None, usage, START_NS)
+    want = _expected(Usage(input_tokens=1000, output_tokens=50), "gpt-4o-2024-08-06", "openai")
+    assert handed == want
+    priced = []
+    original = PricePlan.cost
+    monkeypatch.setattr(PricePlan, "cost", lambda plan, u: priced.append(u) or original(plan, u))
+    attrs = {
+        "spansignals.provider": "openai",
+        "gen_ai.request.model": "gpt-4o",
+        "gen_ai.response.model": "gpt-4o-2024-08-06",
+        "gen_ai.usage.input_tokens": 1000,
+        "gen_ai.usage.output_tokens": 50,
+        "gen_ai.usage.cost": 99.0,  # never trusted
+    }
+    labels = ("svc", "openai", "gpt-4o-2024-08-06", None)
+    proc.observe(_view(attrs))
+    assert priced == [] and proc.cost.exact(labels) == want
+    proc.observe(_view(attrs))  # handed over once only: a second span with the same inputs is priced
+    assert priced == [usage] and proc.cost.exact(labels) == 2 * want
+    proc.price_call("openai", "gpt-4o-2024-08-06", "gpt-4o", None, usage, START_NS)
+    proc.observe(_view({**attrs, "gen_ai.usage.output_tokens": 51}))  # other counts: priced from them
+    assert priced == [usage, usage, TokenUsage(1000, 51)]  # price_call, then the derivation
+    assert proc.cost.exact(labels) == 2 * want + _expected(
+        Usage(input_tokens=1000, output_tokens=51), "gpt-4o-2024-08-06", "openai"
+    )

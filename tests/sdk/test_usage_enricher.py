@@ -233,3 +233,28 @@ def test_bedrock_converse_priced_from_the_url_model(
         want = calc_price(Usage(input_tokens=30, output_tokens=628), case["request_model"], provider_id="aws")
     assert attrs["gen_ai.usage.cost"] == float(want.total_price)
     assert _cost_total(telemetry) == want.total_price
+
+
+@pytest.mark.parametrize("name", JSON_CASES)
+def test_sync_json_call_is_priced_once(
+    name: str,
+    app: Callable[..., Telemetry],
+    providers: Providers,
+    llm: FakeLlmServers,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The enricher's price (gen_ai.usage.cost) is the one the cost derivation charges: one
+    PricePlan.cost per call, and the metric equals the attribute's exact price."""
+    from spansignals.processors.pricing import PricePlan
+
+    priced: list[Any] = []
+    original = PricePlan.cost
+    monkeypatch.setattr(PricePlan, "cost", lambda plan, usage: priced.append(usage) or original(plan, usage))
+    case = CASES[name]
+    telemetry = app()
+    with httpx.Client() as client:
+        client.post(llm.url(name), json={"model": case["model"], "messages": []})
+    want = _expected_cost(case)
+    assert _cost_total(telemetry) == want
+    assert dict(_client_span(providers).attributes)["gen_ai.usage.cost"] == float(want)
+    assert len(priced) == 1
