@@ -101,6 +101,7 @@ class RateLimitSpanProcessor(SignalSpanProcessor):
     """
 
     processor_name = "ratelimit"
+    observed_kinds = frozenset({KIND_CLIENT})  # provider responses are on client spans only
     # No span needs to be derived inside span.end() until guard() consults the breakers before
     # a request; guard() then calls require_sync({KIND_CLIENT}) (see processors/deferred.py).
 
