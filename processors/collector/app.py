@@ -245,10 +245,10 @@ class Collector:
 
     @property
     def ready(self) -> bool:
-        """Readiness, meaning "send me traffic": true once every receiver listens, until :meth:`stop` begins, while
-        the receivers would take a request: under the memory limit and not refusing for want of
-        queue room (see :meth:`Forwarder.ready`). A failing downstream alone does not make the
-        collector unready while its queue has room."""
+        """Readiness, meaning "send me traffic": true once every receiver listens, until
+        :meth:`stop` begins, while the receivers would take a request: under the memory limit and
+        not refusing for want of queue room (see :meth:`Forwarder.ready`). A failing downstream
+        alone does not make the collector unready while its queue has room."""
         return (
             self._ready and self.admission.accepting() and (self.forwarder is None or self.forwarder.ready())
         )

@@ -77,6 +77,9 @@ class Attempt:
     retry_after: float | None = None
     rejected: int = 0
     reason: str = ""
+    timed_out: bool = False
+    """No answer within the exporter's ``timeout`` (retryable): counted and logged by the worker,
+    because a downstream that stalls shows up nowhere else but in delivery latency."""
 
 
 class Sender:
@@ -204,7 +207,9 @@ class GrpcSender(Sender):
             delay = _grpc_retry_delay(exc)
             reason = f"gRPC {code.name}"
             if code in _RETRYABLE_GRPC or (code == grpc.StatusCode.RESOURCE_EXHAUSTED and delay is not None):
-                return Attempt(False, retryable=True, retry_after=delay, reason=reason)
+                # DEADLINE_EXCEEDED is (almost always) our own per-attempt deadline expiring.
+                timed_out = code == grpc.StatusCode.DEADLINE_EXCEEDED
+                return Attempt(False, retryable=True, retry_after=delay, reason=reason, timed_out=timed_out)
             return Attempt(False, reason=reason)
         except Exception as exc:  # channel closed, cancelled by shutdown, …
             return Attempt(False, retryable=True, reason=type(exc).__name__)
@@ -247,7 +252,8 @@ class HttpSender(Sender):
                 status = response.status
                 retry_after = parse_retry_after(response.headers.get("Retry-After"))
         except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
-            return Attempt(False, retryable=True, reason=type(exc).__name__)
+            timed_out = isinstance(exc, asyncio.TimeoutError)  # aiohttp's timeouts derive from it
+            return Attempt(False, retryable=True, reason=type(exc).__name__, timed_out=timed_out)
         if 200 <= status < 300:
             rejected, message = _rejected(batch.signal, content)
             return Attempt(True, rejected=rejected, reason=message)

@@ -24,6 +24,10 @@ traces):
 * ``spansignals_exporter_queue_spans{exporter}``: spans queued or in flight;
 * ``spansignals_exporter_items_total{exporter, signal, outcome}``: the same for metric data points
   and log records (``signal`` metrics or logs; outcome sent, failed, dropped).
+* ``spansignals_exporter_send_duration_seconds{exporter}`` (histogram): how long each attempt
+  took, whatever its answer, and ``spansignals_exporter_timeouts_total{exporter}``: attempts that
+  got no answer within ``timeout`` (each also logged at WARNING with the batch's size and the
+  sends in flight). A downstream that stalls is otherwise visible only as delivery latency.
 
 So ``acked = sent + dropped + queue`` holds per exporter at every moment a batch is not in flight.
 
@@ -50,7 +54,7 @@ import time
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
-from ..families import CounterFamily, GaugeFamily, MetricFamily
+from ..families import CounterFamily, GaugeFamily, HistogramFamily, MetricFamily
 from .exporter import Attempt, Sender, build_sender
 from .persistent_queue import SqliteQueue
 from .pipeline import count_spans
@@ -62,6 +66,7 @@ __all__ = ["ExporterFamilies", "ExporterWorker", "Forwarder", "RetryPolicy", "Tr
 _logger = logging.getLogger(__name__)
 
 OUTCOME_SENT, OUTCOME_FAILED, OUTCOME_DROPPED = "sent", "failed", "dropped"
+SEND_DURATION_BOUNDS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
 
 
 class RetryPolicy:
@@ -109,6 +114,21 @@ class ExporterFamilies:
             ("exporter", "signal", "outcome"),
             max_series=64,
         )
+        self.send_duration = HistogramFamily(
+            "spansignals.exporter.send.duration",
+            "Duration of each send attempt to a downstream, whatever its answer.",
+            "s",
+            ("exporter",),
+            SEND_DURATION_BOUNDS,
+            max_series=32,
+        )
+        self.timeouts = CounterFamily(
+            "spansignals.exporter.timeouts",
+            "Send attempts that got no answer within the exporter's timeout (retried).",
+            "{attempt}",
+            ("exporter",),
+            max_series=32,
+        )
         self.queue_spans = GaugeFamily(
             "spansignals.exporter.queue.spans",
             "Items queued or in flight per exporter (spans, data points and log records).",
@@ -122,7 +142,7 @@ class ExporterFamilies:
         return [((name,), float(queue.items)) for name, queue in list(self.queues.items())]
 
     def metric_families(self) -> list[MetricFamily]:
-        return [self.spans, self.dropped, self.items, self.queue_spans]
+        return [self.spans, self.dropped, self.items, self.queue_spans, self.send_duration, self.timeouts]
 
     def count(self, exporter: str, signal: str, outcome: str, items: int, reason: str = "") -> None:
         if items <= 0:
@@ -164,6 +184,7 @@ class ExporterWorker:
         self._stopping = asyncio.Event()
         self._failing_since: float | None = None
         self._streak_logged = False
+        self.in_flight = 0  # sends awaiting an answer right now (at most ``consumers``)
         families.queues[name] = queue
         if isinstance(queue, SqliteQueue):
             queue.on_corrupt = lambda batch: self._drop(batch, "corrupt")
@@ -256,7 +277,7 @@ class ExporterWorker:
         attempt_no = 0
         while True:
             attempt_no += 1
-            attempt: Attempt = await self.sender.send(batch)
+            attempt = await self._attempt(batch, merged)
             if attempt.ok:
                 self._succeeded()
                 accepted = max(0, batch.items - attempt.rejected)
@@ -304,6 +325,33 @@ class ExporterWorker:
                 await asyncio.wait_for(self._stopping.wait(), wait)
             if self._stopping.is_set():
                 return False
+
+    async def _attempt(self, batch: Batch, merged: bool) -> Attempt:
+        """One send, timed; a timeout is counted and logged with what was in flight."""
+        self.in_flight += 1
+        sent_at = time.perf_counter()
+        try:
+            attempt: Attempt = await self.sender.send(batch)
+        finally:
+            self.in_flight -= 1
+        took = time.perf_counter() - sent_at
+        self.families.send_duration.record((self.name,), took)
+        if attempt.timed_out:
+            self.families.timeouts.add((self.name,), 1)
+            _logger.warning(
+                "spansignals collector: exporter %s: no answer within %.1f s (%s; %s of %d %s,"
+                " %d bytes; %d other sends in flight, %d items queued); retrying",
+                self.name,
+                took,
+                attempt.reason,
+                "a merged request" if merged else "a request",
+                batch.items,
+                batch.signal,
+                batch.size,
+                self.in_flight,
+                self.queue.items,
+            )
+        return attempt
 
     def _drop(self, batch: Batch, reason: str, items: int | None = None) -> None:
         self.families.count(

@@ -184,9 +184,10 @@ async def test_partial_success_counts_rejected_as_dropped(
 
 @pytest.mark.parametrize("protocol", PROTOCOLS)
 async def test_slow_downstream_attempt_times_out_and_is_retried(
-    fake_otlp: FakeOtlpServer, started: Any, protocol: str
+    fake_otlp: FakeOtlpServer, started: Any, protocol: str, caplog: pytest.LogCaptureFixture
 ) -> None:
-    """An attempt longer than ``timeout`` is abandoned and retried (counted failed once)."""
+    """An attempt longer than ``timeout`` is abandoned and retried (counted failed once); the
+    timeout is visible: counted, logged with what was in flight, and in the send-duration histogram."""
     forwarder = await started(_config(fake_otlp, protocol, timeout="200ms"))
     fake_otlp.script(Delay(1.0))
     sent = Sent()
@@ -195,6 +196,13 @@ async def test_slow_downstream_attempt_times_out_and_is_retried(
     await _until(lambda: forwarder.workers[0].queue.empty())
     totals = _totals(forwarder)
     assert totals["failed"] == 3 and totals["sent"] == 3
+    families = forwarder.families
+    assert families.timeouts.value(("down",)) == 1
+    assert caplog.text.count("exporter down: no answer within 0.2 s") == 1, caplog.text
+    assert "a request of 3 traces" in caplog.text
+    ((labels, (_, count, total, _, longest)),) = families.send_duration.snapshot()
+    assert labels == ("down",) and count == 2  # the timed-out attempt and the retry
+    assert 0.2 <= longest < 1.0 and total >= 0.2
     # The second attempt started after the timeout, not after the slow answer.
     await _until(lambda: len(fake_otlp.requests) >= 2)
     arrivals = sorted(seen.at for seen in fake_otlp.requests)
