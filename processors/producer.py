@@ -82,6 +82,15 @@ class SignalMetricProducer:
         in-app front door queued are derived before their metrics are read)."""
         self._before_produce.append(hook)
 
+    def prepare(self) -> None:
+        """Run the pre-collection hooks (a failing hook is logged); :meth:`produce` calls it, and
+        so does any other reader of :attr:`families` (the collector's ``/metrics`` writer)."""
+        for hook in self._before_produce:
+            try:
+                hook()
+            except Exception:
+                _logger.exception("spansignals: pre-collection hook failed")
+
     def register(self, *families: MetricFamily) -> None:
         """Add families; a second family with the same name is an error (it would double count)."""
         with self._lock:
@@ -99,11 +108,7 @@ class SignalMetricProducer:
     def produce(self, delta_state: dict[Any, Any] | None = None) -> list[Metric]:
         """Render every family. With ``delta_state`` (a dict kept by the caller), sums and histograms
         are rendered as deltas since the previous call that used the same dict."""
-        for hook in self._before_produce:
-            try:
-                hook()
-            except Exception:
-                _logger.exception("spansignals: pre-collection hook failed")
+        self.prepare()
         now = self._clock_ns()
         out: list[Metric] = []
         for family in self.families:

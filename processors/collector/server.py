@@ -1,11 +1,14 @@
 """The collector's own HTTP endpoint: Prometheus ``/metrics`` and health checks.
 
-``/metrics`` is rendered by the official OTel Prometheus exporter
-(``opentelemetry.exporter.prometheus.PrometheusMetricReader``) on a private ``MeterProvider`` and a
-private ``prometheus_client`` registry, with the engine's pre-aggregated families merged into each
-collection by :func:`~spansignals.processors.producer.attach_producer`. Names are therefore exactly
-what the exporter makes of the OTel names (``traces.span.metrics.calls`` ->
-``traces_span_metrics_calls_total``), as they would be for an app.
+``/metrics`` is written straight from the engine's pre-aggregated families by
+:class:`~spansignals.processors.exposition.PrometheusTextWriter`: the same series (names, labels,
+``otel_scope_*``, ``target_info``) the official OTel Prometheus exporter produced from them, at a
+fraction of the cost (the exporter converted every series into OTel data points and
+``prometheus_client`` samples on every scrape: ~1 s per scrape at the default cap of 2000 RED
+series; see :mod:`~spansignals.processors.exposition` and ``benchmarks/metrics_scrape.py``).
+The exposition is rendered on a worker thread, so receivers on the event loop keep running during
+a scrape, and gzip-compressed there when the scraper sends ``Accept-Encoding: gzip``
+(Prometheus does).
 
 ``/health/live`` answers 200 while the process serves; ``/health/ready`` answers 200 once every
 receiver is listening (``ready()`` says so) and 503 before that and while stopping.
@@ -17,21 +20,20 @@ bearer token on ``/metrics`` / ``/health/*`` (401 otherwise).
 from __future__ import annotations
 
 import asyncio
+import gzip
 import logging
 from collections.abc import Callable
 
 from aiohttp import web
-from opentelemetry.exporter.prometheus import PrometheusMetricReader
-from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.resources import Resource
-from prometheus_client import CollectorRegistry, generate_latest
 
-from ..producer import SignalMetricProducer, attach_producer
+from ..exposition import PrometheusTextWriter
+from ..producer import SignalMetricProducer
 from .endpoints import Endpoint, bind_tcp
 from .http_protocol import HardenedAppRunner, serve_on
 from .security import BearerAuth, auth_middleware
 
-__all__ = ["METRICS_CONTENT_TYPE", "MetricsServer", "PrometheusExposition"]
+__all__ = ["METRICS_CONTENT_TYPE", "MetricsServer", "PrometheusExposition", "accepts_gzip"]
 
 _logger = logging.getLogger(__name__)
 
@@ -39,32 +41,57 @@ _logger = logging.getLogger(__name__)
 # Prometheus 2.x predates; the body is the same 0.0.4 text either way.
 METRICS_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
+GZIP_LEVEL = 1
+"""Exposition text is label text repeated line after line: level 1 already shrinks it ~20x, at a
+fraction of the CPU of the default level 9 (see ``benchmarks/metrics_scrape.py``)."""
+
+
+def accepts_gzip(accept_encoding: str | None) -> bool:
+    """Whether an ``Accept-Encoding`` value allows gzip (``gzip`` or ``*`` with a q above 0)."""
+    if not accept_encoding:
+        return False
+    allowed: dict[str, bool] = {}
+    for item in accept_encoding.split(","):
+        coding, _, params = item.partition(";")
+        coding = coding.strip().lower()
+        quality = 1.0
+        for param in params.split(";"):
+            key, _, value = param.partition("=")
+            if key.strip().lower() == "q":
+                try:
+                    quality = float(value)
+                except ValueError:
+                    quality = 0.0
+        allowed[coding] = quality > 0
+    return allowed.get("gzip", allowed.get("x-gzip", allowed.get("*", False)))
+
 
 class PrometheusExposition:
-    """Renders a producer's families (and the private provider's instruments) as Prometheus text.
+    """Renders a producer's families as Prometheus text.
 
     ``resource`` becomes ``target_info``; by default it is ``Resource.create()``, which reads
     ``OTEL_SERVICE_NAME`` and ``OTEL_RESOURCE_ATTRIBUTES``.
     """
 
     def __init__(self, producer: SignalMetricProducer, *, resource: Resource | None = None) -> None:
-        self.registry = CollectorRegistry(auto_describe=False)
-        self._reader = PrometheusMetricReader(registry=self.registry)
-        self.meter_provider = MeterProvider(
-            resource=resource or Resource.create(), metric_readers=[self._reader]
+        resource = resource or Resource.create()
+        self._writer = PrometheusTextWriter(
+            lambda: producer.families,
+            scope=(producer.scope.name, producer.scope.version or ""),
+            resource_attributes=resource.attributes,
+            before=producer.prepare,
         )
-        attach_producer(self._reader, producer)
 
     def render(self) -> bytes:
         """The current exposition text."""
-        return generate_latest(self.registry)
+        return self._writer.render()
+
+    def render_gzip(self) -> bytes:
+        """The current exposition text, gzip-compressed."""
+        return gzip.compress(self._writer.render(), compresslevel=GZIP_LEVEL, mtime=0)
 
     def shutdown(self) -> None:
-        """Release the private provider."""
-        try:
-            self.meter_provider.shutdown()
-        except Exception:  # shutting down twice or a reader error must not fail a stop
-            _logger.debug("metrics provider shutdown failed", exc_info=True)
+        """Nothing to release (kept so callers need not know how the text is made)."""
 
 
 class MetricsServer:
@@ -120,14 +147,19 @@ class MetricsServer:
             await runner.cleanup()
 
     async def _metrics(self, request: web.Request) -> web.Response:
+        compress = accepts_gzip(request.headers.get("Accept-Encoding"))
+        render = self._exposition.render_gzip if compress else self._exposition.render
         try:
-            # Collection walks every family under its lock; keep it off the event loop thread
-            # so receivers are not stalled by a scrape.
-            body = await asyncio.get_running_loop().run_in_executor(None, self._exposition.render)
+            # Rendering (and compressing) takes milliseconds of CPU at the default cap: keep it
+            # off the event loop thread so receivers are not stalled by a scrape.
+            body = await asyncio.get_running_loop().run_in_executor(None, render)
         except Exception:
             _logger.exception("spansignals collector: rendering /metrics failed")
             return web.Response(status=500, text="rendering metrics failed (logged by the collector)\n")
-        return web.Response(body=body, headers={"Content-Type": METRICS_CONTENT_TYPE})
+        headers = {"Content-Type": METRICS_CONTENT_TYPE, "Vary": "Accept-Encoding"}
+        if compress:
+            headers["Content-Encoding"] = "gzip"
+        return web.Response(body=body, headers=headers)
 
     async def _live(self, request: web.Request) -> web.Response:
         return web.json_response({"status": "live"})
