@@ -694,11 +694,12 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     header = f"{'target':<24}{'inflight':>9}{'spans/s':>12}{'req/s':>9}{'CPU':>8}{'RSS MB':>9}{'p50 ms':>9}"
     print()
-    print(header + f"{'p99 ms':>9}{'errors':>8}{'gen CPU':>9}")
+    print(header + f"{'p99 ms':>9}{'errors':>8}{'gen CPU':>9}{'spans/CPU-s':>13}")
     for m in measurements:
         print(
             f"{m.target:<24}{m.concurrency:>9}{m.spans_per_s:>12,.0f}{m.requests_per_s:>9,.1f}{m.cpu_share:>8.0%}"
             f"{m.rss_mb:>9.1f}{m.load.p50_ms:>9.1f}{m.load.p99_ms:>9.1f}{m.load.errors:>8}{m.load.cpu_share:>9.0%}"
+            f"{m.spans_per_s / m.cpu_share if m.cpu_share > 0 else 0.0:>13,.0f}"
         )
     for m in measurements:
         if not args.rate and m.cpu_share < 0.9:
@@ -729,6 +730,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             f"scaling {args.workers} workers / 1 worker: {scaled.spans_per_s / single.spans_per_s:.2f}x"
             f" on {cpus} CPUs shared with the load generator (goal >= 1.8x for 2 workers on 2 free cores)"
         )
+        if single.cpu_share > 0 and scaled.cpu_share > 0:
+            efficiency = (scaled.spans_per_s / scaled.cpu_share) / (single.spans_per_s / single.cpu_share)
+            print(
+                f"  per CPU-second, {args.workers} workers do {efficiency:.2f}x what one does: with"
+                f" {args.workers} free cores the scaling would be about {args.workers * efficiency:.2f}x"
+                " if each worker got a whole core"
+            )
     return 0
 
 
