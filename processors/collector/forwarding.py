@@ -533,16 +533,16 @@ class TraceForwarding:
     def __getattr__(self, name: str) -> Any:
         return getattr(self.pipeline, name)
 
-    def ingest(self, request: Any, transport: str, *, body_bytes: int = 0) -> Any:
+    def ingest(self, request: Any, transport: str, *, body_bytes: int = 0, body: bytes | None = None) -> Any:
         forwarder = self.forwarder
         if forwarder is None:
-            return self.pipeline.ingest(request, transport, body_bytes=body_bytes)
+            return self.pipeline.ingest(request, transport, body_bytes=body_bytes, body=body)
         spans = count_spans(request)
         if not forwarder.has_room(spans, body_bytes or request.ByteSize()):
             self.pipeline.refuse(transport, spans)
             retry_after = max((w.queue.retry_after for w in forwarder.workers), default=1.0)
             raise QueueFull("the collector's export queue is full; retry later", retry_after)
-        return self.pipeline.ingest(request, transport, body_bytes=body_bytes)
+        return self.pipeline.ingest(request, transport, body_bytes=body_bytes, body=body)
 
     def hook(self, transport: str) -> Callable[[Any, bytes, Any], Any]:
         """The ``forward`` callback for the receiver of ``transport``."""
