@@ -570,12 +570,12 @@ def ingest_cost(template: bytes, base_config: dict[str, Any], rounds: int = 40) 
     from spansignals.processors.factory import build_engine
 
     pipeline = TracePipeline(build_engine(load_config(base_config)))
-    pipeline.ingest(parse_protobuf_request(template), "grpc", body_bytes=len(template))
+    pipeline.ingest(parse_protobuf_request(template), "grpc", body=template)
     requests = [parse_protobuf_request(template) for _ in range(rounds)]
     spans = sum(len(ss.spans) for rs in requests[0].resource_spans for ss in rs.scope_spans)
     start = time.process_time()
-    for request in requests:
-        pipeline.ingest(request, "grpc", body_bytes=len(template))
+    for request in requests:  # with the received bytes, as the receivers call it
+        pipeline.ingest(request, "grpc", body=template)
     return (time.process_time() - start) / (rounds * spans) * 1e6
 
 
