@@ -57,7 +57,12 @@ def _walk(buf: bytes, pos: int, end: int, depth: int, starts: list[int], ends: l
             length = buf[pos]
             pos += 1
             if length & 0x80:
-                length, pos = _varint(buf, pos, length)
+                second = buf[pos]
+                if second & 0x80:
+                    length, pos = _varint(buf, pos, length)
+                else:  # 128 to 16383 bytes, most spans: no call
+                    length = (length & 0x7F) | (second << 7)
+                    pos += 1
             stop = pos + length
             if stop > end:
                 raise _Malformed
