@@ -547,7 +547,8 @@ def header_readings(attrs: Mapping[str, Any], dialect: str) -> HeaderReadings | 
     intersection over the span's keys (an SDK dict or an OTLP view alike), and the parse is looked
     up by ``(dialect, keys, values)`` in a bounded cache:
     the parse itself (~2-3 µs: float conversions, dataclasses, dictionaries) runs once per
-    distinct set of values. Unhashable values (a key-value list) are parsed without the cache.
+    distinct set of values. Values other than strings and tuples (numbers, a key-value list) are
+    parsed without the cache.
     """
     if dialect not in _PROBE_SETS:
         dialect = "generic"
@@ -560,11 +561,14 @@ def header_readings(attrs: Mapping[str, Any], dialect: str) -> HeaderReadings | 
     keys = tuple(found)  # set order: a second order of the same keys is a second cache entry
     get = attrs.get
     values = tuple([get(k) for k in keys])
+    for value in values:
+        # Only the captured forms are keys: 1 == 1.0 == True would share an entry, yet read as
+        # "1", "1.0" and nothing. (Inside a tuple only strings are read, and a string equals only
+        # itself.) Anything else, unhashable values included, is parsed every time.
+        if type(value) is not tuple and type(value) is not str:
+            return _compile_readings(keys, values, dialect)
     cache_key = (dialect, keys, values)
-    try:
-        cached = _READINGS.get(cache_key)
-    except TypeError:  # an unhashable value: parse it every time
-        return _compile_readings(keys, values, dialect)
+    cached = _READINGS.get(cache_key)
     if cached is not None:
         return cached
     readings = _compile_readings(keys, values, dialect)

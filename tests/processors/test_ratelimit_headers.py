@@ -166,6 +166,9 @@ def test_cached_readings_are_shared_per_distinct_values() -> None:
     assert header_readings({"http.route": "/x", p + "content-type": ("a",)}, "generic") is None
     # a dialect's own rows only: the generic x-ratelimit-limit is not an OpenAI header
     assert header_readings({p + "x-ratelimit-limit": ("100",)}, "openai") is None
+    # equal but differently read values never share an entry: 1 == True, but True is no number
+    assert header_readings({p + "x-ratelimit-limit": 1}, "generic").quotas  # type: ignore[union-attr]
+    assert not header_readings({p + "x-ratelimit-limit": True}, "generic").quotas  # type: ignore[union-attr]
 
 
 def test_retry_after_date_and_milliseconds_compare_at_the_response_time() -> None:
