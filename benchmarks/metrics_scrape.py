@@ -5,7 +5,8 @@ Run:  python benchmarks/metrics_scrape.py [--rounds 7] [--red-series 2000] [--ht
 The families are the collector's (every derivation of ``examples/config/spansignals.yaml``, the
 pipeline, admission, exporter and pass-through families), with the RED histogram filled to its
 cap (2000 series, plus the overflow series) and 20 series in every other family. Three renderers
-of the same families, each timed in process CPU time (median of ``--rounds``):
+of the same families, each timed in process CPU time (median of ``--rounds``), with the peak memory one scrape
+allocates (tracemalloc):
 
 - ``otel exporter``: what ``/metrics`` used before, the official OTel Prometheus exporter
   (``PrometheusMetricReader`` on a private ``MeterProvider`` and registry, the families merged
@@ -32,6 +33,7 @@ import statistics
 import subprocess
 import sys
 import time
+import tracemalloc
 import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -182,15 +184,22 @@ def direct_writer(producer: SignalMetricProducer, resource: Resource) -> Prometh
     )
 
 
-def cpu_ms(fn: Callable[[], bytes], rounds: int) -> tuple[float, int]:
-    """Median process CPU ms of ``fn`` over ``rounds`` calls (after one warm-up) and its size."""
+def cpu_ms(fn: Callable[[], bytes], rounds: int) -> tuple[float, int, float]:
+    """Median process CPU ms of ``fn`` over ``rounds`` calls (after one warm-up), its size, and the
+    peak of memory it allocated in one more call (tracemalloc, MB)."""
     size = len(fn())
     times = []
     for _ in range(rounds):
         start = time.process_time()
         fn()
         times.append((time.process_time() - start) * 1000)
-    return statistics.median(times), size
+    tracemalloc.start()
+    try:
+        fn()
+        peak = tracemalloc.get_traced_memory()[1] / 1e6
+    finally:
+        tracemalloc.stop()
+    return statistics.median(times), size, peak
 
 
 # --- over HTTP, against a running collector -------------------------------------------------
@@ -331,9 +340,9 @@ def main(argv: list[str] | None = None) -> int:
         ),
     ]
     new_ms = rows[2][1][0]
-    print(f"  {'renderer':30s} {'bytes':>11s} {'ms/scrape':>10s} {'x new':>7s}")
-    for label, (ms, size) in rows:
-        print(f"  {label:30s} {size:11,d} {ms:10.1f} {ms / new_ms:7.1f}")
+    print(f"  {'renderer':30s} {'bytes':>11s} {'ms/scrape':>10s} {'x new':>7s} {'peak MB':>8s}")
+    for label, (ms, size, peak) in rows:
+        print(f"  {label:30s} {size:11,d} {ms:10.1f} {ms / new_ms:7.1f} {peak:8.1f}")
     print(f"  old / new: {rows[0][1][0] / new_ms:.1f}x CPU, {rows[0][1][1] / rows[2][1][1]:.2f}x bytes")
     old.shutdown()
 
