@@ -42,6 +42,11 @@ from spansignals.processors.config import load_config
 from spansignals.processors.factory import build_engine
 from spansignals.processors.view import OtlpAttributes, SpanView, view_from_otlp_span
 
+try:  # the request-wide hint the pipeline gives might_contain, where this version has it
+    from spansignals.processors.collector.span_offsets import EncodedSpans
+except ImportError:
+    EncodedSpans = None
+
 DEFAULT_CONFIG = Path(__file__).resolve().parent.parent / "examples" / "config" / "spansignals.yaml"
 
 KINDS: dict[str, Callable[[Any], bool]] = {
@@ -53,18 +58,31 @@ KINDS: dict[str, Callable[[Any], bool]] = {
 
 
 def _views(body: bytes) -> dict[str, list[SpanView]]:
-    """Fresh views of one parsed request, by span type (each span's attributes not yet indexed)."""
+    """Fresh views of one parsed request by span type, built as the pipeline builds them (each
+    span's attributes not yet indexed). Where the collector has it, each type's views share one
+    request hint (:class:`~spansignals.processors.collector.span_offsets.EncodedSpans`): warmed
+    for the three types, so their figures are per span; fresh for ``mix``, so the request-wide
+    search is in its figure, spread over the request's spans as in the pipeline."""
     request = parse_protobuf_request(body)
-    out: dict[str, list[SpanView]] = {kind: [] for kind in KINDS}
-    for rs in request.resource_spans:
-        resource = OtlpAttributes(rs.resource.attributes)
-        service = resource.get("service.name")
-        for ss in rs.scope_spans:
-            for span in ss.spans:
-                for kind, wanted in KINDS.items():
+    total = sum(len(ss.spans) for rs in request.resource_spans for ss in rs.scope_spans)
+    out: dict[str, list[SpanView]] = {}
+    for kind, wanted in KINDS.items():
+        hint = EncodedSpans(body, total) if EncodedSpans is not None else None
+        if hint is not None and kind != "mix":
+            hint.might_contain(0, b"usage.")
+        views = out[kind] = []
+        position = 0
+        for rs in request.resource_spans:
+            resource = OtlpAttributes(rs.resource.attributes)
+            service = resource.get("service.name")
+            for ss in rs.scope_spans:
+                for span in ss.spans:
                     if wanted(span):
-                        # one view per type list: a view's attribute index is built at most once
-                        out[kind].append(view_from_otlp_span(span, resource, service))
+                        view = view_from_otlp_span(span, resource, service)
+                        if hint is not None:
+                            view.attributes = OtlpAttributes(span.attributes, span, hint, position)
+                        views.append(view)
+                    position += 1
     return out
 
 

@@ -48,9 +48,22 @@ from .events import EventBus
 from .families import DEFAULT_MAX_SERIES, CounterFamily, MetricFamily
 from .pricing import InvalidUsage, PriceCatalog, TokenUsage
 from .providers import ProviderTable, host_of_url, resolve_view
-from .view import KIND_CLIENT, OtlpAttributes, SpanView
+from .view import KIND_CLIENT, KIND_INTERNAL, OtlpAttributes, SpanView
 
-__all__ = ["CostSpanProcessor", "MoneyCounterFamily", "usage_from_attributes"]
+__all__ = [
+    "ATTR_USAGE_PROVIDER",
+    "USAGE_SPAN_NAME",
+    "CostSpanProcessor",
+    "MoneyCounterFamily",
+    "usage_from_attributes",
+]
+
+USAGE_SPAN_NAME = "gen_ai.usage"
+"""Name of the usage report span the in-app enricher emits when a streamed body completes."""
+ATTR_USAGE_PROVIDER = "spansignals.usage.provider"
+"""The provider of a usage report span. Not ``spansignals.provider`` or ``gen_ai.provider.name``:
+selectors by provider (SLOs, rate limits) must not count the report as another call to the
+provider; only the cost derivation reads it, when no other attribute names a provider."""
 
 _logger = logging.getLogger(__name__)
 
@@ -237,6 +250,8 @@ class CostSpanProcessor(SignalSpanProcessor):
         self._warn_lock = threading.Lock()
         # Prices computed in-app before a span ended (price_call), by their pricing inputs.
         self._handed: dict[tuple[Any, ...], Decimal] = {}
+        # Usage report spans whose usage record_usage counted, by the same inputs.
+        self._counted: dict[tuple[Any, ...], bool] = {}
 
     def _events_changed(self, bus: EventBus) -> None:
         budgets = getattr(self, "budgets", None)
@@ -256,24 +271,45 @@ class CostSpanProcessor(SignalSpanProcessor):
             if usage is not None:
                 self._observe_llm(view, attrs, usage)
                 return
-        if self._api_providers:
+        if self._api_providers and (
+            view.kind == KIND_CLIENT
+            or type(attrs) is not OtlpAttributes
+            or attrs.might_contain(_PROVIDER_KEY_FRAGMENT)
+        ):
+            # only a client span, or one naming its provider, can have a per-request price: on
+            # OTLP spans the others are ruled out without indexing their attributes
             self._observe_api(view, attrs)
 
     # --- LLM ------------------------------------------------------------------------------------
 
-    def _observe_llm(self, view: SpanView, attrs: Mapping[str, Any], usage: TokenUsage) -> None:
+    def _llm_inputs(
+        self, view: SpanView, attrs: Mapping[str, Any]
+    ) -> tuple[str, tuple[str | None, str | None], tuple[tuple[str, str], ...]]:
+        """Provider, (response model, request model) and price context of an LLM span."""
         info = resolve_view(view, self.table)
-        provider = info.name.lower() if info is not None else "unknown"
-        response_model = _str_attr(attrs, "gen_ai.response.model", "llm.response.model")
-        request_model = _str_attr(attrs, "gen_ai.request.model", "llm.request.model")
+        if info is not None:
+            provider = info.name.lower()
+        else:  # a usage report span names its provider apart (see ATTR_USAGE_PROVIDER)
+            named = attrs.get(ATTR_USAGE_PROVIDER)
+            provider = named.lower() if isinstance(named, str) and named else "unknown"
+        models = (
+            _str_attr(attrs, "gen_ai.response.model", "llm.response.model"),
+            _str_attr(attrs, "gen_ai.request.model", "llm.request.model"),
+        )
+        tier = _str_attr(attrs, "openai.response.service_tier", "gen_ai.openai.response.service_tier")
+        return provider, models, ((("service_tier", tier),) if tier is not None else ())
+
+    def _observe_llm(self, view: SpanView, attrs: Mapping[str, Any], usage: TokenUsage) -> None:
+        provider, models, context = self._llm_inputs(view, attrs)
+        at_ns = view.start_ns or view.end_ns
+        key = (provider, models, context, usage, at_ns)
+        if self._counted and self._counted.pop(key, None) is not None:
+            return  # an in-app usage report span: record_usage counted its usage already
+        response_model, request_model = models
         model = response_model or request_model or "unknown"
         service = view.service_name
         self.tokens.add_usage((service, provider, model), usage, view.weight)
-        tier = _str_attr(attrs, "openai.response.service_tier", "gen_ai.openai.response.service_tier")
-        models = (response_model, request_model)
-        context = (("service_tier", tier),) if tier is not None else ()
-        at_ns = view.start_ns or view.end_ns
-        amount = self._handed.pop((provider, models, context, usage, at_ns), None) if self._handed else None
+        amount = self._handed.pop(key, None) if self._handed else None
         if amount is None:
             found = self.catalog.plan_at(provider, models, at_ns, context)
             if found is None:
@@ -366,12 +402,6 @@ class CostSpanProcessor(SignalSpanProcessor):
     # --- per-request API prices -----------------------------------------------------------------
 
     def _observe_api(self, view: SpanView, attrs: Mapping[str, Any]) -> None:
-        if (
-            view.kind != KIND_CLIENT
-            and type(attrs) is OtlpAttributes
-            and not attrs.might_contain(_PROVIDER_KEY_FRAGMENT)
-        ):
-            return  # only a client span or one naming its provider can be priced: no index built
         name = attrs.get("spansignals.provider")
         if not isinstance(name, str):
             if view.kind != KIND_CLIENT:
@@ -414,10 +444,16 @@ class CostSpanProcessor(SignalSpanProcessor):
         start_ns: int,
         end_ns: int,
         service_name: str | None = None,
+        report_attributes: Mapping[str, Any] | None = None,
     ) -> None:
         """Count usage that arrived after its span ended (a streamed body); never raises.
 
         ``attributes`` are the client span's attributes plus the usage attributes.
+        ``report_attributes`` are those of a usage report span the caller is about to end (a
+        child of the client span starting at ``start_ns``, carrying the usage for exporters): its
+        usage is counted here, once, so that span's own derivation in this process is skipped
+        (matched by provider, models, tier, counts and start time), while a collector downstream,
+        which sees only the exported span, counts it from there.
         """
         try:
             self.observe(
@@ -432,6 +468,17 @@ class CostSpanProcessor(SignalSpanProcessor):
                     service_name=service_name,
                 )
             )
+            if report_attributes is not None:
+                usage = _usage(report_attributes)
+                if usage is not None:
+                    report = SpanView(
+                        USAGE_SPAN_NAME, KIND_INTERNAL, start_ns, end_ns, 0, report_attributes, resource
+                    )
+                    counted = self._counted
+                    if len(counted) >= _HANDED_MAX:
+                        counted.clear()  # reports that never came back (another provider): forget
+                    provider, models, context = self._llm_inputs(report, report_attributes)
+                    counted[(provider, models, context, usage, start_ns)] = True
         except Exception as exc:
             self.errors.record(self.processor_name, exc)
 

@@ -31,7 +31,16 @@ span's attributes (provider, models, operation) plus the usage, and the span's r
 same derivation, so cost, tokens and budgets count it exactly once. A stream the app abandons
 still counts what the provider had reported (Anthropic's input tokens are known at
 ``message_start`` and billed). Async JSON bodies take this path too (the response hook cannot
-await a read). What this path cannot do: put the usage on the (ended) span.
+await a read). The usage cannot go on the ended span, so it is exported on a **usage report
+span**: ``gen_ai.usage`` (kind internal), a child of the client span from its start to the end of
+the body, with the usage attributes, the operation and models, and the provider in
+``spansignals.usage.provider`` (not ``spansignals.provider`` / ``gen_ai.provider.name``: selectors
+by provider, such as SLOs, must not count a second call). A spansignals collector downstream
+prices it, once (the client span has no usage). In the app, the cost processor has counted the
+usage already and skips the report when it ends (matched by provider, models, tier, counts and
+start time). Reports go to :attr:`GenAiUsageEnricher.tracer_provider` (default: the global
+provider, the one ``configure()`` installs or finds); when the report would not be recorded (no
+SDK provider, a sampler that drops it) the usage is counted in-app only, as before.
 
 Error responses, non-JSON bodies, unknown encodings and malformed bodies are ignored: the
 enricher never raises and never changes the response.
@@ -44,6 +53,9 @@ import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
+from opentelemetry import trace
+
+from spansignals.processors.cost import ATTR_USAGE_PROVIDER, USAGE_SPAN_NAME
 from spansignals.processors.genai_usage import (
     ATTR_COST,
     ATTR_OPERATION,
@@ -57,7 +69,7 @@ from spansignals.processors.genai_usage import (
 )
 from spansignals.processors.providers import LLM_DIALECTS, ProviderInfo
 
-from .httpx_hooks import observe_response_body
+from .httpx_hooks import ERROR_PROCESSOR_NAME, observe_response_body
 
 __all__ = ["GenAiUsageEnricher", "genai_usage_enricher"]
 
@@ -146,9 +158,12 @@ class GenAiUsageEnricher:
 
     name = "genai_usage"
 
-    def __init__(self, cost: Any = None, *, errors: Any = None) -> None:
+    def __init__(self, cost: Any = None, *, errors: Any = None, tracer_provider: Any = None) -> None:
         self.cost = cost
         self.errors = errors
+        self.tracer_provider = tracer_provider
+        """Where usage report spans go: the provider of the app's spans; ``None``: the global one."""
+        self._tracer: Any = None
 
     def on_request(self, span: Any, request: Any, provider: ProviderInfo | None) -> Any:
         if provider is None or not provider.is_llm:
@@ -280,7 +295,8 @@ class GenAiUsageEnricher:
     def _late_reporter(
         self, span: Any, reader: ResponseUsageReader, state: _RequestState
     ) -> Callable[[bool], None] | None:
-        """A callback that reports the reader's usage to the cost processor once the body has gone by."""
+        """A callback that reports the reader's usage once the body has gone by: counted by the
+        cost processor, and exported on a usage report span (see the module docstring)."""
         cost = self.cost
         if cost is None:
             return None
@@ -293,11 +309,44 @@ class GenAiUsageEnricher:
             parsed = reader.finish()
             if parsed is None:
                 return
+            usage = usage_attributes(parsed)
             attrs = dict(attributes)
-            attrs.update(usage_attributes(parsed))
-            cost.record_usage(attrs, resource, start_ns=start_ns, end_ns=time.time_ns())
+            attrs.update(usage)
+            report_attributes = {ATTR_USAGE_PROVIDER: state.provider.name, **state.attributes, **usage}
+            report = self._start_report(span, report_attributes, start_ns)
+            cost.record_usage(
+                attrs,
+                resource,
+                start_ns=start_ns,
+                end_ns=time.time_ns(),
+                report_attributes=report_attributes if report is not None else None,
+            )
+            if report is not None:
+                report.end()
 
         return done
+
+    def _start_report(self, span: Any, attributes: dict[str, Any], start_ns: int) -> Any:
+        """Start the usage report span (a child of the ended client span, from its start to now),
+        or ``None`` when it would not be recorded (then the usage is counted in-app only)."""
+        try:
+            tracer = self._tracer
+            if tracer is None:
+                tracer = self._tracer = trace.get_tracer(__name__, tracer_provider=self.tracer_provider)
+            report = tracer.start_span(
+                USAGE_SPAN_NAME,
+                context=trace.set_span_in_context(span),
+                kind=trace.SpanKind.INTERNAL,
+                attributes=attributes,
+                start_time=start_ns,
+            )
+            if report.is_recording():
+                return report
+            report.end()
+        except Exception as exc:
+            if self.errors is not None:
+                self.errors.record(ERROR_PROCESSOR_NAME, exc)
+        return None
 
 
 def _observed(

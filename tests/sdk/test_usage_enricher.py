@@ -258,3 +258,47 @@ def test_sync_json_call_is_priced_once(
     assert _cost_total(telemetry) == want
     assert dict(_client_span(providers).attributes)["gen_ai.usage.cost"] == float(want)
     assert len(priced) == 1
+
+
+@pytest.mark.parametrize("name", SSE_CASES)
+def test_streamed_usage_is_exported_on_a_report_span_and_counted_once(
+    name: str, app: Callable[..., Telemetry], providers: Providers, llm: FakeLlmServers
+) -> None:
+    """When a stream completes, a gen_ai.usage child span of the client span carries its usage
+    and models: the app counts the call once (not again when that span ends), and a spansignals
+    collector fed the exported spans prices it once, exactly; the report names its provider only
+    in spansignals.usage.provider, so provider selectors (SLOs) do not see a second call."""
+    from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
+
+    from spansignals.processors.collector.pipeline import TracePipeline
+    from spansignals.processors.cost import CostSpanProcessor
+    from spansignals.processors.engine import SignalEngine
+    from spansignals.processors.providers import resolve_view
+    from spansignals.processors.view import view_from_readable_span
+    from spansignals.sdk.usage_enricher import GenAiUsageEnricher
+
+    case = CASES[name]
+    telemetry = app()
+    for enricher in telemetry.hooks.enrichers:
+        if isinstance(enricher, GenAiUsageEnricher):
+            enricher.tracer_provider = providers.tracer_provider  # what configure() was given
+    with httpx.Client() as client, client.stream("POST", llm.url(name), json={"model": case["model"]}) as r:
+        r.read()
+    want = _expected_cost(case)
+    assert _cost_total(telemetry) == want  # once, though the report span went through the engine
+    client_span = _client_span(providers)
+    reports = [s for s in providers.spans() if s.name == "gen_ai.usage"]
+    assert len(reports) == 1
+    report = reports[0]
+    assert report.parent is not None and report.parent.span_id == client_span.context.span_id
+    assert report.start_time == client_span.start_time and report.end_time >= client_span.end_time
+    attrs = dict(report.attributes)
+    assert attrs["gen_ai.usage.input_tokens"] == case["expected"]["input"]
+    assert attrs["gen_ai.response.model"] == case["model"]
+    assert attrs["spansignals.usage.provider"] == case["provider"]
+    assert resolve_view(view_from_readable_span(report)) is None  # no provider for selectors
+    downstream = CostSpanProcessor()
+    TracePipeline(SignalEngine([downstream])).ingest(encode_spans(providers.spans()), "grpc")
+    snapshot = downstream.cost.snapshot()
+    assert len(snapshot) == 1 and downstream.cost.exact(snapshot[0][0]) == want
+    assert snapshot[0][0][1] == case["provider"]
