@@ -14,7 +14,10 @@ The series are the ones the OTel exporter produces, by construction:
 
 - metric names come from the exporter's own name and unit mapping (``traces.span.metrics.calls``
   -> ``traces_span_metrics_calls_total``; unit ``s`` -> ``_seconds``; ``1`` and ``{...}``
-  nothing); label names are sanitized the same way (``service.name`` -> ``service_name``);
+  nothing); label names are sanitized the same way (``service.name`` -> ``service_name``). The
+  functions are imported from the exporter's ``_mapping`` module rather than copied, so the two
+  paths cannot drift apart; it is private, and ``tests/processors/test_exposition.py`` renders the
+  same families both ways and compares every parsed sample, so a change there fails a test;
 - every series carries ``otel_scope_name`` and ``otel_scope_version`` (the producer's scope);
 - label values are the exporter's: strings as they are, anything else JSON (the overflow
   series is ``otel_metric_overflow="true"``); ``None`` labels are left out;
