@@ -196,7 +196,8 @@ def _with_429s(template: bytes, every: int) -> bytes:
 
 
 def otlp(rounds: int, requests: int) -> None:
-    """``observe`` per span group on OTLP views, then the marginal cost in the pipeline."""
+    """``observe`` and ``observe_batch`` per span group on OTLP views, then the marginal cost in
+    the pipeline."""
     template, _ = build_template(512)
     throttled = _with_429s(template, 4)  # 429s recur: 2.5% of all spans, a quarter of the SaaS calls
     engine = build_engine(load_config({}))
@@ -205,32 +206,43 @@ def otlp(rounds: int, requests: int) -> None:
     for view in _otlp_views(template, before):  # warm: providers, breakers, parse cache, array cache
         ratelimit.observe(view)
     groups = ("saas", "saas429", "llm", "server", "mix", "reads")
-    times: dict[str, list[float]] = {g: [] for g in groups}
+    modes = ("observe", "batch")
+    times: dict[tuple[str, str], list[float]] = {(g, m): [] for g in groups for m in modes}
     counts: dict[str, int] = {}
-    print(f"\ncollector: RateLimitSpanProcessor.observe on OTLP views, {requests} x 512 spans per round")
+    print(f"\ncollector: RateLimitSpanProcessor on OTLP views, {requests} x 512 spans per round")
     print(f"  load average at start: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
-    observe = ratelimit.observe
+
+    def requests_of(body: bytes, group: str | None) -> list[list[SpanView]]:
+        views = (_otlp_views(body, before) for _ in range(requests))
+        return [[v for v in vs if group is None or _group(v) == group] for vs in views]
+
     for _ in range(rounds):
-        # Fresh views for each timing: a view read once has its index and wrappers built.
-        by_group: dict[str, list[SpanView]] = {"saas": [], "llm": [], "server": []}
-        for view in (v for _ in range(requests) for v in _otlp_views(template, before)):
-            by_group[_group(view)].append(view)
-        by_group["mix"] = [v for _ in range(requests) for v in _otlp_views(template, before)]
-        by_group["saas429"] = [
-            v for _ in range(requests) for v in _otlp_views(throttled, before) if _group(v) == "saas"
-        ]
-        by_group["reads"] = [
-            v for _ in range(requests) for v in _otlp_views(template, before) if _group(v) == "saas"
-        ]
-        for g in groups:
-            batch = by_group[g]
-            counts[g] = len(batch)
-            fn = _read_only if g == "reads" else observe
-            t0 = time.process_time()
-            for view in batch:
-                fn(view)
-            times[g].append((time.process_time() - t0) / len(batch) * 1e6)
-    med = {g: statistics.median(times[g]) for g in groups}
+        for mode in modes:
+            # Fresh views for each timing: a view read once has its index and wrappers built.
+            by_group = {g: requests_of(template, g) for g in ("saas", "llm", "server")}
+            by_group["reads"] = requests_of(template, "saas")
+            by_group["mix"] = requests_of(template, None)
+            by_group["saas429"] = requests_of(throttled, "saas")
+            for g in groups:
+                per_request = by_group[g]
+                counts[g] = sum(len(r) for r in per_request)
+                t0 = time.process_time()
+                if g == "reads":
+                    if mode == "batch":
+                        continue
+                    for views in per_request:
+                        for view in views:
+                            _read_only(view)
+                elif mode == "observe":
+                    observe = ratelimit.observe
+                    for views in per_request:
+                        for view in views:
+                            observe(view)
+                else:  # as the pipeline derives: one batch per request
+                    for views in per_request:
+                        ratelimit.observe_batch(views)
+                times[(g, mode)].append((time.process_time() - t0) / counts[g] * 1e6)
+    med = {k: statistics.median(v) for k, v in times.items() if v}
     labels = {
         "saas": "SaaS client span, 2 x-ratelimit-* headers",
         "saas429": "same, every 4th one a 429",
@@ -239,15 +251,20 @@ def otlp(rounds: int, requests: int) -> None:
         "mix": "realistic mix, averaged over all spans",
         "reads": "(floor: a SaaS span's attribute reads alone)",
     }
-    print(f"  {'span':44s} {'median':>8s} {'min':>8s}  (µs per span, {rounds} rounds)")
+    heading = f"µs per span, {rounds} rounds"
+    print(f"  {heading:44s} {'observe: median':>15s} {'min':>7s}  {'batch: median':>13s} {'min':>7s}")
     for g in groups:
-        print(f"  {labels[g]:44s} {med[g]:8.3f} {min(times[g]):8.3f}   n={counts[g] // requests}/request")
+        row = f"  {labels[g]:44s} {med[(g, 'observe')]:15.3f} {min(times[(g, 'observe')]):7.3f}"
+        if times[(g, "batch")]:
+            row += f"  {med[(g, 'batch')]:13.3f} {min(times[(g, 'batch')]):7.3f}"
+        print(f"{row}   n={counts[g] // requests}/request")
     clients = (counts["saas"] + counts["llm"]) / counts["mix"]
-    linear = sum(med[g] * counts[g] for g in ("saas", "llm", "server")) / counts["mix"]
-    print(
-        f"  mix per client span: {med['mix'] / clients:.2f} µs; mix predicted from the groups: "
-        f"{linear:.3f} µs/span (measured / predicted {med['mix'] / linear:.2f})"
-    )
+    for mode in modes:
+        linear = sum(med[(g, mode)] * counts[g] for g in ("saas", "llm", "server")) / counts["mix"]
+        print(
+            f"  {mode}: mix per client span {med[('mix', mode)] / clients:.2f} µs; predicted from the groups "
+            f"{linear:.3f} µs/span (measured / predicted {med[('mix', mode)] / linear:.2f})"
+        )
 
     # The pipeline, with and without the derivation, interleaved.
     def pipeline(with_ratelimit: bool) -> TracePipeline:

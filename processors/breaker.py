@@ -262,6 +262,35 @@ class CircuitBreaker:
         if change is not None:
             self._notify(*change, now)
 
+    def record_successes(self, count: int) -> None:
+        """``count`` successful calls: what ``count`` calls of ``record(False)`` do, with one clock
+        read and one lock when the breaker is closed and no failure is in the window (then no
+        success can change the state; ~0.1 µs instead of ~1-2 µs per call). Otherwise one
+        :meth:`record` per call."""
+        if count <= 0:
+            return
+        now = self._clock()
+        if self._state is BreakerState.CLOSED:
+            s = self.settings
+            with self._lock:
+                if (
+                    self._state is BreakerState.CLOSED
+                    and now - self._last_failure > s.window_s
+                    and s.consecutive_failures > 0
+                ):
+                    current = int(now // self._bucket_width)
+                    slot = current % _BUCKETS
+                    if self._bucket_ids[slot] != current:
+                        self._bucket_ids[slot] = current
+                        self._calls[slot] = self._fails[slot] = 0
+                    self._calls[slot] += count
+                    if self._window_at == current:
+                        self._window_calls += count
+                    self._consecutive = 0
+                    return
+        for _ in range(count):
+            self.record(False)
+
     def trip_until(self, until: float, reason: str) -> None:
         """Open now and stay open until ``until`` (epoch seconds): the provider's reset or
         ``Retry-After``. Extends an open period; ignored when ``until`` is not in the future."""

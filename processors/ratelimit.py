@@ -27,7 +27,7 @@ import os
 import re
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -233,6 +233,31 @@ class RateLimitSpanProcessor(SignalSpanProcessor):
     # --- span path -----------------------------------------------------------------------------
 
     def observe(self, view: SpanView) -> None:
+        self._derive(view, None)
+
+    def observe_batch(self, views: Sequence[SpanView]) -> None:
+        """The client spans of a batch in order, with the breakers' successes counted once per
+        breaker and batch (:meth:`~.breaker.CircuitBreaker.record_successes`: one clock read and
+        one lock instead of ~1-2 µs per call). A breaker's pending successes are recorded before
+        anything else happens to it (a failure, a trip), so its history keeps the spans' order.
+        Never raises: a failing span is counted and the spans after it are still derived."""
+        pending: dict[CircuitBreaker, int] = {}
+        remaining = iter([v for v in views if v.kind == KIND_CLIENT])
+        while True:
+            try:
+                for view in remaining:
+                    self._derive(view, pending)
+                break
+            except Exception as exc:  # resume after the span that failed
+                self.errors.record(self.processor_name, exc)
+        for breaker, count in pending.items():
+            try:
+                breaker.record_successes(count)
+            except Exception as exc:
+                self.errors.record(self.processor_name, exc)
+
+    def _derive(self, view: SpanView, pending: dict[CircuitBreaker, int] | None) -> None:
+        """One span; with ``pending`` (a batch) a success only adds to its breaker's count there."""
         if view.kind != KIND_CLIENT:
             return
         attrs = view.attributes
@@ -268,9 +293,17 @@ class RateLimitSpanProcessor(SignalSpanProcessor):
         if status is None and not errored and until is None:
             return  # neither a response nor an error: nothing to learn
         error_type = attrs.get("error.type") if errored and status is None else None
-        breaker.record(
-            self.classifier.is_failure(status, errored, error_type if isinstance(error_type, str) else None)
+        failure = self.classifier.is_failure(
+            status, errored, error_type if isinstance(error_type, str) else None
         )
+        if pending is not None:
+            if not failure and until is None:
+                pending[breaker] = pending.get(breaker, 0) + 1
+                return
+            count = pending.pop(breaker, 0)
+            if count:
+                breaker.record_successes(count)
+        breaker.record(failure)
         if until is not None:
             breaker.trip_until(until, reason)
 

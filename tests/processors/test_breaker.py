@@ -5,6 +5,8 @@ from __future__ import annotations
 import threading
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
@@ -288,3 +290,38 @@ def test_window_counts_kept_in_step_with_a_full_recount() -> None:
         assert b.window_counts() == recount(), i
         clock.advance(0.7 if i % 50 else 25.0)
     assert b.window_counts()[0] > 0
+
+
+@given(
+    st.lists(
+        st.tuples(st.sampled_from(["fail", "ok", "trip"]), st.integers(0, 25), st.floats(0, 40)),
+        max_size=40,
+    ),
+    st.integers(1, 3),
+)
+def test_record_successes_is_record_false_repeated(steps: list[tuple[str, int, float]], probes: int) -> None:
+    """A batch of successes leaves a breaker exactly as that many single successes would: state,
+    window counts, open period and transitions, through closed, open and half-open."""
+    settings = BreakerSettings(
+        min_calls=10, window_s=60, consecutive_failures=3, open_for_s=30, half_open_probes=probes
+    )
+    clock_a, clock_b = FakeClock(), FakeClock()
+    batched, seen_a = _breaker(clock_a, settings)
+    single, seen_b = _breaker(clock_b, settings)
+    for what, n, advance in steps:
+        for clock in (clock_a, clock_b):
+            clock.advance(advance)
+        if what == "ok":
+            batched.record_successes(n)
+            for _ in range(n):
+                single.record(False)
+        elif what == "fail":
+            batched.record(True)
+            single.record(True)
+        else:
+            batched.trip_until(clock_a.now + n, "quota")
+            single.trip_until(clock_b.now + n, "quota")
+        assert batched.state == single.state
+        assert batched.window_counts() == single.window_counts()
+        assert batched.open_until == single.open_until
+    assert seen_a == seen_b

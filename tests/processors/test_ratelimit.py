@@ -393,3 +393,38 @@ def test_engine_never_raises_on_hostile_spans() -> None:
     }
     engine.process(SpanView("x", KIND_CLIENT, 0, 0, STATUS_ERROR, weird, {}))
     assert engine.errors.count("ratelimit") == 0
+
+
+def test_a_batch_derives_what_span_by_span_derives() -> None:
+    """observe_batch (successes counted once per breaker and batch) ends where observe on each span
+    ends: breaker states and window counts, throttling, readings, blocks; through a rate-opened
+    breaker, a Retry-After trip and an unknown host."""
+    ok = {"x-ratelimit-remaining-requests": "7", "x-ratelimit-limit-requests": "10"}
+    views = (
+        [_view("openai.test", 200, ok) for _ in range(12)]
+        + [_view("openai.test", 500, span_status=STATUS_ERROR) for _ in range(4)]
+        + [_view("github.test", 200, {"x-ratelimit-remaining": "3"}) for _ in range(3)]
+        + [_view("openai.test", 200, ok), _view("unknown.example", 500)]
+        + [_view("openai.test", 503, span_status=STATUS_ERROR) for _ in range(12)]
+        + [_view("ietf.test", 429, {"retry-after": "9"}), _view("ietf.test", 200)]
+        + [_view("openai.test", 200, kind=KIND_SERVER)]
+    )
+    single, batched = _processor(FakeClock()), _processor(FakeClock())
+    events: dict[str, list[SignalEvent]] = {"single": [], "batched": []}
+    single.events.subscribe(events["single"].append)
+    batched.events.subscribe(events["batched"].append)
+    for view in views:
+        single.observe(view)
+    batched.observe_batch(views)
+
+    def state(p: RateLimitSpanProcessor) -> Any:
+        return (
+            sorted((b.key, b.state, b.window_counts(), b.open_until) for b in p.breakers),
+            sorted(p.throttled.snapshot()),
+            sorted(p.remaining.snapshot()),
+            {name: p.admission(name) for name in ("openai", "github", "ietf")},
+        )
+
+    assert state(batched) == state(single)
+    assert [(e.name, e.state) for e in events["batched"]] == [(e.name, e.state) for e in events["single"]]
+    assert any(e.state == "open" for e in events["single"])
