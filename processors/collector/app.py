@@ -32,6 +32,7 @@ from .decoding import DEFAULT_MAX_REQUEST_BYTES
 from .endpoints import Endpoint, ListenError, ensure_open_files, parse_endpoint
 from .forwarding import ExporterFamilies, Forwarder, TraceForwarding
 from .gc_tuning import tune_gc
+from .loop_monitor import LoopLagMonitor
 from .metrics_export import OtlpMetricsPush
 from .pipeline import TracePipeline
 from .receiver import (
@@ -42,6 +43,7 @@ from .receiver import (
     OtlpGrpcReceiver,
     OtlpHttpReceiver,
     ReceiverSettings,
+    request_duration_family,
 )
 from .security import BearerAuth, ServerTls
 from .server import MetricsServer, PrometheusExposition
@@ -177,6 +179,9 @@ class Collector:
             *engine.metric_families(), *self.pipeline.metric_families(), self.admission.refusals
         )
         self.producer.register(*self.exporter_families.metric_families(), *self.signals.metric_families())
+        self.loop_monitor = LoopLagMonitor()
+        self.request_duration = request_duration_family()
+        self.producer.register(*self.loop_monitor.metric_families(), self.request_duration)
         self.producer.add_before_produce(engine.flush)
         self.exposition = PrometheusExposition(
             self.producer, resource=Resource.create({"service.name": self.settings.service_name})
@@ -191,6 +196,7 @@ class Collector:
             shutdown_timeout_s=settings.shutdown_timeout_s,
             max_connections=settings.max_connections,
             max_concurrent_streams=settings.max_concurrent_streams,
+            request_duration=self.request_duration,
         )
         self.grpc_receiver = (
             OtlpGrpcReceiver(
@@ -310,6 +316,7 @@ class Collector:
         except BaseException:
             await self.stop()
             raise
+        self.loop_monitor.start()
         self._ready = True
         _logger.debug("spansignals collector ready: %s", self.describe())
 
@@ -319,6 +326,7 @@ class Collector:
         if not self._started:
             return
         self._started = False
+        await self.loop_monitor.stop()
         grace = self.settings.shutdown_timeout_s
         if self.grpc_receiver is not None:
             await self.grpc_receiver.stop(grace)
