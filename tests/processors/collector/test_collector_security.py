@@ -3,6 +3,7 @@ defaults, and a canary secret planted in every input that must come out nowhere.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import shutil
 import ssl
@@ -210,6 +211,49 @@ async def test_tls_receivers_serve_https_and_grpcs(make_collector: Callable[...,
     ) as channel:
         await TraceServiceStub(channel).Export(build_request(), timeout=10)
     assert collector.pipeline.receiver_spans.value(("grpc", "accepted")) == 1
+
+
+async def test_https_connection_over_the_limit_gets_503_over_tls(
+    make_collector: Callable[..., Any], certs: Path
+) -> None:
+    """With TLS the refusal of a connection over ``max_connections`` is sent after the handshake
+    (encrypted, a client reads it like any answer), then the connection is closed; the open
+    connection keeps working."""
+    tls = ServerTls(str(certs / "server.pem"), str(certs / "server.key"))
+    collector = await make_collector(http_tls=tls, max_connections=1)
+    body = build_request().SerializeToString()
+    request = (
+        f"POST /v1/traces HTTP/1.1\r\nHost: localhost\r\nContent-Type: {PROTOBUF}\r\n"
+        f"Content-Length: {len(body)}\r\n\r\n"
+    ).encode() + body
+    port = collector.http_endpoint.port
+
+    async def exchange(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> tuple[bytes, bytes]:
+        writer.write(request)
+        await writer.drain()
+        head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
+        answer = await asyncio.wait_for(reader.readexactly(int(_header(head, b"Content-Length"))), 5)
+        return head, answer
+
+    first = await asyncio.open_connection("127.0.0.1", port, ssl=_client_ssl(certs, False))
+    assert (await exchange(*first))[0].startswith(b"HTTP/1.1 200")
+    second = await asyncio.open_connection("127.0.0.1", port, ssl=_client_ssl(certs, False))
+    head, answer = await exchange(*second)
+    assert head.startswith(b"HTTP/1.1 503") and _header(head, b"Retry-After") == b"1"
+    assert answer == b"the collector is at its connection limit; retry later\n"
+    assert await asyncio.wait_for(second[0].read(), 5) == b""  # then the stream ends
+    second[1].close()
+    assert (await exchange(*first))[0].startswith(b"HTTP/1.1 200")  # the open one keeps working
+    first[1].close()
+    assert collector.admission.refusals.value(("max_connections",)) == 1
+
+
+def _header(head: bytes, name: bytes) -> bytes:
+    for line in head.split(b"\r\n"):
+        key, _, value = line.partition(b":")
+        if key.strip().lower() == name.lower():
+            return value.strip()
+    raise AssertionError(f"no {name!r} in {head!r}")
 
 
 async def test_mtls_requires_a_client_certificate(make_collector: Callable[..., Any], certs: Path) -> None:
