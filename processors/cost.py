@@ -5,7 +5,8 @@ instrumentation (OpenLLMetry, the contrib openai instrumentation, other language
 collector):
 
 - provider: ``spansignals.provider``, ``gen_ai.provider.name`` (or the older ``gen_ai.system``),
-  else the request host (:func:`~.providers.resolve_view`);
+  else the request host (:func:`~.providers.resolve_view`), else ``spansignals.usage.provider``
+  (usage report spans, below);
 - models: ``gen_ai.response.model`` (what was served and billed; also the ``model`` label),
   then ``gen_ai.request.model`` (``llm.response.model`` / ``llm.request.model`` as fallbacks);
 - operation: ``gen_ai.operation.name`` (``llm.request.type`` as fallback);
@@ -28,10 +29,20 @@ Metrics (all labelled ``service_name`` too):
   contradictory counts), with one warning log per provider + model. Never a silent $0.
 
 A ``gen_ai.usage.cost`` attribute set by another instrumentation is not trusted (its prices may
-differ); the cost is always recomputed from the counts. Per-request API prices apply to spans
+differ); the cost is always computed from the counts. In the app, the usage enricher prices a
+call before its span ends (:meth:`CostSpanProcessor.price_call`) and the span's derivation
+charges that exact price when the span's attributes give the same pricing inputs, so each call
+is priced once. A streamed call's usage is counted by :meth:`CostSpanProcessor.record_usage` and
+exported on a usage report span (``gen_ai.usage``, a child of the client span), which a
+collector downstream prices and this process skips. Per-request API prices apply to spans
 without token usage whose provider has ``pricing.apis`` entries and whose response was not an
-error (``http.response.status_code`` < 400 and no ``error.type``). Spans with a sampling weight
-count for their adjusted count.
+error (``http.response.status_code`` < 400 and no ``error.type``); on OTLP spans, those that are
+neither client spans nor name their provider are ruled out without reading their attributes.
+Spans with a sampling weight count for their adjusted count.
+
+On the collector's span path, the price plan of an LLM span comes from a cache keyed by its
+provider, models, price context and price validity period
+(:meth:`~.pricing.PriceCatalog.plan_at`), not from a genai-prices lookup per span.
 """
 
 from __future__ import annotations
