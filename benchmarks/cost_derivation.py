@@ -14,7 +14,9 @@ The garbage collector is off while a round is timed (as ``timeit`` does).
 The cost derivation is the first derivation to read an LLM span's attributes in the collector's
 order (``red`` reads none), so its figure for ``llm`` includes building the attribute index
 (:class:`~spansignals.processors.view.OtlpAttributes`); that share is measured on its own too
-(``index only``: ``len(attributes)`` on fresh views).
+(``index only``: ``len(attributes)`` on fresh views), and ``llm (dict attributes)`` is the same
+LLM spans with their attributes in a dict (as in the app): the derivation's own logic, without
+upb's cost of reading values.
 
 Two configurations: ``default`` (no config: genai-prices, no budgets, no per-request prices) and
 ``example`` (``examples/config/spansignals.yaml``: a ``pricing.apis`` entry and budgets), since
@@ -106,6 +108,11 @@ def measure(cost: Any, body: bytes, rounds: int) -> dict[str, list[float]]:
         figures[kind] = []
         figures[f"{kind} (empty loop)"] = []
     figures["llm (index only)"] = []
+    figures["llm (dict attributes)"] = []
+    as_dicts = [
+        SpanView(v.name, v.kind, v.start_ns, v.end_ns, v.status_code, dict(v.attributes.items()), v.resource)
+        for v in _views(body)["llm"]
+    ]
     for view in _views(body)["mix"]:  # warm: prices loaded, plans compiled, series created
         observe(view)
     clock = time.process_time
@@ -129,6 +136,10 @@ def measure(cost: Any, body: bytes, rounds: int) -> dict[str, list[float]]:
         for view in fresh:
             len(view.attributes)  # builds the index, as the first attribute lookup does
         figures["llm (index only)"].append((clock() - t0) / len(fresh) * 1e6)
+        t0 = clock()
+        for view in as_dicts:
+            observe(view)
+        figures["llm (dict attributes)"].append((clock() - t0) / len(as_dicts) * 1e6)
         gc.enable()
     return figures
 
