@@ -24,9 +24,9 @@ Single event loop: no locks; ``hold`` is a synchronous context manager around sy
 
 from __future__ import annotations
 
-import contextlib
 import ctypes
 import ctypes.util
+import functools
 import gc
 import logging
 import os
@@ -64,12 +64,24 @@ def process_rss() -> int:
     return int(psutil.Process(os.getpid()).memory_info().rss)
 
 
-def _malloc_trim() -> None:
+@functools.lru_cache(maxsize=1)
+def _libc_malloc_trim() -> Callable[[int], int] | None:
+    """glibc's ``malloc_trim``, looked up once: ``find_library`` runs ``ldconfig -p`` in a
+    subprocess (2 ms here, more on a busy host, on the event loop), not worth repeating every
+    second while over the memory limit."""
     name = ctypes.util.find_library("c")
     if not name:
-        return
-    with contextlib.suppress(OSError, AttributeError):  # not glibc
-        ctypes.CDLL(name).malloc_trim(0)
+        return None
+    try:
+        return ctypes.CDLL(name).malloc_trim
+    except (OSError, AttributeError):  # not glibc
+        return None
+
+
+def _malloc_trim() -> None:
+    trim = _libc_malloc_trim()
+    if trim is not None:
+        trim(0)
 
 
 class AdmissionControl:
