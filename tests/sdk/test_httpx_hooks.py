@@ -388,3 +388,50 @@ def test_one_hooks_instance_stays_exact_across_repeated_and_many_urls() -> None:
         expected = {"api.openai.com": "openai", "api.github.com": "github"}.get(url.host)
         assert attributes.get("spansignals.provider") == expected
     assert hooks.errors.count("httpx_hooks") == 0
+
+
+class ReturningEnricher:
+    """Returns its response attributes (a dict it keeps and reuses) instead of setting them."""
+
+    def __init__(self, name: str, attributes: dict[str, Any]) -> None:
+        self.name = name
+        self.attributes = attributes
+
+    def on_request(self, span: Any, request: Any, provider: Any) -> Any:
+        return None
+
+    def on_response(
+        self, span: Any, request: Any, response: Any, provider: Any, state: Any
+    ) -> dict[str, Any]:
+        return self.attributes
+
+
+def test_returned_attributes_are_set_together_in_enricher_order_and_redacted() -> None:
+    """What enrichers return lands on the span (later enrichers win on a shared key), next to what
+    others set directly; a returned credential header is redacted; a failing enricher costs only
+    its own attributes; the enrichers' own dicts are never changed."""
+    first = {"test.a": "1", "test.shared": "first", "http.response.header.set-cookie": ["id=CANARY"]}
+    second = {"test.b": 2, "test.shared": "second"}
+    first_copy, second_copy = dict(first), {**second}
+    hooks = HttpxHooks(
+        enrichers=[
+            ReturningEnricher("first", first),
+            FailingEnricher(),
+            RecordingEnricher(),
+            ReturningEnricher("second", second),
+        ]
+    )
+    tracer = TracerProvider().get_tracer("t")
+    url = httpx.URL("https://api.openai.com/v1/chat/completions")
+    request = RequestInfo(b"POST", url, httpx.Headers(), None, {})
+    for _ in range(2):
+        with tracer.start_as_current_span("POST", attributes={"url.full": str(url)}) as span:
+            hooks.request_hook(span, request)
+            hooks.response_hook(span, request, ResponseInfo(200, httpx.Headers(), None, {}))
+            attributes = dict(span.attributes)
+        assert attributes["test.a"] == "1" and attributes["test.b"] == 2
+        assert attributes["test.shared"] == "second"
+        assert attributes["test.status"] == 200  # set directly by RecordingEnricher
+        assert attributes["http.response.header.set-cookie"] == ("REDACTED",)
+        assert first == first_copy and second == second_copy
+    assert hooks.errors.count("httpx_hooks") == 4  # FailingEnricher, on request and response, twice
