@@ -319,17 +319,17 @@ class HttpxHooks:
             return
         raw = str(url)
         cache = self._clean_urls
-        clean = cache.get(raw)
-        if clean is None:
-            clean = redact_url(raw)
-            if clean == raw:
-                clean = _NO_CHANGE
+        cached = cache.get(raw)
+        if cached is None:
+            cached = redact_url(raw)
+            if cached == raw:
+                cached = _NO_CHANGE
             if len(cache) >= _MAX_CACHED_URLS:
                 cache.clear()  # URLs with ever-changing queries: start over rather than grow
-            cache[raw] = clean
-        if clean:  # not _NO_CHANGE
+            cache[raw] = cached
+        if cached:  # not _NO_CHANGE
             for key in keys:
-                updates[key] = clean
+                updates[key] = cached
 
     def response_hook(self, span: Any, request: Any, response: Any) -> None:
         """Enrichers' ``on_response``, then redaction of every captured header attribute."""
