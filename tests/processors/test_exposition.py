@@ -107,7 +107,13 @@ def _tricky_producer() -> SignalMetricProducer:
     latency.record(("svc", TRICKY), 0.1)
     latency.record(("svc", "over the cap"), 4)
     calls = HistogramCountFamily("test.calls", "Calls.", "1", latency)
-    producer.register(requests, already_total, money, wait, suffixed, ratio, empty, latency, calls)
+    lag = HistogramFamily("test.loop.lag", "No labels.", "s", (), (0.1, 1.0), max_series=1)
+    lag.record((), 0.05)
+    stalls = CounterFamily("test.loop.stalls", "No labels.", "{stall}", (), max_series=1)
+    stalls.add((), 2)
+    producer.register(
+        requests, already_total, money, wait, suffixed, ratio, empty, latency, calls, lag, stalls
+    )
     return producer
 
 
