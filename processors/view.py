@@ -241,7 +241,7 @@ class OtlpAttributes(Mapping[str, Any]):
             return True
         hint = self._hint
         if hint is not None:
-            return hint.might_contain(self._position, fragment)  # type: ignore[no-any-return]
+            return hint.might_contain(self._position, fragment)
         if self._message is None:
             return True
         encoded = self._encoded
