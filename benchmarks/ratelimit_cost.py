@@ -22,8 +22,10 @@ and cost derivations, as the pipeline hands it over (RED reads no attribute and 
 a SaaS span's encoding for ``usage.``, so building a SaaS span's attribute index falls to the rate
 limits; cost indexes the LLM spans). Per round, every span group of a fresh decode of
 ``--requests`` requests is timed with ``time.process_time`` (CPU time: other load on the machine
-does not count); printed are the median and minimum over rounds, in µs per span, for the SaaS
-client spans, the LLM client spans, the server spans and the whole mix (also per client span),
+counts only through shared caches and cores), span by span (``observe``) and as the pipeline
+derives, one ``observe_batch`` per request; printed are the median and minimum over rounds, in µs
+per span, for the SaaS client spans (also with every 4th one a 429), the LLM client spans, the
+server spans and the whole mix (also per client span, next to what the groups predict),
 and, for scale, what reading a SaaS span's attributes alone costs (the index, the HTTP method,
 the provider keys, the status and the two header values: the floor of the derivation on OTLP).
 Last, the same in the pipeline: ``TracePipeline.ingest`` with RED + cost and with RED + cost +
