@@ -227,7 +227,7 @@ class HttpxHooks:
         enrichers: Sequence[HttpxEnricher] = (),
         capture_request_headers: bool | None = None,
     ) -> None:
-        self.table = table if table is not None else default_table()
+        self._table = table if table is not None else default_table()
         self.errors = errors if errors is not None else ProcessorErrors()
         self.enrichers: tuple[HttpxEnricher, ...] = tuple(enrichers)
         if capture_request_headers is None:
@@ -239,6 +239,16 @@ class HttpxHooks:
         self._hosts: dict[str | None, tuple[ProviderInfo | None, dict[str, Any] | None]] = {}
         # request URL (with a query or userinfo) -> redacted URL, or _NO_CHANGE
         self._clean_urls: dict[str, str] = {}
+
+    @property
+    def table(self) -> ProviderTable:
+        """The provider table hosts are resolved with; setting it forgets the providers per host."""
+        return self._table
+
+    @table.setter
+    def table(self, table: ProviderTable) -> None:
+        self._table = table
+        self._hosts = {}
 
     # -- sync hooks (the instrumentation checks ``callable`` / ``iscoroutinefunction``) ----------
 
@@ -280,7 +290,7 @@ class HttpxHooks:
 
     def _provider_of(self, host: str | None) -> tuple[ProviderInfo | None, dict[str, Any] | None]:
         """Resolve ``host`` and remember its provider with the attributes it puts on spans."""
-        provider = self.table.resolve(host)
+        provider = self._table.resolve(host)
         attributes: dict[str, Any] | None = None
         if provider is not None:
             attributes = {ATTR_PROVIDER: provider.name}

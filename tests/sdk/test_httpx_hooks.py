@@ -14,6 +14,7 @@ from opentelemetry.sdk.trace import TracerProvider
 from peers import free_port
 from sdk_fixtures import LOCAL_PROVIDERS, LocalServer, Providers
 
+from spansignals.processors.providers import ProviderInfo, ProviderTable
 from spansignals.processors.redaction import redact_url
 from spansignals.sdk import Telemetry, instrument_client, observe_response_body, register_enricher_factory
 from spansignals.sdk.httpx_hooks import _MAX_CACHED_URLS, HttpxHooks
@@ -435,3 +436,20 @@ def test_returned_attributes_are_set_together_in_enricher_order_and_redacted() -
         assert attributes["http.response.header.set-cookie"] == ("REDACTED",)
         assert first == first_copy and second == second_copy
     assert hooks.errors.count("httpx_hooks") == 4  # FailingEnricher, on request and response, twice
+
+
+def test_replacing_the_table_forgets_providers_per_host() -> None:
+    """A new provider table applies from the next request on (the per-host cache is dropped)."""
+    hooks = HttpxHooks(ProviderTable([("api.example.test", ProviderInfo("one"))]))
+    tracer = TracerProvider().get_tracer("t")
+    url = httpx.URL("https://api.example.test/v1/x")
+    request = RequestInfo(b"GET", url, httpx.Headers(), None, {})
+    seen = []
+    for table in (None, ProviderTable([("api.example.test", ProviderInfo("two"))])):
+        if table is not None:
+            hooks.table = table
+        with tracer.start_as_current_span("GET", attributes={"url.full": str(url)}) as span:
+            hooks.request_hook(span, request)
+            seen.append(span.attributes.get("spansignals.provider"))
+        hooks.response_hook(span, request, ResponseInfo(200, httpx.Headers(), None, {}))
+    assert seen == ["one", "two"]
