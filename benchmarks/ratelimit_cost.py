@@ -1,6 +1,6 @@
 """What the rate-limit pieces cost on the span path, next to a bare SDK span.
 
-Run:  python benchmarks/ratelimit_cost.py [--rounds 15] [--n 5000] [--otlp-rounds 15] [--requests 10]
+Run:  python benchmarks/ratelimit_cost.py [--rounds 15] [--n 5000] [--otlp-rounds 15] [--requests 4]
 
 Times, each as the best of ``--rounds`` rounds of ``--n`` calls (the best round is the least
 disturbed by other load on the machine):
@@ -20,12 +20,13 @@ request of ``collector_throughput.py`` (85% server spans, 10% Stripe client span
 ``x-ratelimit-*`` string-array headers, 5% OpenAI chat spans), each view first through the RED
 and cost derivations, as the pipeline hands it over (RED reads no attribute and cost only searches
 a SaaS span's encoding for ``usage.``, so building a SaaS span's attribute index falls to the rate
-limits; cost indexes the LLM spans). Per round, every span group of a fresh decode of
-``--requests`` requests is timed with ``time.process_time`` (CPU time: other load on the machine
-counts only through shared caches and cores), span by span (``observe``) and as the pipeline
-derives, one ``observe_batch`` per request; printed are the median and minimum over rounds, in µs
-per span, for the SaaS client spans (also with every 4th one a 429), the LLM client spans, the
-server spans and the whole mix (also per client span, next to what the groups predict),
+limits; cost indexes the LLM spans). Per round, each span group of ``--requests`` requests,
+decoded just before (after a full garbage collection, so no group inherits one), is timed with
+``time.process_time`` (CPU time: other load on the machine counts only through shared caches and
+cores), span by span (``observe``) and as the pipeline derives, one ``observe_batch`` per request.
+Printed are the median and minimum over rounds, in µs per span, for the SaaS client spans (also
+with every 4th one a 429), the LLM client spans, the server spans and the whole mix (also per
+client span, next to what the groups predict),
 and, for scale, what reading a SaaS span's attributes alone costs (the index, the HTTP method,
 the provider keys, the status and the two header values: the floor of the derivation on OTLP).
 Last, the same in the pipeline: ``TracePipeline.ingest`` with RED + cost and with RED + cost +
@@ -36,6 +37,7 @@ derivation whose cost grew with the mix would show here).
 from __future__ import annotations
 
 import argparse
+import gc
 import os
 import statistics
 import sys
@@ -87,7 +89,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=15)
     parser.add_argument("--n", type=int, default=5000)
     parser.add_argument("--otlp-rounds", type=int, default=15, help="collector rounds (0: skip)")
-    parser.add_argument("--requests", type=int, default=10, help="512-span requests per collector round")
+    parser.add_argument("--requests", type=int, default=4, help="512-span requests per collector round")
     args = parser.parse_args(argv)
     n = args.n
 
@@ -218,20 +220,21 @@ def otlp(rounds: int, requests: int) -> None:
         views = (_otlp_views(body, before) for _ in range(requests))
         return [[v for v in vs if group is None or _group(v) == group] for vs in views]
 
+    sources = {"saas": (template, "saas"), "saas429": (throttled, "saas"), "llm": (template, "llm")}
+    sources |= {"server": (template, "server"), "mix": (template, None), "reads": (template, "saas")}
     for _ in range(rounds):
         for mode in modes:
-            # Fresh views for each timing: a view read once has its index and wrappers built.
-            by_group = {g: requests_of(template, g) for g in ("saas", "llm", "server")}
-            by_group["reads"] = requests_of(template, "saas")
-            by_group["mix"] = requests_of(template, None)
-            by_group["saas429"] = requests_of(throttled, "saas")
             for g in groups:
-                per_request = by_group[g]
+                if g == "reads" and mode == "batch":
+                    continue
+                # Fresh views, decoded just before (as the pipeline derives a request it just
+                # decoded), from the same collector state: a view read once has its index and
+                # wrappers built, and a full collection would land on whichever group runs first.
+                per_request = requests_of(*sources[g])
                 counts[g] = sum(len(r) for r in per_request)
+                gc.collect()
                 t0 = time.process_time()
                 if g == "reads":
-                    if mode == "batch":
-                        continue
                     for views in per_request:
                         for view in views:
                             _read_only(view)
