@@ -21,7 +21,7 @@ request of ``collector_throughput.py`` (85% server spans, 10% Stripe client span
 and cost derivations, as the pipeline hands it over (RED reads no attribute and cost only searches
 a SaaS span's encoding for ``usage.``, so building a SaaS span's attribute index falls to the rate
 limits; cost indexes the LLM spans). Per round, each span group of ``--requests`` requests,
-decoded just before (after a full garbage collection, so no group inherits one), is timed with
+decoded just before (as the pipeline derives a request it just decoded), is timed with
 ``time.process_time`` (CPU time: other load on the machine counts only through shared caches and
 cores), span by span (``observe``) and as the pipeline derives, one ``observe_batch`` per request.
 Printed are the median and minimum over rounds, in µs per span, for the SaaS client spans (also
@@ -37,7 +37,6 @@ derivation whose cost grew with the mix would show here).
 from __future__ import annotations
 
 import argparse
-import gc
 import os
 import statistics
 import sys
@@ -227,12 +226,11 @@ def otlp(rounds: int, requests: int) -> None:
             for g in groups:
                 if g == "reads" and mode == "batch":
                     continue
-                # Fresh views, decoded just before (as the pipeline derives a request it just
-                # decoded), from the same collector state: a view read once has its index and
-                # wrappers built, and a full collection would land on whichever group runs first.
+                # Fresh views (a view read once has its index and wrappers built), decoded just
+                # before, as the pipeline derives a request it just decoded: with every group's
+                # views built up front, the group timed first ran ~1.5x slower.
                 per_request = requests_of(*sources[g])
                 counts[g] = sum(len(r) for r in per_request)
-                gc.collect()
                 t0 = time.process_time()
                 if g == "reads":
                     for views in per_request:
