@@ -343,26 +343,36 @@ class HttpxHooks:
                 updates[key] = cached
 
     def response_hook(self, span: Any, request: Any, response: Any) -> None:
-        """Enrichers' ``on_response``, then redaction of every captured header attribute."""
+        """Enrichers' ``on_response``, then redaction of every captured header attribute.
+
+        Each step fails on its own: an enricher that raises or returns something unusable costs
+        only its own attributes, and redaction runs whatever the enrichers did.
+        """
         try:
             saved = _request_state.get()
             if saved is None or saved[0] is not span:
                 return  # not recording (the request hook stopped early), or instrumented elsewhere
             _request_state.set(None)
             _, provider, states = saved
-            if states is not None:
-                returned: Mapping[str, Any] | None = None
-                for enricher, state in zip(self.enrichers, states, strict=False):
-                    try:
-                        found = enricher.on_response(span, request, response, provider, state)
-                    except Exception as exc:
-                        self.errors.record(ERROR_PROCESSOR_NAME, exc)
-                        continue
+        except Exception as exc:
+            self.errors.record(ERROR_PROCESSOR_NAME, exc)
+            return
+        if states is not None:
+            returned: Mapping[str, Any] | None = None
+            for enricher, state in zip(self.enrichers, states, strict=False):
+                try:
+                    found = enricher.on_response(span, request, response, provider, state)
                     if found:
                         # never updated in place: an enricher may hand back a dict it keeps
                         returned = found if returned is None else {**returned, **found}
-                if returned:
+                except Exception as exc:
+                    self.errors.record(ERROR_PROCESSOR_NAME, exc)
+            if returned:
+                try:
                     span.set_attributes(returned)  # the SDK copies it
+                except Exception as exc:
+                    self.errors.record(ERROR_PROCESSOR_NAME, exc)
+        try:
             self._redact_headers(span)
         except Exception as exc:
             self.errors.record(ERROR_PROCESSOR_NAME, exc)

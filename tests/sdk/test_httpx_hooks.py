@@ -453,3 +453,29 @@ def test_replacing_the_table_forgets_providers_per_host() -> None:
             seen.append(span.attributes.get("spansignals.provider"))
         hooks.response_hook(span, request, ResponseInfo(200, httpx.Headers(), None, {}))
     assert seen == ["one", "two"]
+
+
+def test_unusable_returned_attributes_never_skip_redaction() -> None:
+    """An enricher returning something that is not a mapping is counted as a hook error; the
+    other enricher's attributes are set and captured credential headers are still redacted."""
+
+    class Broken(ReturningEnricher):
+        def on_response(self, span: Any, request: Any, response: Any, provider: Any, state: Any) -> Any:
+            return ["not", "a", "mapping"]
+
+    for enrichers in (
+        [Broken("broken", {})],
+        [ReturningEnricher("ok", {"test.ok": 1}), Broken("broken", {})],
+    ):
+        hooks = HttpxHooks(enrichers=enrichers)
+        tracer = TracerProvider().get_tracer("t")
+        url = httpx.URL("https://api.openai.com/v1/chat/completions")
+        request = RequestInfo(b"POST", url, httpx.Headers(), None, {})
+        start = {"url.full": str(url), "http.response.header.set-cookie": ("id=CANARY",)}
+        with tracer.start_as_current_span("POST", attributes=start) as span:
+            hooks.request_hook(span, request)
+            hooks.response_hook(span, request, ResponseInfo(200, httpx.Headers(), None, {}))
+            attributes = dict(span.attributes)
+        assert attributes["http.response.header.set-cookie"] == ("REDACTED",)
+        assert hooks.errors.count("httpx_hooks") == 1
+    assert attributes["test.ok"] == 1
