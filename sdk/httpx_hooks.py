@@ -258,6 +258,11 @@ class HttpxHooks:
         try:
             if not span.is_recording():
                 return
+        except Exception as exc:
+            self.errors.record(ERROR_PROCESSOR_NAME, exc)
+            return
+        provider: ProviderInfo | None = None
+        try:
             url = request.url
             host = _host_of(url)
             known = self._hosts.get(host)
@@ -273,11 +278,17 @@ class HttpxHooks:
                     provider_attributes = updates
             if provider_attributes:
                 _set_on(span, provider_attributes)  # the SDK copies what it is given
-            if self._scan_request_headers:
-                self._redact_headers(span)
         except Exception as exc:
+            # A request we could not take apart still gets its URL attributes redacted (from what
+            # the span holds) and its headers scanned, here and in the response hook.
             self.errors.record(ERROR_PROCESSOR_NAME, exc)
-            return
+            provider = None
+            self._redact_span_urls(span)
+        if self._scan_request_headers:
+            try:
+                self._redact_headers(span)
+            except Exception as exc:
+                self.errors.record(ERROR_PROCESSOR_NAME, exc)
         states: list[Any] | None = None
         if self.enrichers:
             states = []
@@ -288,6 +299,22 @@ class HttpxHooks:
                     self.errors.record(ERROR_PROCESSOR_NAME, exc)
                     states.append(None)
         _request_state.set((span, provider, states))
+
+    def _redact_span_urls(self, span: Any) -> None:
+        """Fallback: redact the URL attributes the span holds (never raises)."""
+        try:
+            attrs = span.attributes
+            changes = {}
+            for key in _SPAN_URL_KEYS:
+                value = attrs.get(key)
+                if isinstance(value, str):
+                    clean = redact_url(value)
+                    if clean != value:
+                        changes[key] = clean
+            if changes:
+                span.set_attributes(changes)
+        except Exception as exc:
+            self.errors.record(ERROR_PROCESSOR_NAME, exc)
 
     def _provider_of(self, host: str | None) -> tuple[ProviderInfo | None, dict[str, Any] | None]:
         """Resolve ``host`` and remember its provider with the attributes it puts on spans."""

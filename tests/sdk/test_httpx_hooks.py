@@ -479,3 +479,29 @@ def test_unusable_returned_attributes_never_skip_redaction() -> None:
         assert attributes["http.response.header.set-cookie"] == ("REDACTED",)
         assert hooks.errors.count("httpx_hooks") == 1
     assert attributes["test.ok"] == 1
+
+
+def test_a_request_url_that_cannot_be_read_still_leaves_nothing_secret() -> None:
+    """When the hook cannot take the request URL apart, the URL attributes the span holds are
+    redacted from their text, and captured request and response headers are still redacted."""
+
+    class UnreadableURL:
+        @property
+        def host(self) -> str:
+            raise ValueError("unreadable")
+
+    hooks = HttpxHooks(capture_request_headers=True, enrichers=[RecordingEnricher()])
+    tracer = TracerProvider().get_tracer("t")
+    request = RequestInfo(b"GET", UnreadableURL(), httpx.Headers(), None, {})
+    start = {
+        "url.full": "https://u:CANARY@api.example.test/v1?token=CANARY",
+        "http.request.header.authorization": ("Bearer CANARY",),
+    }
+    with tracer.start_as_current_span("GET", attributes=start) as span:
+        hooks.request_hook(span, request)
+        span.set_attribute("http.response.header.set-cookie", ("id=CANARY",))
+        hooks.response_hook(span, request, ResponseInfo(200, httpx.Headers(), None, {}))
+        attributes = dict(span.attributes)
+    assert "CANARY" not in str(attributes)
+    assert attributes["http.request.header.authorization"] == ("REDACTED",)
+    assert hooks.errors.count("httpx_hooks") >= 1
