@@ -260,12 +260,12 @@ class PricePlan:
         # (no dict of the reported counts unless an error message needs it).
         values = usage
         fast = self._fast
-        if fast is not None and values[2] is None and values[3] is None and values[4] is None:
-            # input and output alone (no cache_write, so no 1-hour part either): the same sum
-            # as below with every other leaf 0.
+        if fast is not None and not values[2] and not values[3] and not values[4] and not values[5]:
+            # Input and output alone (the others unreported or 0, as OpenAI reports them when
+            # nothing was cached): the same sum as below, every other leaf being 0.
             total_input = values[0] or 0
             output = values[1] or 0
-            if total_input >= 0 and output >= 0 and values[5] is None:
+            if total_input >= 0 and output >= 0:
                 pico = self._pico_extra or 0
                 for unit, slot in fast:
                     price = unit.pico

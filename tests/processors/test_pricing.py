@@ -38,6 +38,8 @@ def _usages(rng: random.Random) -> list[TokenUsage]:
         TokenUsage(input=200_001, output=7),
         TokenUsage(output=40),
         TokenUsage(input=0, output=0),
+        TokenUsage(input=3000, output=20, cache_read=0, reasoning=0),  # OpenAI, nothing cached
+        TokenUsage(input=250_000, output=9, cache_read=0, cache_write=0, reasoning=0, cache_write_1h=0),
     ]
     for _ in range(3):
         out.append(TokenUsage(input=rng.randint(0, 400_000), output=rng.randint(0, 20_000)))
