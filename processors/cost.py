@@ -47,6 +47,7 @@ provider, models, price context and price validity period
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 from collections.abc import Mapping
@@ -103,7 +104,9 @@ _DETAIL_KEYS = frozenset((*_CACHE_READ, *_CACHE_WRITE, *_REASONING, _CACHE_WRITE
 _TOKEN_TYPES = ("input", "output", "cache_read", "cache_write", "reasoning")
 _WARNED_MAX = 1024
 _LABELS_CACHE_MAX = 4096
-_HANDED_MAX = 1024
+_HANDED_MAX = 4096
+"""In-app hand-overs waiting for their span's derivation (deferred derivation may hold thousands of
+spans in a burst): past this, the oldest is forgotten and its span is priced from its counts."""
 
 
 def _count(attrs: Mapping[str, Any], keys: tuple[str, ...]) -> int | None:
@@ -193,6 +196,13 @@ class _TokenCounterFamily(CounterFamily):
                     else:
                         cut = self._key(key)  # long values cut, or the overflow series
                         series[cut] = series.get(cut, 0) + amount
+
+
+def _forget_oldest(entries: dict[Any, Any]) -> None:
+    """Drop the oldest entry (dicts keep insertion order); never raises under concurrent use
+    (another thread changing the dict meanwhile only makes the bound approximate)."""
+    with contextlib.suppress(KeyError, StopIteration, RuntimeError):
+        del entries[next(iter(entries))]
 
 
 def _str_attr(attrs: Mapping[str, Any], first: str, second: str | None = None) -> str | None:
@@ -367,7 +377,7 @@ class CostSpanProcessor(SignalSpanProcessor):
             return None  # the derivation counts it as unpriced, with its warning
         handed = self._handed
         if len(handed) >= _HANDED_MAX:
-            handed.clear()  # spans never derived (no engine on their provider): price again later
+            _forget_oldest(handed)  # e.g. spans never derived (no engine on their provider)
         handed[(provider, models, context, usage, start_ns)] = amount
         return amount
 
@@ -487,7 +497,7 @@ class CostSpanProcessor(SignalSpanProcessor):
                     )
                     counted = self._counted
                     if len(counted) >= _HANDED_MAX:
-                        counted.clear()  # reports that never came back (another provider): forget
+                        _forget_oldest(counted)  # e.g. reports that went to another provider
                     provider, models, context = self._llm_inputs(report, report_attributes)
                     counted[(provider, models, context, usage, start_ns)] = True
         except Exception as exc:

@@ -461,3 +461,34 @@ def test_price_call_is_handed_to_the_derivation_only_for_the_same_inputs(
     assert proc.cost.exact(labels) == 2 * want + _expected(
         Usage(input_tokens=1000, output_tokens=51), "gpt-4o-2024-08-06", "openai"
     )
+
+
+def test_hand_overs_are_bounded_oldest_forgotten_first(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Past 4096 waiting hand-overs the oldest is forgotten (its span is then priced from its
+    counts, with the same result); the newest are still taken."""
+    from spansignals.processors.pricing import PricePlan
+
+    proc = CostSpanProcessor()
+    usage = TokenUsage(1000, 50)
+    for i in range(4097):
+        proc.price_call("openai", "gpt-4o-2024-08-06", "gpt-4o", None, usage, START_NS + i)
+    priced = []
+    original = PricePlan.cost
+    monkeypatch.setattr(PricePlan, "cost", lambda plan, u: priced.append(u) or original(plan, u))
+    attrs = {
+        "spansignals.provider": "openai",
+        "gen_ai.request.model": "gpt-4o",
+        "gen_ai.response.model": "gpt-4o-2024-08-06",
+        "gen_ai.usage.input_tokens": 1000,
+        "gen_ai.usage.output_tokens": 50,
+    }
+
+    def at(start_ns: int) -> SpanView:
+        return SpanView("POST", KIND_CLIENT, start_ns, start_ns + 1, 0, attrs, {"service.name": "svc"})
+
+    proc.observe(at(START_NS + 4096))
+    assert priced == []
+    proc.observe(at(START_NS))
+    assert priced == [usage]
+    want = _expected(Usage(input_tokens=1000, output_tokens=50), "gpt-4o-2024-08-06", "openai")
+    assert proc.cost.exact(("svc", "openai", "gpt-4o-2024-08-06", None)) == 2 * want
