@@ -17,8 +17,8 @@ and ``gen_ai.usage.cost`` (USD, as OpenLIT names it) are then set on the client 
 ends, so tracing backends show cost per span and per trace. The call is priced once: the cost
 processor (:meth:`~spansignals.processors.cost.CostSpanProcessor.price_call`) keeps the exact
 price, keyed by what it was computed from, and the span's derivation charges it when the span's
-attributes give the same inputs (it never reads the cost attribute itself). The span's duration includes the
-body download (as it would for the vendor SDKs' own instrumentations). Consequence, decided on
+attributes give the same inputs (it never reads the cost attribute itself). The span's duration
+includes the body download (as it would for the vendor SDKs' own instrumentations). Consequence, decided on
 purpose: a JSON body is read even if the app would not read it (``client.stream()`` then
 closing) — LLM JSON bodies are small, and error bodies (status >= 400) are never read.
 
@@ -33,14 +33,16 @@ still counts what the provider had reported (Anthropic's input tokens are known 
 ``message_start`` and billed). Async JSON bodies take this path too (the response hook cannot
 await a read). The usage cannot go on the ended span, so it is exported on a **usage report
 span**: ``gen_ai.usage`` (kind internal), a child of the client span from its start to the end of
-the body, with the usage attributes, the operation and models, and the provider in
-``spansignals.usage.provider`` (not ``spansignals.provider`` / ``gen_ai.provider.name``: selectors
-by provider, such as SLOs, must not count a second call). A spansignals collector downstream
-prices it, once (the client span has no usage). In the app, the cost processor has counted the
-usage already and skips the report when it ends (matched by provider, models, tier, counts and
-start time). Reports go to :attr:`GenAiUsageEnricher.tracer_provider` (default: the global
-provider, the one ``configure()`` installs or finds); when the report would not be recorded (no
-SDK provider, a sampler that drops it) the usage is counted in-app only, as before.
+the body, with the usage attributes, ``gen_ai.usage.cost``, the operation and models, and the
+provider in ``spansignals.usage.provider`` (not ``spansignals.provider`` or
+``gen_ai.provider.name``: selectors by provider, such as SLOs, must not count a second call). A
+spansignals collector downstream prices it, once (the client span has no usage). In the app the
+call is priced once (the report's cost is handed to the derivation, as for JSON bodies) and
+counted once: the cost processor has counted the usage and skips the report when it ends
+(matched by provider, models, tier, counts and start time). Reports go to
+:attr:`GenAiUsageEnricher.tracer_provider` (default: the global provider, the one ``configure()``
+installs or finds); when the report would not be recorded (no SDK provider, a sampler that drops
+it) the usage is counted in-app only, as before.
 
 Error responses, non-JSON bodies, unknown encodings and malformed bodies are ignored: the
 enricher never raises and never changes the response.
@@ -163,7 +165,7 @@ class GenAiUsageEnricher:
         self.errors = errors
         self.tracer_provider = tracer_provider
         """Where usage report spans go: the provider of the app's spans; ``None``: the global one."""
-        self._tracer: Any = None
+        self._tracer: tuple[Any, Any] | None = None  # (tracer_provider, its tracer)
 
     def on_request(self, span: Any, request: Any, provider: ProviderInfo | None) -> Any:
         if provider is None or not provider.is_llm:
@@ -313,6 +315,9 @@ class GenAiUsageEnricher:
             attrs = dict(attributes)
             attrs.update(usage)
             report_attributes = {ATTR_USAGE_PROVIDER: state.provider.name, **state.attributes, **usage}
+            cost_usd = self._price(parsed, state, start_ns)  # handed to record_usage's derivation
+            if cost_usd is not None:
+                report_attributes[ATTR_COST] = cost_usd
             report = self._start_report(span, report_attributes, start_ns)
             cost.record_usage(
                 attrs,
@@ -330,9 +335,11 @@ class GenAiUsageEnricher:
         """Start the usage report span (a child of the ended client span, from its start to now),
         or ``None`` when it would not be recorded (then the usage is counted in-app only)."""
         try:
-            tracer = self._tracer
-            if tracer is None:
-                tracer = self._tracer = trace.get_tracer(__name__, tracer_provider=self.tracer_provider)
+            provider = self.tracer_provider
+            cached = self._tracer
+            if cached is None or cached[0] is not provider:
+                cached = self._tracer = (provider, trace.get_tracer(__name__, tracer_provider=provider))
+            tracer = cached[1]
             report = tracer.start_span(
                 USAGE_SPAN_NAME,
                 context=trace.set_span_in_context(span),

@@ -262,21 +262,29 @@ def test_sync_json_call_is_priced_once(
 
 @pytest.mark.parametrize("name", SSE_CASES)
 def test_streamed_usage_is_exported_on_a_report_span_and_counted_once(
-    name: str, app: Callable[..., Telemetry], providers: Providers, llm: FakeLlmServers
+    name: str,
+    app: Callable[..., Telemetry],
+    providers: Providers,
+    llm: FakeLlmServers,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """When a stream completes, a gen_ai.usage child span of the client span carries its usage
-    and models: the app counts the call once (not again when that span ends), and a spansignals
-    collector fed the exported spans prices it once, exactly; the report names its provider only
-    in spansignals.usage.provider, so provider selectors (SLOs) do not see a second call."""
+    """When a stream completes, a gen_ai.usage child span of the client span carries its usage,
+    cost and models: the app prices and counts the call once (not again when that span ends), and
+    a spansignals collector fed the exported spans prices it once, exactly; the report names its
+    provider only in spansignals.usage.provider, so provider selectors (SLOs) see no second call."""
     from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
 
     from spansignals.processors.collector.pipeline import TracePipeline
     from spansignals.processors.cost import CostSpanProcessor
     from spansignals.processors.engine import SignalEngine
+    from spansignals.processors.pricing import PricePlan
     from spansignals.processors.providers import resolve_view
     from spansignals.processors.view import view_from_readable_span
     from spansignals.sdk.usage_enricher import GenAiUsageEnricher
 
+    priced: list[Any] = []
+    original = PricePlan.cost
+    monkeypatch.setattr(PricePlan, "cost", lambda plan, usage: priced.append(usage) or original(plan, usage))
     case = CASES[name]
     telemetry = app()
     for enricher in telemetry.hooks.enrichers:
@@ -286,6 +294,7 @@ def test_streamed_usage_is_exported_on_a_report_span_and_counted_once(
         r.read()
     want = _expected_cost(case)
     assert _cost_total(telemetry) == want  # once, though the report span went through the engine
+    assert len(priced) == 1  # and priced once
     client_span = _client_span(providers)
     reports = [s for s in providers.spans() if s.name == "gen_ai.usage"]
     assert len(reports) == 1
@@ -296,6 +305,7 @@ def test_streamed_usage_is_exported_on_a_report_span_and_counted_once(
     assert attrs["gen_ai.usage.input_tokens"] == case["expected"]["input"]
     assert attrs["gen_ai.response.model"] == case["model"]
     assert attrs["spansignals.usage.provider"] == case["provider"]
+    assert attrs["gen_ai.usage.cost"] == float(want)
     assert resolve_view(view_from_readable_span(report)) is None  # no provider for selectors
     downstream = CostSpanProcessor()
     TracePipeline(SignalEngine([downstream])).ingest(encode_spans(providers.spans()), "grpc")
