@@ -14,7 +14,11 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-__all__ = ["parse_ietf_fields"]
+__all__ = ["LIMIT", "OFFSET", "REMAINING", "RESET", "parse_ietf_fields"]
+
+# A reading while headers are read: a list [limit, remaining, reset, reset_is_offset] (a list is
+# ~0.05 µs to make, an object with __init__ ~0.3 µs; ratelimit_headers uses the same layout).
+LIMIT, REMAINING, RESET, OFFSET = range(4)
 
 
 def _split_members(text: str) -> list[str]:
@@ -60,12 +64,18 @@ def _num(v: Any) -> float | None:
     return float(v) if isinstance(v, float) and 0 <= v < float("inf") else None
 
 
+def _set_reset(reading: list[Any], seconds: float | None) -> None:
+    """The reset ``seconds`` after the response (none: the reading has no reset)."""
+    reading[RESET], reading[OFFSET] = (None, False) if seconds is None else (seconds, True)
+
+
 def parse_ietf_fields(
-    policy_text: str | None, text: str | None, result: Any, now: float, label: Callable[[str], str]
+    policy_text: str | None, text: str | None, result: Any, label: Callable[[str], str]
 ) -> None:
-    """Read ``RateLimit-Policy`` (``policy_text``) and ``RateLimit`` (``text``) into ``result`` (a
-    ``RateLimitHeaders``): quotas by policy, remaining and reset per resource. Raises on garbage;
-    the caller counts it."""
+    """Read ``RateLimit-Policy`` (``policy_text``) and ``RateLimit`` (``text``) into ``result``: its
+    ``reading(resource)`` gives the reading list (see :data:`LIMIT`; a reset here is always seconds
+    after the response), and ``failures`` counts members without a remaining quota. Raises on
+    garbage; the caller counts it."""
     limits: dict[str, tuple[str, float | None]] = {}  # policy name -> (resource, quota)
     units_seen: set[str] = set()
     if policy_text:
@@ -79,7 +89,7 @@ def parse_ietf_fields(
             limits[str(item)] = (resource, _num(params.get("q")))
         for resource, quota in limits.values():
             if quota is not None:
-                result.reading(resource).limit = quota
+                result.reading(resource)[LIMIT] = quota
     if not text:
         return
     members = _split_members(text)
@@ -91,10 +101,10 @@ def parse_ietf_fields(
             result.failures += 1
             return
         r = result.reading("requests")
-        r.limit = _num(d.get("limit")) if "limit" in d else r.limit
-        r.remaining = remaining
-        reset = _num(d.get("reset"))
-        r.reset_at = None if reset is None else now + reset
+        if "limit" in d:
+            r[LIMIT] = _num(d.get("limit"))
+        r[REMAINING] = remaining
+        _set_reset(r, _num(d.get("reset")))
         return
     items = _sf_members(text)
     for item, params in items:
@@ -105,6 +115,5 @@ def parse_ietf_fields(
         fallback = "requests" if len(items) == 1 else label(str(item))
         resource, quota = limits.get(str(item), (fallback, None))
         r = result.reading(resource)
-        r.remaining = remaining
-        reset = _num(params.get("t"))
-        r.reset_at = None if reset is None else now + reset
+        r[REMAINING] = remaining
+        _set_reset(r, _num(params.get("t")))

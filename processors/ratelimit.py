@@ -362,7 +362,12 @@ class RateLimitSpanProcessor(SignalSpanProcessor):
                 latest[labels] = (limit, remaining, reset)
             if remaining is not None and remaining <= 0:
                 exhausted = True
-                if reset is not None and (latest_reset is None or reset > latest_reset):
+                # the latest reset names the reason; of two at the same instant, the first by name
+                if reset is not None and (
+                    latest_reset is None
+                    or reset > latest_reset
+                    or (reset == latest_reset and resource < latest_resource)
+                ):
                     latest_reset, latest_resource = reset, resource
         retry_at = parsed.retry_after_at(now) if parsed.retry_after else None
         # 429 always; 403 with an exhausted quota or Retry-After (GitHub's convention).

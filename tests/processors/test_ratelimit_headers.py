@@ -141,39 +141,35 @@ _NOWS = (NOW, NOW + 0.123456, 1_800_000_000.5)
 
 
 @pytest.mark.parametrize("case", CASES, ids=[c["name"] for c in CASES])
-def test_cached_readings_equal_a_fresh_parse_at_any_time(case: dict[str, Any]) -> None:
-    """The span path's cached, time-independent readings give exactly what parsing at that
-    instant gives: offsets (durations, delta seconds, IETF t) move with the response time,
-    epoch and date resets do not."""
+def test_span_path_readings_equal_a_parse_at_any_time(case: dict[str, Any]) -> None:
+    """The span path's time-independent readings of only the dialect's headers, in either key
+    order, give what parsing all of a span's attributes at that instant gives."""
     attrs = {k: v for k, v in _attrs(case).items() if not k.endswith("x-unrelated")}
     readings = header_readings(attrs, case["dialect"])
     assert readings is not None
-    assert header_readings(dict(reversed(attrs.items())), case["dialect"]) is not None
+    assert header_readings(dict(reversed(attrs.items())), case["dialect"]) == readings
     for now in _NOWS:
         _same(readings.at(now), parse_rate_limit_headers(attrs, case["dialect"], now))
 
 
-def test_cached_readings_are_shared_per_distinct_values() -> None:
-    """The same header values map to one parsed object; other values to another; no header, None."""
+def test_span_path_reads_only_the_dialects_headers() -> None:
+    """Other attributes and other dialects' headers are not read; none of the dialect's: None."""
     p = ATTR_HEADER_PREFIX
     one = {p + "x-ratelimit-limit": ("100",), p + "x-ratelimit-remaining": ("7",), "http.route": "/x"}
     same = {"http.route": "/y", p + "x-ratelimit-remaining": ("7",), p + "x-ratelimit-limit": ("100",)}
-    other = {**one, p + "x-ratelimit-remaining": ("6",)}
     first = header_readings(one, "generic")
-    assert first is header_readings(one, "generic")
-    assert first is not None and header_readings(other, "generic") is not first
+    assert first is not None and first.quotas == (("requests", 100.0, 7.0, None, False),)
     assert header_readings(same, "generic") == first
     assert header_readings({"http.route": "/x", p + "content-type": ("a",)}, "generic") is None
     # a dialect's own rows only: the generic x-ratelimit-limit is not an OpenAI header
     assert header_readings({p + "x-ratelimit-limit": ("100",)}, "openai") is None
-    # equal but differently read values never share an entry: 1 == True, but True is no number
-    assert header_readings({p + "x-ratelimit-limit": 1}, "generic").quotas  # type: ignore[union-attr]
-    assert not header_readings({p + "x-ratelimit-limit": True}, "generic").quotas  # type: ignore[union-attr]
+    # unknown dialects read as generic
+    assert header_readings(one, "nonsense") == first
 
 
 def test_retry_after_date_and_milliseconds_compare_at_the_response_time() -> None:
     """Retry-After as a date and retry-after-ms as an offset: which is later depends on when the
-    response came, so the cached form keeps both."""
+    response came, so the time-independent form keeps both."""
     p = ATTR_HEADER_PREFIX
     attrs = {p + "retry-after": "Tue, 14 Nov 2023 22:15:20 GMT", p + "retry-after-ms": "2500"}
     readings = header_readings(attrs, "openai")
@@ -185,14 +181,50 @@ def test_retry_after_date_and_milliseconds_compare_at_the_response_time() -> Non
         _same(readings.at(now), parse_rate_limit_headers(attrs, "openai", now))
 
 
-def test_huge_offsets_still_move_with_the_response_time() -> None:
-    """A reset offset of 1e16 s loses a 1 s step to rounding but not a real epoch instant."""
-    p = ATTR_HEADER_PREFIX
-    attrs = {p + "x-ratelimit-remaining-requests": "0", p + "x-ratelimit-reset-requests": "1e16"}
-    readings = header_readings(attrs, "openai")
+@pytest.mark.parametrize(
+    ("dialect", "headers", "resource", "offset"),
+    [
+        ("openai", {"x-ratelimit-reset-requests": "10s"}, "requests", 10.0),
+        ("anthropic", {"anthropic-ratelimit-tokens-reset": "2023-11-14T22:14:00Z"}, "tokens", None),
+        ("github", {"x-ratelimit-reset": "1700003600"}, "core", None),
+        ("generic", {"x-ratelimit-reset": "30"}, "requests", 30.0),
+        ("generic", {"x-ratelimit-reset": "1700003600"}, "requests", None),
+        ("ietf", {"ratelimit-policy": '"p";q=100;w=10', "ratelimit": '"p";r=5;t=7'}, "requests", 7.0),
+        ("ietf", {"ratelimit": "limit=100, remaining=5, reset=9"}, "requests", 9.0),
+    ],
+)
+def test_relative_resets_move_with_the_response_time_absolute_ones_do_not(
+    dialect: str, headers: dict[str, str], resource: str, offset: float | None
+) -> None:
+    """Durations, small delta seconds and the IETF reset count from the response; epoch seconds
+    and dates are fixed instants, whenever the response came."""
+    attrs = {ATTR_HEADER_PREFIX + k: (v,) for k, v in headers.items()}
+    readings = header_readings(attrs, dialect)
     assert readings is not None
-    for now in _NOWS:
-        _same(readings.at(now), parse_rate_limit_headers(attrs, "openai", now))
+    resets = [readings.at(now).readings[resource].reset_at for now in (NOW, NOW + 100.0)]
+    assert resets[0] is not None and resets[1] is not None
+    if offset is None:
+        assert resets[0] == resets[1]
+    else:
+        assert resets == [NOW + offset, NOW + 100.0 + offset]
+
+
+@pytest.mark.parametrize(
+    ("headers", "expected"),
+    [
+        ({"retry-after": "5"}, lambda now: now + 5),
+        ({"retry-after-ms": "2500"}, lambda now: now + 2.5),
+        ({"retry-after": "Tue, 14 Nov 2023 22:15:20 GMT"}, lambda now: 1700000120.0),
+    ],
+)
+def test_retry_after_seconds_count_from_the_response_a_date_does_not(
+    headers: dict[str, str], expected: Any
+) -> None:
+    """Retry-After seconds and retry-after-ms are offsets; an HTTP date is an instant."""
+    readings = header_readings({ATTR_HEADER_PREFIX + k: v for k, v in headers.items()}, "openai")
+    assert readings is not None
+    for now in (NOW, NOW + 100.0):
+        assert readings.retry_after_at(now) == expected(now)
 
 
 @given(
@@ -200,14 +232,30 @@ def test_huge_offsets_still_move_with_the_response_time() -> None:
     st.sampled_from(["openai", "anthropic", "github", "ietf", "gemini", "generic", "nonsense"]),
     st.sampled_from(_NOWS),
 )
-def test_cached_readings_equal_a_fresh_parse_for_any_values(
+def test_span_path_readings_equal_a_parse_for_any_values(
     headers: dict[str, Any], dialect: str, now: float
 ) -> None:
-    """Garbage included, the cached form never raises and agrees with a parse at ``now``."""
-    attrs = {ATTR_HEADER_PREFIX + k: v for k, v in headers.items()}
+    """Garbage included, the span path never raises, does not depend on the order of the span's
+    attributes, and agrees with a parse at ``now`` on the resources, failures and Retry-After (the
+    values too, unless two headers give the same field: then the dialect table's later row wins)."""
+    # an SDK span holds no None value (an OTLP view's empty value is read, and counted as a failure)
+    attrs = {ATTR_HEADER_PREFIX + k: v for k, v in headers.items() if v is not None}
     readings = header_readings(attrs, dialect)
-    expected = parse_rate_limit_headers(dict(sorted(attrs.items())), dialect, now)
+    assert header_readings(dict(reversed(attrs.items())), dialect) == readings
+    expected = parse_rate_limit_headers(attrs, dialect, now)
     if readings is None:
         assert not expected.found and expected.failures == 0
     else:
-        _same(readings.at(now), expected)
+        got = readings.at(now)
+        assert set(got.readings) == set(expected.readings)
+        assert got.retry_after_at == expected.retry_after_at and got.failures == expected.failures
+
+
+def test_two_headers_for_one_field_the_later_table_row_wins_in_any_order() -> None:
+    """x-ratelimit-remaining-requests (OpenAI's row) and the older IETF ratelimit-remaining both
+    give the requests' remaining: the IETF row, later in the table, wins whatever the order."""
+    p = ATTR_HEADER_PREFIX
+    attrs = {p + "x-ratelimit-remaining-requests": ("5",), p + "ratelimit-remaining": ("3",)}
+    for ordered in (attrs, dict(reversed(attrs.items()))):
+        readings = header_readings(ordered, "openai")
+        assert readings is not None and readings.quotas == (("requests", None, 3.0, None, False),)
