@@ -17,7 +17,8 @@ providers; every other span costs one integer comparison.
 
 Then the collector side (``--otlp-rounds``, 0 to skip): ``observe`` on OTLP views of the 512-span
 request of ``collector_throughput.py`` (85% server spans, 10% Stripe client spans with two
-``x-ratelimit-*`` string-array headers, 5% OpenAI chat spans), each view first through the RED
+``x-ratelimit-*`` string-array headers, 5% OpenAI chat spans; the template's remaining counts
+take 10 values, so a row has them never repeat), each view first through the RED
 and cost derivations, as the pipeline hands it over (RED reads no attribute and cost only searches
 a SaaS span's encoding for ``usage.``, so building a SaaS span's attribute index falls to the rate
 limits; cost indexes the LLM spans). Per round, each span group of ``--requests`` requests,
@@ -198,6 +199,23 @@ def _with_429s(template: bytes, every: int) -> bytes:
     return request.SerializeToString()
 
 
+def _with_unique_remaining(template: bytes, start: int) -> bytes:
+    """``template`` with every SaaS span's remaining count a value not used before (from ``start``
+    down), as a provider counting down reports it: no cache keyed by values gets a second use."""
+    request = parse_protobuf_request(template)
+    n = start
+    for rs in request.resource_spans:
+        for ss in rs.scope_spans:
+            for span in ss.spans:
+                if span.kind != KIND_CLIENT or span.name != "POST":
+                    continue
+                for kv in span.attributes:
+                    if kv.key == "http.response.header.x-ratelimit-remaining":
+                        kv.value.array_value.values[0].string_value = str(n)
+                        n -= 1
+    return request.SerializeToString()
+
+
 def otlp(rounds: int, requests: int) -> None:
     """``observe`` and ``observe_batch`` per span group on OTLP views, then the marginal cost in
     the pipeline."""
@@ -208,18 +226,25 @@ def otlp(rounds: int, requests: int) -> None:
     ratelimit = RateLimitSpanProcessor()
     for view in _otlp_views(template, before):  # warm: providers, breakers, parse cache, array cache
         ratelimit.observe(view)
-    groups = ("saas", "saas429", "llm", "server", "mix", "reads")
+    groups = ("saas", "saas_unique", "saas429", "llm", "server", "mix", "reads")
     modes = ("observe", "batch")
     times: dict[tuple[str, str], list[float]] = {(g, m): [] for g in groups for m in modes}
     counts: dict[str, int] = {}
     print(f"\ncollector: RateLimitSpanProcessor on OTLP views, {requests} x 512 spans per round")
     print(f"  load average at start: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
 
-    def requests_of(body: bytes, group: str | None) -> list[list[SpanView]]:
-        views = (_otlp_views(body, before) for _ in range(requests))
+    countdown = [10**9]
+
+    def requests_of(body: bytes | None, group: str | None) -> list[list[SpanView]]:
+        bodies = [body] * requests
+        if body is None:  # never-repeating remaining counts
+            bodies = [_with_unique_remaining(template, countdown[0] - i * 100) for i in range(requests)]
+            countdown[0] -= requests * 100
+        views = (_otlp_views(b, before) for b in bodies)
         return [[v for v in vs if group is None or _group(v) == group] for vs in views]
 
-    sources = {"saas": (template, "saas"), "saas429": (throttled, "saas"), "llm": (template, "llm")}
+    sources: dict[str, tuple[bytes | None, str | None]] = {"saas": (template, "saas")}
+    sources |= {"saas_unique": (None, "saas"), "saas429": (throttled, "saas"), "llm": (template, "llm")}
     sources |= {"server": (template, "server"), "mix": (template, None), "reads": (template, "saas")}
     for _ in range(rounds):
         for mode in modes:
@@ -248,6 +273,7 @@ def otlp(rounds: int, requests: int) -> None:
     med = {k: statistics.median(v) for k, v in times.items() if v}
     labels = {
         "saas": "SaaS client span, 2 x-ratelimit-* headers",
+        "saas_unique": "same, remaining never repeats",
         "saas429": "same, every 4th one a 429",
         "llm": "LLM client span (OpenAI), no headers",
         "server": "server span (not a client span)",
