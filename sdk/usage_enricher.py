@@ -5,7 +5,8 @@ dialects, or a provider genai-prices knows), the request hook works out ``gen_ai
 and ``gen_ai.request.model`` (from the URL for Gemini, else found in the request body without
 parsing it); they are set when the response arrives, together with the usage attributes, because
 every ``set_attributes`` call on an SDK span is costly (a request that fails without a response
-therefore carries neither). What happens to the response depends on when its body can be seen:
+therefore carries neither): ``on_response`` returns them, and the response hook sets them with the
+other enrichers' attributes in one call. What happens to the response depends on when its body can be seen:
 
 **Sync client, JSON body (non-streaming).** The instrumentation ends the client span as soon as
 the transport returns the response *headers*; httpx reads the body afterwards. So the enricher
@@ -52,7 +53,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 from opentelemetry import trace
@@ -189,25 +190,28 @@ class GenAiUsageEnricher:
 
     def on_response(
         self, span: Any, request: Any, response: Any, provider: ProviderInfo | None, state: Any
-    ) -> None:
+    ) -> Mapping[str, Any] | None:
+        """Start reading the usage; returns the attributes for the hook to set on the span (the
+        request's, with the usage and cost when the body was read ahead), in one call with the
+        other enrichers' ones."""
         if not isinstance(state, _RequestState):
-            return
-        if not self._usage(span, response, state) and state.attributes:
-            span.set_attributes(state.attributes)
+            return None
+        return self._usage(span, response, state) or state.attributes or None
 
-    def _usage(self, span: Any, response: Any, state: _RequestState) -> bool:
-        """Start reading the usage; ``True`` when the request attributes were set with it."""
+    def _usage(self, span: Any, response: Any, state: _RequestState) -> Mapping[str, Any] | None:
+        """The request and usage attributes when the body was read ahead, else ``None`` (then the
+        body is observed as the app reads it, if it can hold usage)."""
         status = response.status_code
         if not isinstance(status, int) or status >= 400 or status < 200:
-            return False
+            return None
         if getattr(getattr(response, "stream", None), "_httpcore_stream", None) is None:
-            return False  # a custom or mock transport: the body cannot be seen without changing it
+            return None  # a custom or mock transport: the body cannot be seen without changing it
         headers = _body_headers(response.headers)
         content_type = headers.get(b"content-type", "").lower()
         media_type = content_type.partition(";")[0].strip()
         streaming = media_type == "text/event-stream"
         if not streaming and not (media_type == "application/json" or media_type.endswith("+json")):
-            return False  # not JSON (or a JSON-lines stream): nothing to read
+            return None  # not JSON (or a JSON-lines stream): nothing to read
         reader = ResponseUsageReader(
             state.dialect,
             content_type=content_type,
@@ -216,29 +220,29 @@ class GenAiUsageEnricher:
             path=state.path,
         )
         if reader.failed:
-            return False
+            return None
         # Gemini's streamGenerateContent without alt=sse streams a JSON array: never held back.
         progressive = streaming or ":streamGenerateContent" in state.path
-        if not progressive and self._read_ahead(
-            span, response, reader, state, headers.get(b"content-length", "")
-        ):
-            return True
-        if state.attributes:
-            span.set_attributes(state.attributes)
+        if not progressive:
+            annotated = self._read_ahead(span, response, reader, state, headers.get(b"content-length", ""))
+            if annotated is not None:
+                return annotated
         self._observe(span, response, reader, state)
-        return True
+        return None
 
     # --- sync JSON: read before the span ends -----------------------------------------------------
 
     def _read_ahead(
         self, span: Any, response: Any, reader: ResponseUsageReader, state: _RequestState, length: str
-    ) -> bool:
+    ) -> dict[str, Any] | None:
+        """Read the body now (see the module docstring); its attributes for the span, or ``None``
+        when it cannot be read ahead."""
         stream = getattr(response, "stream", None)
         inner = getattr(stream, "_httpcore_stream", None)
         if stream is None or inner is None or not hasattr(inner, "__iter__") or hasattr(inner, "__aiter__"):
-            return False
+            return None
         if length and (not length.isdigit() or int(length) > MAX_JSON_BYTES):
-            return False
+            return None
         chunks: list[bytes] = []
         size = 0
         error: BaseException | None = None
@@ -257,18 +261,16 @@ class GenAiUsageEnricher:
             error = exc
         stream._httpcore_stream = _ReplayStream(chunks, inner, rest, error)
         parsed = reader.finish() if error is None and rest is None else None
-        self._annotate(span, parsed, state)
-        return True
+        return self._annotate(span, parsed, state)
 
-    def _annotate(self, span: Any, parsed: ParsedUsage | None, state: _RequestState) -> None:
+    def _annotate(self, span: Any, parsed: ParsedUsage | None, state: _RequestState) -> dict[str, Any]:
         attrs = dict(state.attributes)
         if parsed is not None:
             attrs.update(usage_attributes(parsed))
             cost = self._price(parsed, state, getattr(span, "start_time", None))
             if cost is not None:
                 attrs[ATTR_COST] = cost
-        if attrs:
-            span.set_attributes(attrs)
+        return attrs
 
     def _price(self, parsed: ParsedUsage, state: _RequestState, start_ns: int | None) -> float | None:
         if self.cost is None:
