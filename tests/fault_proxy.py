@@ -3,7 +3,10 @@
 ``FaultProxy(target_host, target_port)`` listens on a free loopback port (``port``). Its
 ``reset_next(n)`` makes the next ``n`` connections be reset (RST via ``SO_LINGER`` 0) as soon as
 the client has sent its first bytes, before anything reaches the target; other connections are
-piped both ways. ``resets`` counts what was reset. Threads only; stop with ``stop()``.
+piped both ways. ``resets`` counts what was reset. ``silence_open()`` turns the connections open
+at that moment into black holes: both directions are read and dropped, nothing is closed, as with
+a peer that vanished without a FIN or RST (a crashed host, a middlebox that lost its state);
+connections made afterwards are piped normally. Threads only; stop with ``stop()``.
 """
 
 from __future__ import annotations
@@ -32,12 +35,23 @@ class FaultProxy:
         self._lock = threading.Lock()
         self._to_reset = 0
         self.resets = 0
+        self._accepted = 0  # connections accepted so far; each is numbered by it
+        self._silenced_below = 0  # connections numbered below this are black holes
         self._stopped = False
         threading.Thread(target=self._accept_loop, daemon=True).start()
 
     def reset_next(self, n: int) -> None:
         with self._lock:
             self._to_reset += n
+
+    def silence_open(self) -> None:
+        """From now on, drop everything on the connections open now (see the module docstring)."""
+        with self._lock:
+            self._silenced_below = self._accepted
+
+    def _silenced(self, number: int) -> bool:
+        with self._lock:
+            return number < self._silenced_below
 
     def stop(self) -> None:
         self._stopped = True
@@ -55,9 +69,11 @@ class FaultProxy:
                 if reset:
                     self._to_reset -= 1
                     self.resets += 1
-            threading.Thread(target=self._handle, args=(client, reset), daemon=True).start()
+                number = self._accepted
+                self._accepted += 1
+            threading.Thread(target=self._handle, args=(client, reset, number), daemon=True).start()
 
-    def _handle(self, client: socket.socket, reset: bool) -> None:
+    def _handle(self, client: socket.socket, reset: bool, number: int) -> None:
         if reset:
             with contextlib.suppress(OSError):
                 client.settimeout(5)
@@ -71,16 +87,17 @@ class FaultProxy:
             client.close()
             return
         for src, dst in ((client, upstream), (upstream, client)):
-            threading.Thread(target=self._pipe, args=(src, dst), daemon=True).start()
+            threading.Thread(target=self._pipe, args=(src, dst, number), daemon=True).start()
 
-    @staticmethod
-    def _pipe(src: socket.socket, dst: socket.socket) -> None:
+    def _pipe(self, src: socket.socket, dst: socket.socket, number: int) -> None:
         src.settimeout(None)
         try:
             while data := src.recv(65536):
-                dst.sendall(data)
+                if not self._silenced(number):
+                    dst.sendall(data)
         except OSError:
             pass
         finally:
-            with contextlib.suppress(OSError):
-                dst.shutdown(socket.SHUT_WR)
+            if not self._silenced(number):  # a black hole never closes either
+                with contextlib.suppress(OSError):
+                    dst.shutdown(socket.SHUT_WR)

@@ -178,6 +178,7 @@ class GrpcSender(Sender):
         self._compression = (
             grpc.Compression.Gzip if config.compression == "gzip" else grpc.Compression.NoCompression
         )
+        options = _keepalive_options(getattr(config, "keepalive", None))
         if _use_tls(config, scheme):
             tls = config.tls
             read = _read_file
@@ -186,9 +187,9 @@ class GrpcSender(Sender):
                 private_key=read(tls.key_file),
                 certificate_chain=read(tls.cert_file),
             )
-            self._channel = grpc.aio.secure_channel(target, credentials)
+            self._channel = grpc.aio.secure_channel(target, credentials, options=options)
         else:
-            self._channel = grpc.aio.insecure_channel(target)
+            self._channel = grpc.aio.insecure_channel(target, options=options)
         self._calls = {
             signal: self._channel.unary_unary(method, request_serializer=None, response_deserializer=None)
             for signal, method in GRPC_METHODS.items()
@@ -265,6 +266,29 @@ class HttpSender(Sender):
         if self._session is not None:
             await self._session.close()
             self._session = None
+
+
+def _keepalive_options(keepalive: Any) -> list[tuple[str, int]]:
+    """Channel arguments that find a dead connection while a send is in flight.
+
+    Without them, a connection whose peer vanished without a FIN or RST (a crashed host, a
+    middlebox that dropped its state) keeps every attempt waiting for its whole ``timeout``, and
+    the retry goes to the same dead connection again: grpc-core only gives up when an outstanding
+    ping times out (60 s by default) or TCP does (minutes). ``grpc.http2.ping_timeout_ms`` matters
+    as much as the keepalive pair: a keepalive ping is not sent while another ping (grpc's
+    bandwidth probe) is outstanding, so that one's timeout is what closes the connection. Pings go
+    only while a call is in flight (``keepalive_permit_without_calls`` 0), as the OTel Collector's
+    exporters do, so servers that police idle pings are not provoked.
+    """
+    if keepalive is None or keepalive.time <= 0:
+        return []
+    timeout_ms = max(1, int(keepalive.timeout * 1000))
+    return [
+        ("grpc.keepalive_time_ms", max(1, int(keepalive.time * 1000))),
+        ("grpc.keepalive_timeout_ms", timeout_ms),
+        ("grpc.http2.ping_timeout_ms", timeout_ms),
+        ("grpc.keepalive_permit_without_calls", 0),
+    ]
 
 
 def _read_file(path: str | None) -> bytes | None:

@@ -18,6 +18,7 @@ from .collector_receivers import AuthConfig, ReceiverLimitsConfig, RedactionConf
 __all__ = [
     "CollectorConfig",
     "EndpointConfig",
+    "KeepaliveConfig",
     "MetricsExportConfig",
     "OtlpExporterConfig",
     "QueueConfig",
@@ -90,6 +91,15 @@ class RetryConfig(StrictModel):
     randomization_factor: float = Field(0.5, ge=0.0, le=1.0)
 
 
+class KeepaliveConfig(StrictModel):
+    """gRPC keepalive towards a downstream (the OTel Collector's ``configgrpc`` client defaults:
+    10 s and 10 s): while a send is in flight, a ping every ``time``; no answer within ``timeout``
+    closes the connection, so the retry reconnects instead of waiting on a dead one."""
+
+    time: Duration = 10.0
+    timeout: Duration = 10.0
+
+
 class QueueConfig(StrictModel):
     """Per-exporter queue between the receivers (which acknowledge) and the sender."""
 
@@ -121,6 +131,8 @@ class OtlpExporterConfig(StrictModel):
     insecure: bool | None = None
     tls: TlsClientConfig = Field(default_factory=TlsClientConfig)
     retry: RetryConfig = Field(default_factory=RetryConfig)
+    keepalive: KeepaliveConfig | None = Field(default_factory=KeepaliveConfig)
+    """gRPC only; ``null`` turns keepalive off."""
     queue: QueueConfig | None = None
     max_request_bytes: int = Field(4 * 1024 * 1024, ge=0)
     """Queued requests of one signal are merged into one send up to this size (0: never merge)."""

@@ -432,3 +432,57 @@ async def test_one_exporter_down_does_not_hold_back_the_other_until_its_queue_fi
     finally:
         healthy.stop()
         broken.stop()
+
+
+@pytest.mark.parametrize("keepalive", [True, False])
+async def test_a_silently_dead_connection_is_replaced_before_the_attempt_times_out(
+    fake_otlp: FakeOtlpServer, started: Any, keepalive: bool
+) -> None:
+    """The downstream connection turns into a black hole (no FIN, no RST: a crashed host, a lost
+    NAT entry). With keepalive (the default) the next send finds out within keepalive.timeout,
+    reconnects and delivers well before its 30 s attempt timeout; without it the send hangs for
+    the whole timeout (the retry would then meet the same dead connection)."""
+    proxy = FaultProxy("127.0.0.1", fake_otlp.grpc_port)
+    try:
+        exporter: dict[str, Any] = {
+            "endpoint": proxy.endpoint,
+            "timeout": "30s",
+            "max_request_bytes": 0,
+            "retry": {"initial_interval": "20ms", "max_interval": "100ms"},
+            "keepalive": {"time": "1s", "timeout": "1s"} if keepalive else None,
+        }
+        forwarder = await started(CollectorConfig.model_validate({"exporters": {"down": exporter}}))
+        sent = Sent()
+        await sent.submit(forwarder)
+        await _until(lambda: fake_otlp.delivered_spans() == 3)
+        proxy.silence_open()
+        began = time.monotonic()
+        await sent.submit(forwarder)
+        if keepalive:
+            await _until(lambda: fake_otlp.delivered_spans() == 6, timeout=10)
+            assert time.monotonic() - began < 10
+            assert _totals(forwarder)["failed"] == 3  # one attempt lost to the dead connection
+            assert forwarder.families.timeouts.value(("down",)) == 0  # found out before the timeout
+            _check_accounting(forwarder, sent, fake_otlp)
+        else:
+            await asyncio.sleep(5)
+            assert fake_otlp.delivered_spans() == 3  # still hanging on the dead connection
+    finally:
+        proxy.stop()
+
+
+def test_keepalive_defaults_follow_the_otel_collector() -> None:
+    """Default keepalive: 10 s pings while a send is in flight, 10 s to answer (configgrpc's
+    client defaults), and the outstanding-ping timeout bounded the same way; null turns it off."""
+    from spansignals.processors.collector.exporter import _keepalive_options
+
+    config = CollectorConfig.model_validate({"exporters": {"down": {"endpoint": "127.0.0.1:4317"}}})
+    options = dict(_keepalive_options(config.exporters["down"].keepalive))  # type: ignore[index]
+    assert options == {
+        "grpc.keepalive_time_ms": 10_000,
+        "grpc.keepalive_timeout_ms": 10_000,
+        "grpc.http2.ping_timeout_ms": 10_000,
+        "grpc.keepalive_permit_without_calls": 0,
+    }
+    off = CollectorConfig.model_validate({"exporters": {"down": {"endpoint": "x:1", "keepalive": None}}})
+    assert _keepalive_options(off.exporters["down"].keepalive) == []  # type: ignore[index]
