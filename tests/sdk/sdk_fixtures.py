@@ -69,12 +69,20 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         """Quiet."""
 
 
+class _ThreadingServer(http.server.ThreadingHTTPServer):
+    # socketserver's default listen backlog is 5: with 50 concurrent connections on a loaded
+    # machine the accept queue overflowed, the client saw a connection the server never
+    # accepted, and the call ended in a ReadTimeout (test_async_tasks_count_exactly, ~1 in 8
+    # runs with two test processes in parallel).
+    request_queue_size = 128
+    daemon_threads = True
+
+
 class LocalServer:
     """A threaded HTTP server on 127.0.0.1 and a free port."""
 
     def __init__(self) -> None:
-        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
-        self.httpd.daemon_threads = True
+        self.httpd = _ThreadingServer(("127.0.0.1", 0), _Handler)
         self.port = self.httpd.server_address[1]
         self.thread = threading.Thread(target=self.httpd.serve_forever, args=(0.05,), daemon=True)
         self.thread.start()
