@@ -250,6 +250,7 @@ def test_overload_refuses_retryably_and_recovers(
         f" readiness {status}"
     )
     assert recovered_s <= 10, recovered_s
+    assert status == 200  # ready as soon as it accepts again, though the queue is still draining
     fake_otlp.mode = Ok()  # the downstream recovers too: drain fast for the accounting
     refused_requests = sum(refusals.values()) + probe_refusals
     refused_spans = _total(
