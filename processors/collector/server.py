@@ -10,8 +10,10 @@ The exposition is rendered on a worker thread, so receivers on the event loop ke
 a scrape, and gzip-compressed there when the scraper sends ``Accept-Encoding: gzip``
 (Prometheus does).
 
-``/health/live`` answers 200 while the process serves; ``/health/ready`` answers 200 once every
-receiver is listening (``ready()`` says so) and 503 before that and while stopping.
+``/health/live`` answers 200 while the process serves; ``/health/ready`` answers what the
+collector's ``ready()`` says, meaning "send me traffic": 200 while every receiver listens and would
+take a request, 503 before start, while stopping, over the memory limit, and from a refusal for
+want of queue room until a request of that size fits again (see ``Collector.ready``).
 
 With ``auth`` (``collector.auth``), ``protect_metrics`` / ``protect_health`` require the receivers'
 bearer token on ``/metrics`` / ``/health/*`` (401 otherwise).
