@@ -428,6 +428,22 @@ def _accepted(
     return total
 
 
+def _handler_ms(metrics_url: str) -> float | None:
+    """Mean time the collector's trace receivers spent per request (their own histogram)."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    with urllib.request.urlopen(metrics_url, timeout=10) as resp:
+        text = resp.read().decode()
+    total = count = 0.0
+    for family in text_string_to_metric_families(text):
+        for s in family.samples:
+            if s.name == "spansignals_receiver_request_duration_seconds_sum":
+                total += s.value
+            elif s.name == "spansignals_receiver_request_duration_seconds_count":
+                count += s.value
+    return total / count * 1000 if count else None
+
+
 def _forwarded(metrics_url: str, acked: int, timeout: float = 30.0) -> str:
     """Wait for the queue to drain; then sent + dropped must equal what was acknowledged."""
     deadline = time.monotonic() + timeout
@@ -510,6 +526,14 @@ def measure(
             )
         if args.forwarding and target.workers == 1:
             accounting += "; " + _forwarded(target.metrics_urls[0], load.spans_total)
+        if target.workers == 1 and load.requests_in_window:
+            handler = _handler_ms(target.metrics_urls[0])
+            cpu_per_request = busy / load.requests_in_window * 1000
+            if handler is not None:
+                accounting += (
+                    f"; receiver handler {handler:.2f} ms per request of {cpu_per_request:.2f} ms CPU per"
+                    " request (the rest: grpc, forwarding, the event loop)"
+                )
     return Measurement(
         target.name,
         load.spans_in_window / args.duration,
