@@ -50,6 +50,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import threading
+from collections import OrderedDict
 from collections.abc import Mapping
 from decimal import Decimal
 from typing import Any
@@ -198,11 +199,12 @@ class _TokenCounterFamily(CounterFamily):
                         series[cut] = series.get(cut, 0) + amount
 
 
-def _forget_oldest(entries: dict[Any, Any]) -> None:
-    """Drop the oldest entry (dicts keep insertion order); never raises under concurrent use
-    (another thread changing the dict meanwhile only makes the bound approximate)."""
-    with contextlib.suppress(KeyError, StopIteration, RuntimeError):
-        del entries[next(iter(entries))]
+def _forget_oldest(entries: OrderedDict[Any, Any]) -> None:
+    """Drop the oldest entry, in O(1) (``del d[next(iter(d))]`` on a plain dict scans the slots
+    freed at its front: ~25 µs per call once thousands were dropped); never raises under
+    concurrent use (another thread emptying it meanwhile only makes the bound approximate)."""
+    with contextlib.suppress(KeyError):
+        entries.popitem(last=False)
 
 
 def _str_attr(attrs: Mapping[str, Any], first: str, second: str | None = None) -> str | None:
@@ -270,9 +272,9 @@ class CostSpanProcessor(SignalSpanProcessor):
         self._warned: set[tuple[str, str]] = set()
         self._warn_lock = threading.Lock()
         # Prices computed in-app before a span ended (price_call), by their pricing inputs.
-        self._handed: dict[tuple[Any, ...], Decimal] = {}
+        self._handed: OrderedDict[tuple[Any, ...], Decimal] = OrderedDict()
         # Usage report spans whose usage record_usage counted, by the same inputs.
-        self._counted: dict[tuple[Any, ...], bool] = {}
+        self._counted: OrderedDict[tuple[Any, ...], bool] = OrderedDict()
 
     def _events_changed(self, bus: EventBus) -> None:
         budgets = getattr(self, "budgets", None)
