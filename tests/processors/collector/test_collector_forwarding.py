@@ -454,12 +454,15 @@ async def test_a_silently_dead_connection_is_replaced_before_the_attempt_times_o
         forwarder = await started(CollectorConfig.model_validate({"exporters": {"down": exporter}}))
         sent = Sent()
         await sent.submit(forwarder)
-        await _until(lambda: fake_otlp.delivered_spans() == 3)
+        # Delivered *and answered*: silencing between the downstream's receipt and its answer
+        # would lose the answer, and the retry would rightly deliver those spans twice.
+        await _until(lambda: _totals(forwarder).get("sent", 0) == 3)
+        assert fake_otlp.delivered_spans() == 3
         proxy.silence_open()
         began = time.monotonic()
         await sent.submit(forwarder)
         if keepalive:
-            await _until(lambda: fake_otlp.delivered_spans() == 6, timeout=10)
+            await _until(lambda: _totals(forwarder).get("sent", 0) == 6, timeout=10)  # answered too
             assert time.monotonic() - began < 10
             assert _totals(forwarder)["failed"] == 3  # one attempt lost to the dead connection
             assert forwarder.families.timeouts.value(("down",)) == 0  # found out before the timeout
