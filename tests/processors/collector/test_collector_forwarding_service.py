@@ -5,10 +5,9 @@ queue is full and before derivation, readiness, and the accounting check at the 
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import gzip
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from typing import Any
 
 import aiohttp
@@ -21,9 +20,8 @@ from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportM
 from otlp_builders import SPAN_KIND_CLIENT, SPAN_KIND_SERVER, build_request, json_request
 from peers import scrape_samples
 
-from spansignals.processors.collector import Collector, CollectorSettings, Endpoint
+from spansignals.processors.collector import Collector
 from spansignals.processors.config import load_config
-from spansignals.processors.factory import build_engine
 
 TRACES = "/opentelemetry.proto.collector.trace.v1.TraceService/Export"
 METRICS = "/opentelemetry.proto.collector.metrics.v1.MetricsService/Export"
@@ -39,30 +37,6 @@ def _config(fake: FakeOtlpServer, **collector: Any) -> Any:
     exporter.update(collector.pop("exporter", {}))
     block = {"exporters": {"down": exporter}, **collector}
     return load_config({"collector": block, "alerts": {"api": {"enabled": False}}})
-
-
-@pytest.fixture
-async def make_collector() -> AsyncIterator[Callable[..., Any]]:
-    """Start an in-process Collector (port 0 everywhere) from a config; stopped at teardown."""
-    made: list[Collector] = []
-
-    async def make(config: Any) -> Collector:
-        any_port = Endpoint("127.0.0.1", 0)
-        settings = dataclasses.replace(
-            CollectorSettings.from_config(config),
-            grpc_endpoint=any_port,
-            http_endpoint=any_port,
-            metrics_endpoint=any_port,
-            shutdown_timeout_s=1.0,
-        )
-        collector = Collector(build_engine(config), settings, config=config)
-        await collector.start()
-        made.append(collector)
-        return collector
-
-    yield make
-    for collector in made:
-        await collector.stop()
 
 
 def _unique_request(start: int, spans: int = 4) -> bytes:

@@ -9,10 +9,9 @@ timeout) with low CPU. These tests pin down what that could and could not be.
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import logging
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from typing import Any
 
 import aiohttp
@@ -21,35 +20,11 @@ import pytest
 from fake_otlp import Delay, FakeOtlpServer, Ok
 from otlp_builders import SPAN_KIND_SERVER, build_request
 
-from spansignals.processors.collector import Collector, CollectorSettings, Endpoint
+from spansignals.processors.collector import Collector
 from spansignals.processors.config import load_config
-from spansignals.processors.factory import build_engine
 
 TRACES = "/opentelemetry.proto.collector.trace.v1.TraceService/Export"
 SPANS = 8
-
-
-@pytest.fixture
-async def make_collector() -> AsyncIterator[Callable[..., Any]]:
-    made: list[Collector] = []
-
-    async def make(config: Any) -> Collector:
-        any_port = Endpoint("127.0.0.1", 0)
-        settings = dataclasses.replace(
-            CollectorSettings.from_config(config),
-            grpc_endpoint=any_port,
-            http_endpoint=any_port,
-            metrics_endpoint=any_port,
-            shutdown_timeout_s=1.0,
-        )
-        collector = Collector(build_engine(config), settings, config=config)
-        await collector.start()
-        made.append(collector)
-        return collector
-
-    yield make
-    for collector in made:
-        await collector.stop()
 
 
 def _request(first_id: int) -> bytes:
