@@ -277,6 +277,11 @@ def _install(
 
     table = ProviderTable.from_config(cfg.providers)
     hooks = HttpxHooks(table, errors=engine.errors, enrichers=build_enrichers(cfg, engine))
+    for enricher in hooks.enrichers:
+        # Enrichers that emit spans of their own (the usage enricher's streamed-usage reports)
+        # emit them through the provider the app's httpx spans go to, global or not.
+        if getattr(enricher, "tracer_provider", False) is None:
+            enricher.tracer_provider = tp  # type: ignore[attr-defined]
     httpx_instrumented = False
     if do_httpx:
         httpx_instrumented = _instrument_httpx(hooks, tp, mp)

@@ -41,9 +41,9 @@ spansignals collector downstream prices it, once (the client span has no usage).
 call is priced once (the report's cost is handed to the derivation, as for JSON bodies) and
 counted once: the cost processor has counted the usage and skips the report when it ends
 (matched by provider, models, tier, counts and start time). Reports go to
-:attr:`GenAiUsageEnricher.tracer_provider` (default: the global provider, the one ``configure()``
-installs or finds); when the report would not be recorded (no SDK provider, a sampler that drops
-it) the usage is counted in-app only, as before.
+:attr:`GenAiUsageEnricher.tracer_provider` (``configure()`` sets the provider it instruments
+httpx with, given or global; the global provider when unset); when the report would not be
+recorded (no SDK provider, a sampler that drops it) the usage is counted in-app only, as before.
 
 Error responses, non-JSON bodies, unknown encodings and malformed bodies are ignored: the
 enricher never raises and never changes the response.

@@ -43,7 +43,5 @@ def tune_gc() -> bool:
     gc.freeze()
     _, gen1, gen2 = gc.get_threshold()
     gc.set_threshold(GEN0_THRESHOLD, gen1, gen2)
-    _logger.debug(
-        "gc: %d startup objects frozen, thresholds %s", gc.get_freeze_count(), gc.get_threshold()
-    )
+    _logger.debug("gc: %d startup objects frozen, thresholds %s", gc.get_freeze_count(), gc.get_threshold())
     return True

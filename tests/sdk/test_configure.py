@@ -325,3 +325,17 @@ def test_otlp_grpc_exports_derived_metrics(
         assert telemetry.shutdown(timeout=10)  # while the sink is up: the final export succeeds
     finally:
         server.stop(0)
+
+
+def test_enrichers_that_emit_spans_get_the_provider_configure_instruments_with(
+    configured: Callable[..., Telemetry], providers: Providers
+) -> None:
+    """A provider handed to configure() (not the global one) also receives the usage enricher's
+    streamed-usage report spans."""
+    from opentelemetry import trace
+
+    assert trace.get_tracer_provider() is not providers.tracer_provider
+    telemetry = configured(tracer_provider=providers.tracer_provider, meter_provider=providers.meter_provider)
+    emitting = [e for e in telemetry.hooks.enrichers if hasattr(e, "tracer_provider")]
+    assert emitting, "the usage enricher is built by default"
+    assert all(e.tracer_provider is providers.tracer_provider for e in emitting)
