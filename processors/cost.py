@@ -288,20 +288,17 @@ class CostSpanProcessor(SignalSpanProcessor):
         return families
 
     def observe(self, view: SpanView) -> None:
-        attrs = view.attributes
-        if type(attrs) is not OtlpAttributes or attrs.might_contain(_USAGE_FRAGMENT):
+        # On OTLP spans might_hold_key answers without building the attribute mapping at all.
+        if view.might_hold_key(_USAGE_FRAGMENT):
+            attrs = view.attributes
             usage = _usage(attrs)
             if usage is not None:
                 self._observe_llm(view, attrs, usage)
                 return
-        if self._api_providers and (
-            view.kind == KIND_CLIENT
-            or type(attrs) is not OtlpAttributes
-            or attrs.might_contain(_PROVIDER_KEY_FRAGMENT)
-        ):
+        if self._api_providers and (view.kind == KIND_CLIENT or view.might_hold_key(_PROVIDER_KEY_FRAGMENT)):
             # only a client span, or one naming its provider, can have a per-request price: on
             # OTLP spans the others are ruled out without indexing their attributes
-            self._observe_api(view, attrs)
+            self._observe_api(view, view.attributes)
 
     # --- LLM ------------------------------------------------------------------------------------
 

@@ -24,6 +24,7 @@ __all__ = [
     "KIND_NAMES",
     "STATUS_NAMES",
     "OtlpAttributes",
+    "OtlpSpanView",
     "SpanView",
     "any_value_to_python",
     "view_from_otlp_span",
@@ -111,6 +112,14 @@ class SpanView:
         """The spanmetrics label value, e.g. ``STATUS_CODE_ERROR``."""
         s = self.status_code
         return STATUS_NAMES[s] if 0 <= s < 3 else STATUS_NAMES[0]
+
+    def might_hold_key(self, fragment: bytes) -> bool:
+        """False only when no attribute key of this span contains ``fragment`` (UTF-8); True when
+        unsure. Derivations that read a family of keys most spans lack (``usage.``) ask first: on
+        OTLP spans the answer comes without indexing the attributes (see :class:`OtlpAttributes`);
+        the SDK's attribute dicts are cheap to look up, so their views just say "maybe"."""
+        attrs = self.attributes
+        return attrs.might_contain(fragment) if type(attrs) is OtlpAttributes else True
 
     def __repr__(self) -> str:
         return f"SpanView(name={self.name!r}, kind={self.kind_name}, service={self.service_name!r})"
@@ -283,6 +292,64 @@ class OtlpAttributes(Mapping[str, Any]):
     def keys_with_prefix(self, prefix: str) -> list[str]:
         """Keys starting with ``prefix`` (e.g. ``http.response.header.``), without converting values."""
         return [k for k in self._ensure() if k.startswith(prefix)]
+
+
+class OtlpSpanView(SpanView):
+    """The collector's view of a protobuf span: its attribute mapping is built on first use.
+
+    Most spans a collector derives from are plain server spans that RED counts without reading an
+    attribute and that the cost derivation rules out through :meth:`might_hold_key` (answered from
+    the request's bytes by ``hint``, the span being number ``position`` of its request). Building
+    an :class:`OtlpAttributes` for each of them anyway, and freeing it, cost about a tenth of the
+    collector's span path; here it happens only for spans a derivation reads attributes of.
+    """
+
+    __slots__ = ("_attributes", "_hint", "_kvs", "_position", "_span")
+
+    def __init__(
+        self,
+        name: str,
+        kind: int,
+        start_ns: int,
+        end_ns: int,
+        status_code: int,
+        kvs: Sequence[Any],
+        span: Any,
+        hint: Any,
+        position: int,
+        resource: Mapping[str, Any],
+        service_name: str,
+        weight: float,
+    ) -> None:
+        self.name = name
+        self.kind = kind
+        self.start_ns = start_ns
+        self.end_ns = end_ns
+        self.status_code = status_code
+        self._kvs = kvs
+        self._span = span
+        self._hint = hint
+        self._position = position
+        self._attributes: OtlpAttributes | None = None
+        self.resource = resource
+        self.service_name = service_name
+        self.weight = weight
+
+    @property
+    def attributes(self) -> OtlpAttributes:  # type: ignore[override]  # read-only, built on first use
+        attrs = self._attributes
+        if attrs is None:
+            attrs = self._attributes = OtlpAttributes(self._kvs, self._span, self._hint, self._position)
+        return attrs
+
+    def might_hold_key(self, fragment: bytes) -> bool:
+        attrs = self._attributes
+        if attrs is not None:
+            return attrs.might_contain(fragment)
+        hint = self._hint
+        if hint is not None:
+            return hint.might_contain(self._position, fragment)
+        return self.attributes.might_contain(fragment)
 
 
 def _sampling_weight(trace_state: str) -> float:

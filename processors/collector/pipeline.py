@@ -27,7 +27,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 
 from ..engine import SignalEngine
 from ..families import CounterFamily, MetricFamily
-from ..view import OtlpAttributes, SpanView, _sampling_weight
+from ..view import OtlpAttributes, OtlpSpanView, SpanView, _sampling_weight
 from .redaction_stage import redact_request
 from .span_offsets import EncodedSpans
 from .validation import Rejections, SpanLimits, span_rule_broken, values_too_long
@@ -208,16 +208,19 @@ class TracePipeline:
                         accepted += 1
                         trace_state = span.trace_state
                         add_view(
-                            SpanView(
+                            OtlpSpanView(
                                 span.name,
                                 span.kind,
                                 start,
                                 end,
                                 span.status.code,
-                                OtlpAttributes(kvs, span, hint, first + i),
+                                kvs,
+                                span,
+                                hint,
+                                first + i,
                                 resource,
-                                service_name=service_name,
-                                weight=_sampling_weight(trace_state) if trace_state else 1.0,
+                                service_name,
+                                _sampling_weight(trace_state) if trace_state else 1.0,
                             )
                         )
                     if bad:

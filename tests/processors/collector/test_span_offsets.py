@@ -169,3 +169,29 @@ def test_views_built_by_the_pipeline_carry_the_hint() -> None:
     assert len(seen) == len(spans) == 63
     for attrs, span in zip(seen, spans, strict=True):
         assert attrs.might_contain(b"usage.") == (b"usage." in span.SerializeToString())  # type: ignore[attr-defined]
+
+
+def test_server_spans_never_build_an_attribute_mapping_under_the_default_derivations() -> None:
+    """RED reads no attributes, rate limits look at client spans only and cost asks the request's
+    bytes: a plain server span goes through every default derivation without an OtlpAttributes."""
+    from spansignals.processors.view import KIND_SERVER, OtlpSpanView
+
+    body, _ = build_template(128)
+    seen: list[OtlpSpanView] = []
+    pipeline = TracePipeline(build_engine(load_config({})))
+    process_batch = pipeline.engine.process_batch
+
+    def keep(views: list[OtlpSpanView], processors: object = None) -> None:
+        process_batch(views, processors)  # type: ignore[arg-type]
+        seen.extend(views)
+
+    pipeline.engine.process_batch = keep  # type: ignore[method-assign,assignment]
+    pipeline.ingest(ExportTraceServiceRequest.FromString(body), "grpc", body=body)
+    servers = [v for v in seen if v.kind == KIND_SERVER]
+    others = [v for v in seen if v.kind != KIND_SERVER]
+    assert servers and others
+    assert all(v._attributes is None for v in servers)
+    assert all(v._attributes is not None for v in others)  # client and LLM spans were read
+    assert all(not v.might_hold_key(b"usage.") for v in servers)  # still without building
+    assert all(v._attributes is None for v in servers)
+    assert servers[0].attributes.get("http.route", "").startswith("/api/v1/")  # built on demand
