@@ -579,7 +579,7 @@ def derivation_costs(
     from spansignals.processors.collector.span_offsets import EncodedSpans
     from spansignals.processors.config import load_config
     from spansignals.processors.factory import build_engine
-    from spansignals.processors.view import OtlpAttributes, SpanView
+    from spansignals.processors.view import OtlpAttributes, OtlpSpanView
 
     request = parse_protobuf_request(template)
     pairs = []
@@ -589,18 +589,22 @@ def derivation_costs(
         pairs.extend((span, resource, service) for ss in rs.scope_spans for span in ss.spans)
     n = rounds * len(pairs)
 
-    def views() -> list[SpanView]:
+    def views() -> list[OtlpSpanView]:  # as the pipeline builds them
         hint = EncodedSpans(template, len(pairs))
         return [
-            SpanView(
+            OtlpSpanView(
                 s.name,
                 s.kind,
                 s.start_time_unix_nano,
                 s.end_time_unix_nano,
                 s.status.code,
-                OtlpAttributes(s.attributes, s, hint, i),
+                s.attributes,
+                s,
+                hint,
+                i,
                 r,
-                service_name=name,
+                name,
+                1.0,
             )
             for i, (s, r, name) in enumerate(pairs)
         ]
