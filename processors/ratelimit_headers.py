@@ -146,11 +146,6 @@ _GO_DURATION = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|ms|h|m|s)")
 _GO_UNIT_S = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
 
 
-def _limit(text: str) -> float | None:
-    v = float(text)  # _count inlined: this parses most header values
-    return v if v >= 0 and v == v and v != _INF else None
-
-
 _DURATIONS: dict[str, float | None] = {}  # reset texts repeat ("1s", "6m0s"): parse each once
 _DURATIONS_MAX = 1024
 
@@ -263,8 +258,8 @@ def _openai_rows() -> tuple[_Row, ...]:
     rows = []
     for res in ("requests", "tokens"):
         rows += [
-            _Row(f"x-ratelimit-limit-{res}", res, _LIMIT, _limit),
-            _Row(f"x-ratelimit-remaining-{res}", res, _REMAINING, _limit),
+            _Row(f"x-ratelimit-limit-{res}", res, _LIMIT, _count),
+            _Row(f"x-ratelimit-remaining-{res}", res, _REMAINING, _count),
             _Row(f"x-ratelimit-reset-{res}", res, _RESET, _reset_duration),
         ]
     return tuple(rows)
@@ -275,28 +270,28 @@ def _anthropic_rows() -> tuple[_Row, ...]:
     for res in ("requests", "tokens", "input-tokens", "output-tokens"):
         label = res.replace("-", "_")
         rows += [
-            _Row(f"anthropic-ratelimit-{res}-limit", label, _LIMIT, _limit),
-            _Row(f"anthropic-ratelimit-{res}-remaining", label, _REMAINING, _limit),
+            _Row(f"anthropic-ratelimit-{res}-limit", label, _LIMIT, _count),
+            _Row(f"anthropic-ratelimit-{res}-remaining", label, _REMAINING, _count),
             _Row(f"anthropic-ratelimit-{res}-reset", label, _RESET, _reset_rfc3339),
         ]
     return tuple(rows)
 
 
 _GITHUB_ROWS = (
-    _Row("x-ratelimit-limit", None, _LIMIT, _limit),
-    _Row("x-ratelimit-remaining", None, _REMAINING, _limit),
-    _Row("x-ratelimit-used", None, _USED, _limit),
+    _Row("x-ratelimit-limit", None, _LIMIT, _count),
+    _Row("x-ratelimit-remaining", None, _REMAINING, _count),
+    _Row("x-ratelimit-used", None, _USED, _count),
     _Row("x-ratelimit-reset", None, _RESET, _reset_epoch),
 )
 _GENERIC_ROWS = (
-    _Row("x-ratelimit-limit", "requests", _LIMIT, _limit),
-    _Row("x-ratelimit-remaining", "requests", _REMAINING, _limit),
+    _Row("x-ratelimit-limit", "requests", _LIMIT, _count),
+    _Row("x-ratelimit-remaining", "requests", _REMAINING, _count),
     _Row("x-ratelimit-reset", "requests", _RESET, _reset_auto),
 )
 # The IETF draft's older separate fields (drafts -00 to -06; GitLab still sends them).
 _IETF_LEGACY_ROWS = (
-    _Row("ratelimit-limit", "requests", _LIMIT, _limit),
-    _Row("ratelimit-remaining", "requests", _REMAINING, _limit),
+    _Row("ratelimit-limit", "requests", _LIMIT, _count),
+    _Row("ratelimit-remaining", "requests", _REMAINING, _count),
     _Row("ratelimit-reset", "requests", _RESET, _reset_auto),
 )
 _GITHUB_RESOURCE_ATTR = ATTR_HEADER_PREFIX + "x-ratelimit-resource"
