@@ -330,10 +330,9 @@ class RateLimitSpanProcessor(SignalSpanProcessor):
     ) -> tuple[float | None, str]:
         """Store the readings, count throttling; return until when calls will fail, and why.
 
-        ``parsed`` is shared by every span with the same header values (see
-        :func:`~.ratelimit_headers.header_readings`), so nothing of it is mutated: offsets become
-        instants at the span's end here, and a field the response left out keeps the value last
-        reported.
+        ``parsed`` holds no response time (see :func:`~.ratelimit_headers.header_readings`):
+        offsets become instants at the span's end here, and a field the response left out keeps
+        the value last reported.
         """
         end_ns = view.end_ns
         now = end_ns / 1e9 if end_ns else self._clock()

@@ -123,8 +123,8 @@ def test_reset_seconds_count_down_at_collection_time() -> None:
 
 
 def test_repeated_header_values_reset_from_each_spans_own_end() -> None:
-    """Identical header values (parsed once and shared) still give a reset relative to each
-    span's end, and an unchanged reading keeps its series."""
+    """Identical header values still give a reset relative to each span's end, and an unchanged
+    reading keeps its series."""
     clock = FakeClock()
     p = _processor(clock)
     headers = {"x-ratelimit-reset-requests": "10s", "x-ratelimit-remaining-requests": "9"}
