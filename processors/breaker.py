@@ -247,10 +247,9 @@ class CircuitBreaker:
                     if in_sums:
                         self._window_fails += 1
                     self._consecutive += 1
+                    self._last_failure = now
                 else:
                     self._consecutive = 0
-                if failure:
-                    self._last_failure = now
                 if self._consecutive >= s.consecutive_failures:
                     change = self._open(now, now + s.open_for_s, f"{self._consecutive} consecutive failures")
                 elif now - self._last_failure <= s.window_s:  # else no failure in the window to add up
