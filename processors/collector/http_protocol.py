@@ -64,7 +64,6 @@ class ConnectionLimit:
     ) -> None:
         self.max_connections = max_connections
         self.open = 0
-        self.refused = 0
         self._on_refused = on_refused
         self._name = name
         self._linger_s = linger_s
@@ -82,7 +81,6 @@ class ConnectionLimit:
         """Whether a new connection may be served (called when it is accepted)."""
         if self.open < self.max_connections:
             return True
-        self.refused += 1
         if self._on_refused is not None:
             self._on_refused()
         now = time.monotonic()
