@@ -54,6 +54,7 @@ import time
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
+from ..config.collector import RetryConfig
 from ..families import CounterFamily, GaugeFamily, HistogramFamily, MetricFamily
 from .exporter import Attempt, Sender, build_sender
 from .persistent_queue import SqliteQueue
@@ -70,15 +71,18 @@ SEND_DURATION_BOUNDS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
 
 
 class RetryPolicy:
-    """Backoff schedule from a ``RetryConfig`` (or defaults)."""
+    """Backoff schedule from a ``RetryConfig`` (default: the config's defaults)."""
 
-    def __init__(self, config: Any = None, *, rand: Callable[[], float] = random.random) -> None:
-        self.enabled = getattr(config, "enabled", True)
-        self.initial = getattr(config, "initial_interval", 5.0)
-        self.max_interval = getattr(config, "max_interval", 30.0)
-        self.max_elapsed = getattr(config, "max_elapsed_time", 300.0)
-        self.multiplier = getattr(config, "multiplier", 1.5)
-        self.randomization = getattr(config, "randomization_factor", 0.5)
+    def __init__(
+        self, config: RetryConfig | None = None, *, rand: Callable[[], float] = random.random
+    ) -> None:
+        config = config or RetryConfig()
+        self.enabled = config.enabled
+        self.initial = config.initial_interval
+        self.max_interval = config.max_interval
+        self.max_elapsed = config.max_elapsed_time
+        self.multiplier = config.multiplier
+        self.randomization = config.randomization_factor
         self._rand = rand
 
     def backoff(self, attempt: int) -> float:
