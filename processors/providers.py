@@ -275,9 +275,6 @@ class ProviderTable:
 
 _MISS = object()
 
-_HOST_ATTRIBUTES = ("server.address", "net.peer.name", "http.host")
-_URL_ATTRIBUTES = ("url.full", "http.url")
-
 
 def resolve_view(view: Any, table: ProviderTable | None = None) -> ProviderInfo | None:
     """The provider of a finished span (a :class:`~.view.SpanView` or anything with ``attributes``).
