@@ -146,7 +146,7 @@ class _Unit:
 
     def __init__(self, key: str, price: Any, per: int, tiered: bool) -> None:
         self.key = key
-        # index of this unit's count in TokenUsage.values(); None: a count we never report (0)
+        # index of this unit's count in TokenUsage (a tuple); None: a count we never report (0)
         self.slot: int | None = _USAGE_KEYS.index(key) if key in _USAGE_KEYS else None
         self.price = price
         self.per = per
@@ -258,13 +258,12 @@ class PricePlan:
         """USD for ``usage``; raises :class:`InvalidUsage` when the counts contradict each other."""
         # On the span path of every LLM call: counts are read from the tuple by precomputed slot
         # (no dict of the reported counts unless an error message needs it).
-        values = usage
         fast = self._fast
-        if fast is not None and not values[2] and not values[3] and not values[4] and not values[5]:
+        if fast is not None and not usage[2] and not usage[3] and not usage[4] and not usage[5]:
             # Input and output alone (the others unreported or 0, as OpenAI reports them when
             # nothing was cached): the same sum as below, every other leaf being 0.
-            total_input = values[0] or 0
-            output = values[1] or 0
+            total_input = usage[0] or 0
+            output = usage[1] or 0
             if total_input >= 0 and output >= 0:
                 pico = self._pico_extra or 0
                 for unit, slot in fast:
@@ -278,8 +277,8 @@ class PricePlan:
         units = self._units
         leaves: list[int] = [0] * len(units)
         for i, unit in enumerate(units):
-            reported = values[unit.slot] if unit.slot is not None else None
-            value = reported if reported is not None else self._inferred(unit, values, usage)
+            reported = usage[unit.slot] if unit.slot is not None else None
+            value = reported if reported is not None else self._inferred(unit, usage)
             leaf = value
             for j in unit.descendants:
                 leaf -= leaves[j]
@@ -290,9 +289,9 @@ class PricePlan:
             leaves[i] = leaf
         total_input = 0
         if self.has_tiers:
-            if values[0] is not None:
-                total_input = values[0]
-            elif (values[2] or 0) > 0 or (values[3] or 0) > 0:
+            if usage[0] is not None:
+                total_input = usage[0]
+            elif (usage[2] or 0) > 0 or (usage[3] or 0) > 0:
                 raise InvalidUsage(f"cached token counts without input_tokens: {usage.as_genai_prices()}")
         if self._integral:
             pico = self._pico_extra or 0
@@ -323,15 +322,15 @@ class PricePlan:
         return total
 
     @staticmethod
-    def _inferred(unit: _Unit, values: tuple[int | None, ...], usage: TokenUsage) -> int:
+    def _inferred(unit: _Unit, usage: TokenUsage) -> int:
         # genai-prices refuses to guess an unreported total when a more specific count was reported.
-        # values: input, output, cache_read, cache_write, reasoning, cache_write_1h.
+        # usage by index: input, output, cache_read, cache_write, reasoning, cache_write_1h.
         key = unit.key
-        if key == "input_tokens" and ((values[2] or 0) > 0 or (values[3] or 0) > 0):
+        if key == "input_tokens" and ((usage[2] or 0) > 0 or (usage[3] or 0) > 0):
             raise InvalidUsage(f"cached token counts without input_tokens: {usage.as_genai_prices()}")
-        if key == "cache_write_tokens" and (values[5] or 0) > 0:
+        if key == "cache_write_tokens" and (usage[5] or 0) > 0:
             raise InvalidUsage(f"1-hour cache writes without cache_write_tokens: {usage.as_genai_prices()}")
-        if key == "output_tokens" and (values[4] or 0) > 0:
+        if key == "output_tokens" and (usage[4] or 0) > 0:
             raise InvalidUsage(f"reasoning tokens without output_tokens: {usage.as_genai_prices()}")
         return 0
 
