@@ -117,9 +117,6 @@ class OtelExporterExposition:
     def render_gzip(self) -> bytes:
         return gzip.compress(self.render(), compresslevel=1, mtime=0)
 
-    def shutdown(self) -> None:
-        self.meter_provider.shutdown()
-
 
 class _ClientCollector:
     """A ``prometheus_client`` custom collector over the families' snapshots."""

@@ -337,7 +337,6 @@ class Collector:
         if self.metrics_push is not None:
             await asyncio.to_thread(self.metrics_push.shutdown)
         await self.metrics_server.stop()
-        self.exposition.shutdown()
         if self.alerting is not None:
             await asyncio.to_thread(self.alerting.stop)  # type: ignore[attr-defined]
         self.engine.shutdown()

@@ -92,9 +92,6 @@ class PrometheusExposition:
         """The current exposition text, gzip-compressed."""
         return gzip.compress(self._writer.render(), compresslevel=GZIP_LEVEL, mtime=0)
 
-    def shutdown(self) -> None:
-        """Nothing to release (kept so callers need not know how the text is made)."""
-
 
 class MetricsServer:
     """Serves ``/metrics``, ``/health/live`` and ``/health/ready`` on ``endpoint``.
