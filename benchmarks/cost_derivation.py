@@ -80,10 +80,11 @@ def _views(body: bytes) -> dict[str, list[SpanView]]:
             for ss in rs.scope_spans:
                 for span in ss.spans:
                     if wanted(span):
-                        view = view_from_otlp_span(span, resource, service)
-                        if hint is not None:
-                            view.attributes = OtlpAttributes(span.attributes, span, hint, position)
-                        views.append(view)
+                        views.append(
+                            view_from_otlp_span(span, resource, service, hint, position)
+                            if hint is not None
+                            else view_from_otlp_span(span, resource, service)
+                        )
                     position += 1
     return out
 

@@ -221,36 +221,28 @@ class OtlpAttributes(Mapping[str, Any]):
     Duplicate keys resolve to the last occurrence (what a dict built from the list would give).
     ``message`` is the protobuf message that owns ``kvs`` (the span): with it,
     :meth:`might_contain` can rule keys out from the message's encoding without indexing.
-    ``hint`` (with ``position``, the span's number in its request) answers the same question from
-    the request's received bytes, for every span at once
-    (:class:`~spansignals.processors.collector.span_offsets.EncodedSpans`).
     """
 
-    __slots__ = ("_encoded", "_hint", "_index", "_kvs", "_message", "_position")
+    __slots__ = ("_encoded", "_index", "_kvs", "_message")
 
-    def __init__(self, kvs: Sequence[Any], message: Any = None, hint: Any = None, position: int = 0) -> None:
+    def __init__(self, kvs: Sequence[Any], message: Any = None) -> None:
         self._kvs = kvs
         self._index: dict[str, Any] | None = None
         self._message = message
         self._encoded: bytes | None = None
-        self._hint = hint
-        self._position = position
 
     def might_contain(self, fragment: bytes) -> bool:
         """False only when no attribute key contains ``fragment`` (UTF-8); True when unsure.
 
-        A derivation that reads a family of keys sharing a fragment (``usage.``) asks this first,
-        since most spans have none of those keys. With a ``hint`` the request's bytes answer (one
-        search per request and fragment). Otherwise searching the owning message's encoding (~0.7
-        µs, cached per span) is still cheaper than indexing the attributes (~1.6 µs for four, since
-        upb builds a wrapper per ``KeyValue``). Keys are stored verbatim in the encoding, so a miss
-        is exact; a hit may come from a value or the span name (the caller then looks the keys up).
+        A derivation that reads a family of keys sharing a fragment (``usage.``) asks this first
+        (through :meth:`SpanView.might_hold_key`), since most spans have none of those keys:
+        searching the owning message's encoding (~0.7 µs, cached per span) is cheaper than indexing
+        the attributes (~1.6 µs for four, since upb builds a wrapper per ``KeyValue``). Keys are
+        stored verbatim in the encoding, so a miss is exact; a hit may come from a value or the span
+        name (the caller then looks the keys up).
         """
         if self._index is not None:
             return True
-        hint = self._hint
-        if hint is not None:
-            return hint.might_contain(self._position, fragment)
         if self._message is None:
             return True
         encoded = self._encoded
@@ -295,13 +287,16 @@ class OtlpAttributes(Mapping[str, Any]):
 
 
 class OtlpSpanView(SpanView):
-    """The collector's view of a protobuf span: its attribute mapping is built on first use.
+    """A view of a protobuf span whose attribute mapping is built on first use.
 
     Most spans a collector derives from are plain server spans that RED counts without reading an
-    attribute and that the cost derivation rules out through :meth:`might_hold_key` (answered from
-    the request's bytes by ``hint``, the span being number ``position`` of its request). Building
-    an :class:`OtlpAttributes` for each of them anyway, and freeing it, cost about a tenth of the
-    collector's span path; here it happens only for spans a derivation reads attributes of.
+    attribute and that the cost derivation rules out through :meth:`might_hold_key`. With ``hint``
+    (:class:`~spansignals.processors.collector.span_offsets.EncodedSpans`, the span being number
+    ``position`` of its request) that answer comes from the request's received bytes, for every
+    span at once; without it, from the span's own encoding. Building an :class:`OtlpAttributes`
+    for every span anyway, and freeing it, cost about a tenth of the collector's span path; here it
+    happens only for spans a derivation reads attributes of. The base class's ``__init__`` is not
+    called: its keyword handling is a cost on that path, and every slot is set here.
     """
 
     __slots__ = ("_attributes", "_hint", "_kvs", "_position", "_span")
@@ -339,13 +334,10 @@ class OtlpSpanView(SpanView):
     def attributes(self) -> OtlpAttributes:  # type: ignore[override]  # read-only, built on first use
         attrs = self._attributes
         if attrs is None:
-            attrs = self._attributes = OtlpAttributes(self._kvs, self._span, self._hint, self._position)
+            attrs = self._attributes = OtlpAttributes(self._kvs, self._span)
         return attrs
 
     def might_hold_key(self, fragment: bytes) -> bool:
-        attrs = self._attributes
-        if attrs is not None:
-            return attrs.might_contain(fragment)
         hint = self._hint
         if hint is not None:
             return hint.might_contain(self._position, fragment)
@@ -378,21 +370,28 @@ def _sampling_weight(trace_state: str) -> float:
     return 1.0
 
 
-def view_from_otlp_span(span: Any, resource: Mapping[str, Any], service_name: str) -> SpanView:
+def view_from_otlp_span(
+    span: Any, resource: Mapping[str, Any], service_name: str, hint: Any = None, position: int = 0
+) -> OtlpSpanView:
     """Build a view of a protobuf ``opentelemetry.proto.trace.v1.Span``.
 
     ``resource`` is the (shared, already indexed) resource attribute mapping of the enclosing
-    ``ResourceSpans`` and ``service_name`` its ``service.name``, resolved once per resource.
+    ``ResourceSpans`` and ``service_name`` its ``service.name``, resolved once per resource;
+    ``hint`` and ``position`` as for :class:`OtlpSpanView` (the collector's pipeline builds its
+    views directly, from the fields it has read to validate the span).
     """
     trace_state = span.trace_state
-    return SpanView(
+    return OtlpSpanView(
         span.name,
         span.kind,
         span.start_time_unix_nano,
         span.end_time_unix_nano,
         span.status.code,
-        OtlpAttributes(span.attributes, span),
+        span.attributes,
+        span,
+        hint,
+        position,
         resource,
-        service_name=service_name,
-        weight=_sampling_weight(trace_state) if trace_state else 1.0,
+        service_name,
+        _sampling_weight(trace_state) if trace_state else 1.0,
     )

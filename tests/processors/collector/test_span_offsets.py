@@ -14,7 +14,7 @@ from spansignals.processors.collector.pipeline import TracePipeline
 from spansignals.processors.collector.span_offsets import EncodedSpans, span_ranges
 from spansignals.processors.config import load_config
 from spansignals.processors.factory import build_engine
-from spansignals.processors.view import OtlpAttributes
+from spansignals.processors.view import OtlpSpanView
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[3] / "benchmarks"))
 from collector_throughput import build_template
@@ -151,30 +151,25 @@ def test_pipeline_with_the_body_derives_what_it_derives_without() -> None:
     assert any(v for name, v in totals.items() if name == "spansignals.tokens")
 
 
-def test_views_built_by_the_pipeline_carry_the_hint() -> None:
+def test_views_built_by_the_pipeline_answer_from_the_hint() -> None:
     body, _ = build_template(64)
-    seen: list[OtlpAttributes] = []
-
-    class Spy:
-        processor_name = "spy"
-
-        def observe_batch(self, views: list[object]) -> None:
-            seen.extend(v.attributes for v in views)  # type: ignore[attr-defined]
-
+    seen: list[OtlpSpanView] = []
     pipeline = TracePipeline(build_engine(load_config({})))
-    pipeline.engine.process_batch = lambda views, processors=None: Spy().observe_batch(views)  # type: ignore[method-assign]
+    pipeline.engine.process_batch = lambda views, processors=None: seen.extend(views)  # type: ignore[method-assign,assignment,arg-type,func-returns-value]
     pipeline.ingest(ExportTraceServiceRequest.FromString(body), "grpc", body=body)
     # the template's first span has an all-zero trace id: validation rejects it
     spans = [s for s in _spans(ExportTraceServiceRequest.FromString(body)) if any(s.trace_id)]  # type: ignore[attr-defined]
     assert len(seen) == len(spans) == 63
-    for attrs, span in zip(seen, spans, strict=True):
-        assert attrs.might_contain(b"usage.") == (b"usage." in span.SerializeToString())  # type: ignore[attr-defined]
+    for view, span in zip(seen, spans, strict=True):
+        assert view._hint is not None
+        assert view.might_hold_key(b"usage.") == (b"usage." in span.SerializeToString())  # type: ignore[attr-defined]
+    assert all(view._attributes is None for view in seen)  # answered without building a mapping
 
 
 def test_server_spans_never_build_an_attribute_mapping_under_the_default_derivations() -> None:
     """RED reads no attributes, rate limits look at client spans only and cost asks the request's
     bytes: a plain server span goes through every default derivation without an OtlpAttributes."""
-    from spansignals.processors.view import KIND_SERVER, OtlpSpanView
+    from spansignals.processors.view import KIND_SERVER
 
     body, _ = build_template(128)
     seen: list[OtlpSpanView] = []
