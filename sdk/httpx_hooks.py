@@ -188,6 +188,16 @@ def _needs_url_redaction(url: Any) -> bool:
     return bool(query) or bool(getattr(url, "userinfo", b""))
 
 
+def _redact_url_attributes(attrs: Any, keys: Sequence[str], updates: dict[str, Any]) -> None:
+    """Put into ``updates`` the redacted value of each URL attribute under ``keys`` that has a secret."""
+    for key in keys:
+        value = attrs.get(key)
+        if isinstance(value, str):
+            clean = redact_url(value)
+            if clean != value:
+                updates[key] = clean
+
+
 def _set_on(span: Any, attributes: dict[str, Any]) -> None:
     """Set ``attributes`` on an SDK span in the cheapest way for their number.
 
@@ -303,14 +313,8 @@ class HttpxHooks:
     def _redact_span_urls(self, span: Any) -> None:
         """Fallback: redact the URL attributes the span holds (never raises)."""
         try:
-            attrs = span.attributes
-            changes = {}
-            for key in _SPAN_URL_KEYS:
-                value = attrs.get(key)
-                if isinstance(value, str):
-                    clean = redact_url(value)
-                    if clean != value:
-                        changes[key] = clean
+            changes: dict[str, Any] = {}
+            _redact_url_attributes(span.attributes, _SPAN_URL_KEYS, changes)
             if changes:
                 span.set_attributes(changes)
         except Exception as exc:
@@ -347,13 +351,7 @@ class HttpxHooks:
                 return
             self._url_keys = keys
         if isinstance(url, tuple):  # httpx < 0.20: read back what the instrumentation wrote
-            attrs = span.attributes
-            for key in keys:
-                value = attrs.get(key)
-                if isinstance(value, str):
-                    clean = redact_url(value)
-                    if clean != value:
-                        updates[key] = clean
+            _redact_url_attributes(span.attributes, keys, updates)
             return
         raw = str(url)
         cache = self._clean_urls
