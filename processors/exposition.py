@@ -195,8 +195,9 @@ class PrometheusTextWriter:
     Prometheus text, with ``target_info`` from ``resource_attributes`` first.
 
     ``scope`` is the ``(name, version)`` of the instrumentation scope the series are labelled
-    with; ``before`` runs first on every render (for example the engine's flush, so that queued
-    spans are derived before their metrics are read).
+    with; ``before`` runs first on every render (``SignalMetricProducer.prepare``: the engine's
+    flush, so that queued spans are derived before their metrics are read). It must not raise:
+    ``prepare`` already logs a failing hook and goes on, so the writer does not guard it again.
     """
 
     def __init__(
@@ -220,10 +221,7 @@ class PrometheusTextWriter:
     def render_text(self) -> str:
         """The exposition as a string; a family that fails to render is logged and left out."""
         if self._before is not None:
-            try:
-                self._before()
-            except Exception:
-                _logger.exception("spansignals: pre-collection hook failed")
+            self._before()
         with self._lock:
             out = [self._target_info]
             texts: dict[MetricFamily, _FamilyText] = {}
