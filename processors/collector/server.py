@@ -44,8 +44,9 @@ _logger = logging.getLogger(__name__)
 METRICS_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
 GZIP_LEVEL = 1
-"""Exposition text is label text repeated line after line: level 1 already shrinks it ~20x, at a
-fraction of the CPU of the default level 9 (see ``benchmarks/metrics_scrape.py``)."""
+"""Exposition text is label text repeated line after line: at the default cap (9.6 MB) level 1
+shrinks it ~47x in ~20 ms of CPU, level 9 ~63x in ~135 ms (``benchmarks/metrics_scrape.py``
+times level 1; level 9 measured the same way with ``gzip.compress`` on its text)."""
 
 
 def accepts_gzip(accept_encoding: str | None) -> bool:
