@@ -60,8 +60,6 @@ class SqliteQueue:
     (the caller counts it as dropped).
     """
 
-    durable = True
-
     def __init__(
         self,
         directory: str | os.PathLike[str],
@@ -124,14 +122,9 @@ class SqliteQueue:
 
     # --- queue interface -------------------------------------------------------------------------
 
-    def is_full(self) -> bool:
-        """Also true for ``retry_after`` seconds after a failed write (disk full): receivers then
-        refuse before deriving anything, and readiness reports it."""
-        if self._unwritable_until and time.monotonic() < self._unwritable_until:
-            return True
-        return self.items >= self.max_items or self.size_bytes >= self.max_bytes
-
     def fits(self, items: int, nbytes: int) -> bool:
+        """Also false for ``retry_after`` seconds after a failed write (disk full): receivers then
+        refuse before deriving anything, and readiness reports it."""
         if self._unwritable_until and time.monotonic() < self._unwritable_until:
             return False
         if self.items == 0:

@@ -21,8 +21,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import logging
-from dataclasses import dataclass, field
-from typing import Protocol
+from dataclasses import dataclass
 
 from .refusals import Refused
 
@@ -32,7 +31,6 @@ __all__ = [
     "SIGNAL_TRACES",
     "Backpressure",
     "Batch",
-    "ExportQueue",
     "MemoryQueue",
     "QueueFull",
     "QueueUnavailable",
@@ -71,36 +69,16 @@ class Batch:
     signal: str
     payload: bytes
     items: int
-    id: int = 0
-    attempts: int = field(default=0, compare=False)
+    id: int = 0  # the persistent queue's row id
 
     @property
     def size(self) -> int:
         return len(self.payload)
 
 
-class ExportQueue(Protocol):
-    """What an exporter's worker needs from a queue (memory or persistent)."""
-
-    items: int
-    size_bytes: int
-
-    def is_full(self) -> bool: ...
-    async def put(self, batch: Batch) -> None: ...
-    async def get(self) -> Batch: ...
-    def try_get(self, signal: str, max_bytes: int) -> Batch | None: ...
-    async def ack(self, batch: Batch) -> None: ...
-    async def ack_many(self, batches: list[Batch]) -> None: ...
-    def release(self, batch: Batch) -> None: ...
-    def empty(self) -> bool: ...
-    async def close(self) -> None: ...
-
-
 class MemoryQueue:
     """FIFO of batches bounded by ``max_items`` and ``max_bytes``; ``retry_after`` is the hint
     given to refused clients. Use from one event loop."""
-
-    durable = False
 
     def __init__(
         self, *, max_items: int = 200_000, max_bytes: int = 256 * 1024 * 1024, retry_after: float = 1.0
@@ -112,11 +90,6 @@ class MemoryQueue:
         self.size_bytes = 0
         self._ready: collections.deque[Batch] = collections.deque()
         self._waiters = asyncio.Condition()
-        self._next_id = 1
-
-    def is_full(self) -> bool:
-        """True when not even one more item fits."""
-        return self.items >= self.max_items or self.size_bytes >= self.max_bytes
 
     def fits(self, items: int, nbytes: int) -> bool:
         """Whether a batch of this size would be accepted now."""
@@ -128,8 +101,6 @@ class MemoryQueue:
         """Enqueue or raise :class:`QueueFull`."""
         if not self.fits(batch.items, batch.size):
             raise QueueFull("the collector's export queue is full; retry later", self.retry_after)
-        batch.id = self._next_id
-        self._next_id += 1
         self.items += batch.items
         self.size_bytes += batch.size
         async with self._waiters:
