@@ -129,9 +129,7 @@ class TracePipeline:
         hint: EncodedSpans | None = None
         if body is not None:
             body_bytes = body_bytes or len(body)
-            hint = EncodedSpans(
-                body, sum(len(ss.spans) for rs in request.resource_spans for ss in rs.scope_spans)
-            )
+            hint = EncodedSpans(body, count_spans(request))
         position = 0  # the span's number in the request, as EncodedSpans counts them
         limits = self.limits
         max_attributes = limits.max_attributes
@@ -146,9 +144,9 @@ class TracePipeline:
         for r, resource_spans in enumerate(request.resource_spans):
             # Numbered before anything can fail, so a resource that raises cannot shift the
             # numbers of the spans after it.
+            count = sum(len(ss.spans) for ss in resource_spans.scope_spans)
             cursor = position
-            if hint is not None:
-                position += sum(len(ss.spans) for ss in resource_spans.scope_spans)
+            position += count
             try:
                 resource_kvs = resource_spans.resource.attributes
                 bad_resource = None
@@ -157,7 +155,6 @@ class TracePipeline:
                 elif check_lengths and values_too_long(resource_kvs, value_limit):
                     bad_resource = "attribute_length"
                 if bad_resource is not None:
-                    count = sum(len(ss.spans) for ss in resource_spans.scope_spans)
                     if count:
                         rejections = rejections or Rejections()
                         rejections.add(bad_resource, count, f"resourceSpans[{r}].resource")
