@@ -179,7 +179,17 @@ def _int_list(text: str) -> list[int]:
     return values
 
 
-def _percentile(sorted_values: Sequence[float], q: float) -> float:
+def stamp(template: bytes, offsets: list[int], request_id: int) -> bytes:
+    """``template`` with ``request_id`` written into every span's trace-id counter (from
+    :func:`build_template`), so every (trace_id, span_id) of every request is unique."""
+    buf = bytearray(template)
+    value = request_id.to_bytes(8, "big")
+    for off in offsets:
+        buf[off : off + 8] = value
+    return bytes(buf)
+
+
+def percentile(sorted_values: Sequence[float], q: float) -> float:
     if not sorted_values:
         return float("nan")
     return sorted_values[min(len(sorted_values) - 1, int(q * len(sorted_values)))]
@@ -206,11 +216,7 @@ async def _generate(
     def next_body() -> bytes:
         nonlocal counter
         counter += 1
-        stamp = counter.to_bytes(8, "big")
-        buf = bytearray(template)
-        for off in offsets:
-            buf[off : off + 8] = stamp
-        return bytes(buf)
+        return stamp(template, offsets, counter)
 
     # One connection per channel: a local subchannel pool stops grpc from sharing one connection.
     options = [("grpc.max_send_message_length", 64 << 20), ("grpc.use_local_subchannel_pool", 1)]
@@ -258,8 +264,8 @@ async def _generate(
         spans_total=state["total"],
         errors=state["errors"],
         first_error=state["first_error"],
-        p50_ms=_percentile(latencies, 0.50),
-        p99_ms=_percentile(latencies, 0.99),
+        p50_ms=percentile(latencies, 0.50),
+        p99_ms=percentile(latencies, 0.99),
         cpu_share=0.0,
     )
 

@@ -30,7 +30,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 
-from collector_throughput import EXPORT_METHOD, build_template
+from collector_throughput import EXPORT_METHOD, build_template, percentile, stamp
 
 STATUS_DETAILS = "grpc-status-details-bin"
 
@@ -46,11 +46,6 @@ def _grpc_kind(exc: Any) -> str:
             if any(d.Is(error_details_pb2.RetryInfo.DESCRIPTOR) for d in status.details):
                 kind += "+RetryInfo"
     return kind
-
-
-def _percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))] if ordered else float("nan")
 
 
 async def generate(args: argparse.Namespace) -> dict[str, Any]:
@@ -70,11 +65,7 @@ async def generate(args: argparse.Namespace) -> dict[str, Any]:
     def next_body() -> bytes:
         nonlocal counter
         counter += 1
-        stamp = counter.to_bytes(8, "big")
-        buf = bytearray(template)
-        for off in offsets:
-            buf[off : off + 8] = stamp
-        return bytes(buf)
+        return stamp(template, offsets, counter)
 
     def answered(kind: str, detail: str, sent: float) -> None:
         answers[kind] += 1
@@ -129,6 +120,7 @@ async def generate(args: argparse.Namespace) -> dict[str, Any]:
         await asyncio.gather(*(sender(i) for i in range(args.concurrency)))
         finished = time.time()
     await channel.close()
+    latencies.sort()
     return {
         **tally,
         "started_at": start,
@@ -136,8 +128,8 @@ async def generate(args: argparse.Namespace) -> dict[str, Any]:
         "last_id": counter,
         "answers": dict(answers),
         "details": details,
-        "p50_ms": _percentile(latencies, 0.50),
-        "p99_ms": _percentile(latencies, 0.99),
+        "p50_ms": percentile(latencies, 0.50),
+        "p99_ms": percentile(latencies, 0.99),
     }
 
 
