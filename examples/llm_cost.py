@@ -218,9 +218,7 @@ def main() -> None:
     )
 
     def total() -> Decimal:
-        flush = getattr(telemetry.engine, "flush", None)  # derive spans the engine may have queued
-        if flush is not None:
-            flush()
+        telemetry.engine.flush()  # derive the spans the engine has queued
         return sum((cost.cost.exact(labels) for labels, _ in cost.cost.snapshot()), Decimal(0))
 
     client = httpx.Client()
@@ -271,7 +269,7 @@ def main() -> None:
         if line.startswith(("spansignals_cost_usd_total", "spansignals_budget_")):
             print("  ", line)
 
-    total()
+    telemetry.engine.flush()  # the budget state read next includes every span
     budget = cost.budgets.get("llm-daily")
     assert budget is not None
     state = ("ok", "warning", "critical", "emergency")[budget.state]
