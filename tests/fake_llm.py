@@ -90,7 +90,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
 
 
 class _Server(http.server.ThreadingHTTPServer):
-    daemon_threads = True
+    """ThreadingHTTPServer (daemon threads by default) that does not log client disconnects."""
 
     def handle_error(self, request: Any, client_address: Any) -> None:
         """Quiet: tests abandon streams on purpose (the client closing mid-body is not an error)."""
@@ -108,7 +108,6 @@ class FakeLlmServers:
         for host in (HOSTS["anthropic"], HOSTS["gemini"], HOSTS["generic"]):
             self.servers.append(_Server((host, self.port), _Handler))
         for server in self.servers:
-            server.daemon_threads = True
             server.requests = self.requests  # type: ignore[attr-defined]
             threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True).start()
 
