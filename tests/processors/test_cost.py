@@ -426,30 +426,38 @@ def test_per_request_prices_on_otlp_client_spans_and_spans_naming_their_provider
     assert proc.cost.exact(labels) == Decimal("0.0158")
 
 
+_GPT4O_CALL = {  # the attributes of a span for price_call("openai", "gpt-4o-2024-08-06", "gpt-4o", ...)
+    "spansignals.provider": "openai",
+    "gen_ai.request.model": "gpt-4o",
+    "gen_ai.response.model": "gpt-4o-2024-08-06",
+    "gen_ai.usage.input_tokens": 1000,
+    "gen_ai.usage.output_tokens": 50,
+}
+
+
+def _spy_pricing(monkeypatch: pytest.MonkeyPatch) -> list[TokenUsage]:
+    """From now on, every usage PricePlan.cost prices (it still prices), in order."""
+    from spansignals.processors.pricing import PricePlan
+
+    priced: list[TokenUsage] = []
+    original = PricePlan.cost
+    monkeypatch.setattr(PricePlan, "cost", lambda plan, u: priced.append(u) or original(plan, u))
+    return priced
+
+
 def test_price_call_is_handed_to_the_derivation_only_for_the_same_inputs(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """In-app, the enricher's price (price_call) is the one the span's derivation charges: the
     call is priced once. Only the same provider, models, tier, counts and start time take it;
     anything else is priced from the counts, and a cost attribute is never read."""
-    from spansignals.processors.pricing import PricePlan
-
     proc = CostSpanProcessor()
     usage = TokenUsage(1000, 50)
     handed = proc.price_call("OpenAI", "gpt-4o-2024-08-06", "gpt-4o", None, usage, START_NS)
     want = _expected(Usage(input_tokens=1000, output_tokens=50), "gpt-4o-2024-08-06", "openai")
     assert handed == want
-    priced = []
-    original = PricePlan.cost
-    monkeypatch.setattr(PricePlan, "cost", lambda plan, u: priced.append(u) or original(plan, u))
-    attrs = {
-        "spansignals.provider": "openai",
-        "gen_ai.request.model": "gpt-4o",
-        "gen_ai.response.model": "gpt-4o-2024-08-06",
-        "gen_ai.usage.input_tokens": 1000,
-        "gen_ai.usage.output_tokens": 50,
-        "gen_ai.usage.cost": 99.0,  # never trusted
-    }
+    priced = _spy_pricing(monkeypatch)
+    attrs = {**_GPT4O_CALL, "gen_ai.usage.cost": 99.0}  # a cost attribute: never trusted
     labels = ("svc", "openai", "gpt-4o-2024-08-06", None)
     proc.observe(_view(attrs))
     assert priced == [] and proc.cost.exact(labels) == want
@@ -466,25 +474,14 @@ def test_price_call_is_handed_to_the_derivation_only_for_the_same_inputs(
 def test_hand_overs_are_bounded_oldest_forgotten_first(monkeypatch: pytest.MonkeyPatch) -> None:
     """Past 4096 waiting hand-overs the oldest is forgotten (its span is then priced from its
     counts, with the same result); the newest are still taken."""
-    from spansignals.processors.pricing import PricePlan
-
     proc = CostSpanProcessor()
     usage = TokenUsage(1000, 50)
     for i in range(4097):
         proc.price_call("openai", "gpt-4o-2024-08-06", "gpt-4o", None, usage, START_NS + i)
-    priced = []
-    original = PricePlan.cost
-    monkeypatch.setattr(PricePlan, "cost", lambda plan, u: priced.append(u) or original(plan, u))
-    attrs = {
-        "spansignals.provider": "openai",
-        "gen_ai.request.model": "gpt-4o",
-        "gen_ai.response.model": "gpt-4o-2024-08-06",
-        "gen_ai.usage.input_tokens": 1000,
-        "gen_ai.usage.output_tokens": 50,
-    }
+    priced = _spy_pricing(monkeypatch)
 
     def at(start_ns: int) -> SpanView:
-        return SpanView("POST", KIND_CLIENT, start_ns, start_ns + 1, 0, attrs, {"service.name": "svc"})
+        return SpanView("POST", KIND_CLIENT, start_ns, start_ns + 1, 0, _GPT4O_CALL, {"service.name": "svc"})
 
     proc.observe(at(START_NS + 4096))
     assert priced == []

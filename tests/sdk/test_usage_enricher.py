@@ -235,6 +235,16 @@ def test_bedrock_converse_priced_from_the_url_model(
     assert _cost_total(telemetry) == want.total_price
 
 
+def _spy_pricing(monkeypatch: pytest.MonkeyPatch) -> list[Any]:
+    """From now on, every usage PricePlan.cost prices (it still prices), in order."""
+    from spansignals.processors.pricing import PricePlan
+
+    priced: list[Any] = []
+    original = PricePlan.cost
+    monkeypatch.setattr(PricePlan, "cost", lambda plan, usage: priced.append(usage) or original(plan, usage))
+    return priced
+
+
 @pytest.mark.parametrize("name", JSON_CASES)
 def test_sync_json_call_is_priced_once(
     name: str,
@@ -245,11 +255,7 @@ def test_sync_json_call_is_priced_once(
 ) -> None:
     """The enricher's price (gen_ai.usage.cost) is the one the cost derivation charges: one
     PricePlan.cost per call, and the metric equals the attribute's exact price."""
-    from spansignals.processors.pricing import PricePlan
-
-    priced: list[Any] = []
-    original = PricePlan.cost
-    monkeypatch.setattr(PricePlan, "cost", lambda plan, usage: priced.append(usage) or original(plan, usage))
+    priced = _spy_pricing(monkeypatch)
     case = CASES[name]
     telemetry = app()
     with httpx.Client() as client:
@@ -277,14 +283,11 @@ def test_streamed_usage_is_exported_on_a_report_span_and_counted_once(
     from spansignals.processors.collector.pipeline import TracePipeline
     from spansignals.processors.cost import CostSpanProcessor
     from spansignals.processors.engine import SignalEngine
-    from spansignals.processors.pricing import PricePlan
     from spansignals.processors.providers import resolve_view
     from spansignals.processors.view import view_from_readable_span
     from spansignals.sdk.usage_enricher import GenAiUsageEnricher
 
-    priced: list[Any] = []
-    original = PricePlan.cost
-    monkeypatch.setattr(PricePlan, "cost", lambda plan, usage: priced.append(usage) or original(plan, usage))
+    priced = _spy_pricing(monkeypatch)
     case = CASES[name]
     telemetry = app()
     for enricher in telemetry.hooks.enrichers:
