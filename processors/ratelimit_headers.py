@@ -34,6 +34,7 @@ The span path uses :func:`header_readings`: only the dialect's header attributes
 from __future__ import annotations
 
 import email.utils
+import functools
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -146,24 +147,12 @@ _GO_DURATION = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|ms|h|m|s)")
 _GO_UNIT_S = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
 
 
-_DURATIONS: dict[str, float | None] = {}  # reset texts repeat ("1s", "6m0s"): parse each once
-_DURATIONS_MAX = 1024
+_CACHED = 1024  # parsed texts kept per parser: header values repeat across responses
 
 
+@functools.lru_cache(maxsize=_CACHED)  # reset texts repeat ("1s", "6m0s"): parse each once
 def _go_duration_s(text: str) -> float | None:
     """``6m0s``, ``1s``, ``20ms``, ``1h2m3.5s``, or a bare number of seconds."""
-    try:
-        return _DURATIONS[text]
-    except KeyError:
-        pass
-    value = _parse_go_duration(text)
-    if len(_DURATIONS) >= _DURATIONS_MAX:
-        _DURATIONS.clear()
-    _DURATIONS[text] = value
-    return value
-
-
-def _parse_go_duration(text: str) -> float | None:
     t = text.strip()
     try:
         return _count(t)
@@ -183,22 +172,8 @@ def _reset_duration(text: str) -> _Instant | None:
     return None if d is None else (d, True)
 
 
-_DATES: dict[str, _Instant] = {}  # Anthropic's reset instants repeat across calls: parse each once
-_DATES_MAX = 1024
-
-
-def _reset_rfc3339(text: str) -> _Instant | None:
-    cached = _DATES.get(text)
-    if cached is not None:
-        return cached
-    instant = _parse_rfc3339(text)
-    if len(_DATES) >= _DATES_MAX:
-        _DATES.clear()
-    _DATES[text] = instant
-    return instant
-
-
-def _parse_rfc3339(text: str) -> _Instant:
+@functools.lru_cache(maxsize=_CACHED)  # Anthropic's reset instants repeat across calls: parse each once
+def _reset_rfc3339(text: str) -> _Instant:
     t = text.strip()
     if t.endswith(("Z", "z")):
         t = t[:-1] + "+00:00"
@@ -354,21 +329,14 @@ def header_value(value: Any) -> str | None:
     return None
 
 
-_LABELS: dict[str, str] = {}  # resource texts repeat ("core", "search"): clean each once
-_LABELS_MAX = 1024
 _NOT_LABEL = re.compile(r"[^a-z0-9_]+")
 
 
+@functools.lru_cache(maxsize=_CACHED)  # resource texts repeat ("core", "search"): clean each once
 def _resource_label(text: str) -> str:
     """A low-cardinality resource label from provider text: lower-case ``[a-z0-9_]``, capped."""
-    label = _LABELS.get(text)
-    if label is None:
-        out = _NOT_LABEL.sub("_", text.strip().lower()).strip("_")
-        label = out[:_MAX_RESOURCE_LEN] or "default"
-        if len(_LABELS) >= _LABELS_MAX:
-            _LABELS.clear()
-        _LABELS[text] = label
-    return label
+    out = _NOT_LABEL.sub("_", text.strip().lower()).strip("_")
+    return out[:_MAX_RESOURCE_LEN] or "default"
 
 
 # --- entry point --------------------------------------------------------------------------------
