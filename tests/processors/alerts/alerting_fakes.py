@@ -5,6 +5,7 @@ from __future__ import annotations
 from spansignals.processors.alerts.channel import ReceiverChannel
 from spansignals.processors.alerts.engine import AlertEngine
 from spansignals.processors.alerts.notification import Notification
+from spansignals.processors.engine import SignalSpanProcessor
 from spansignals.processors.families import GaugeFamily
 
 T0 = 1_790_000_000.0  # a fixed wall-clock instant (2026-09-21, a Monday, 14:13:20 UTC)
@@ -44,6 +45,19 @@ class Recorder:
 def budget_gauge() -> GaugeFamily:
     """``spansignals_budget_state{budget,period}`` as the budget processor exposes it."""
     return GaugeFamily("spansignals.budget.state", "budget state", "1", ("budget", "period"))
+
+
+class BudgetStateStub(SignalSpanProcessor):
+    """Stands in for the budget processor in a ``SignalEngine``: only its budget state gauge."""
+
+    processor_name = "budget-stub"
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.state = budget_gauge()
+
+    def metric_families(self) -> list[GaugeFamily]:
+        return [self.state]
 
 
 def attach_recorders(

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from alerting_fakes import FakeHttpServer
+from alerting_fakes import BudgetStateStub, FakeHttpServer
 from alertmanager_peer import AlertmanagerPeer
 from peers import poll_until
 
@@ -15,21 +15,7 @@ from spansignals.processors.alerts.notification import AlertSnapshot, Notificati
 from spansignals.processors.alerts.notifiers.alertmanager import AlertmanagerFeed, AlertmanagerNotifier
 from spansignals.processors.alerts.silences import Silence
 from spansignals.processors.config import load_config
-from spansignals.processors.engine import SignalEngine, SignalSpanProcessor
-from spansignals.processors.families import GaugeFamily
-
-
-class BudgetStateStub(SignalSpanProcessor):
-    """Stands in for the budget processor: only its ``spansignals_budget_state`` gauge."""
-
-    processor_name = "budget-stub"
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.state = GaugeFamily("spansignals.budget.state", "budget state", "1", ("budget", "period"))
-
-    def metric_families(self):
-        return [self.state]
+from spansignals.processors.engine import SignalEngine
 
 
 def test_payload_is_postable_alerts_with_future_ends_at_for_firing():

@@ -6,27 +6,15 @@ import json
 import logging
 import urllib.request
 
-from alerting_fakes import Clock, FakeHttpServer
+from alerting_fakes import BudgetStateStub, Clock, FakeHttpServer
 from peers import free_port
 
 from spansignals.processors.alerts import build_alert_engine
 from spansignals.processors.alerts.api import ManagementApi
 from spansignals.processors.config import ConfigError, load_config
-from spansignals.processors.engine import SignalEngine, SignalSpanProcessor
-from spansignals.processors.families import GaugeFamily
+from spansignals.processors.engine import SignalEngine
 
 CANARY = "canary-5ecret-value"
-
-
-class State(SignalSpanProcessor):
-    processor_name = "state-stub"
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.state = GaugeFamily("spansignals.budget.state", "d", "1", ("budget",))
-
-    def metric_families(self):
-        return [self.state]
 
 
 def test_canary_secret_leaks_nowhere(caplog):
@@ -75,10 +63,10 @@ def test_canary_secret_leaks_nowhere(caplog):
                 }
             }
         )
-        stub = State()
+        stub = BudgetStateStub()
         clock = Clock()
         engine = build_alert_engine(config, SignalEngine([stub]), clock=clock, wait=lambda s: False)
-        stub.state.set(("llm",), 2)
+        stub.state.set(("llm", "month"), 2)
         api = ManagementApi(engine, f"127.0.0.1:{free_port()}", token="t")
         api.start()
         with caplog.at_level(logging.DEBUG):
