@@ -11,59 +11,36 @@ import pytest
 BENCHMARK = Path(__file__).resolve().parents[3] / "benchmarks" / "collector_throughput.py"
 
 
-@pytest.mark.integration
-def test_benchmark_runs_and_accounts_for_every_span() -> None:
-    """A one-second run prints spans/s and the collector accepted exactly what was acknowledged."""
+def _run_benchmark(*args: str, timeout: float) -> str:
+    """Run a short benchmark (1 s measured after 0.5 s, no rotel target); its stdout."""
     result = subprocess.run(
-        [
-            sys.executable,
-            str(BENCHMARK),
-            "--duration",
-            "1",
-            "--warmup",
-            "0.5",
-            "--no-rotel",
-            "--concurrency",
-            "4",
-        ],
+        [sys.executable, str(BENCHMARK), "--duration", "1", "--warmup", "0.5", "--no-rotel", *args],
         capture_output=True,
         text=True,
-        timeout=120,
+        timeout=timeout,
         check=False,
     )
     assert result.returncode == 0, result.stderr[-3000:]
-    assert "spansignals collector" in result.stdout
-    assert "accounting ok" in result.stdout, result.stdout
-    assert "MISMATCH" not in result.stdout, result.stdout
+    return result.stdout
+
+
+@pytest.mark.integration
+def test_benchmark_runs_and_accounts_for_every_span() -> None:
+    """A one-second run prints spans/s and the collector accepted exactly what was acknowledged."""
+    out = _run_benchmark("--concurrency", "4", timeout=120)
+    assert "spansignals collector" in out
+    assert "accounting ok" in out, out
+    assert "MISMATCH" not in out, out
 
 
 @pytest.mark.integration
 def test_benchmark_workers_run_accounts_for_every_span() -> None:
     """With --workers 2 the benchmark also measures two worker processes and prints the scaling factor."""
-    result = subprocess.run(
-        [
-            sys.executable,
-            str(BENCHMARK),
-            "--duration",
-            "1",
-            "--warmup",
-            "0.5",
-            "--no-rotel",
-            "--no-forward",
-            "--no-breakdown",
-            "--concurrency",
-            "8",
-            "--workers",
-            "2",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=180,
-        check=False,
+    out = _run_benchmark(
+        "--no-forward", "--no-breakdown", "--concurrency", "8", "--workers", "2", timeout=180
     )
-    assert result.returncode == 0, result.stderr[-3000:]
-    assert "spansignals x2 workers at 8 in flight: accounting ok" in result.stdout, result.stdout
-    assert "scaling 2 workers / 1 worker" in result.stdout
+    assert "spansignals x2 workers at 8 in flight: accounting ok" in out, out
+    assert "scaling 2 workers / 1 worker" in out
 
 
 def test_template_patching_gives_every_span_a_unique_id() -> None:
