@@ -56,6 +56,21 @@ def _usages(rng: random.Random) -> list[TokenUsage]:
     return out
 
 
+def _calc_price(
+    usage: TokenUsage, model_id: str, provider_id: str, at: dt.datetime, context: dict[str, str] | None = None
+) -> Decimal:
+    """genai-prices' own total for ``usage`` (the reference every plan is checked against)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return calc_price(
+            Usage(**usage.as_genai_prices()),
+            model_id,
+            provider_id=provider_id,
+            genai_request_timestamp=at,
+            price_context=context,
+        ).total_price
+
+
 def test_plan_equals_genai_prices_for_every_bundled_model() -> None:
     """For every model in the bundled table, the compiled plan gives calc_price's total to the last digit."""
     rng = random.Random(7)
@@ -66,14 +81,7 @@ def test_plan_equals_genai_prices_for_every_bundled_model() -> None:
         for model in provider.models:
             for usage in usages:
                 try:
-                    with warnings.catch_warnings():
-                        warnings.simplefilter("ignore")
-                        expected = calc_price(
-                            Usage(**usage.as_genai_prices()),
-                            model.id,
-                            provider_id=provider.id,
-                            genai_request_timestamp=NOW,
-                        ).total_price
+                    expected = _calc_price(usage, model.id, provider.id, NOW)
                 except Exception:
                     expected = None
                 plan = catalog.plan(provider.id, model.id, NOW)
@@ -202,12 +210,7 @@ def test_genai_prices_history_by_date() -> None:
                 usage = TokenUsage(input=1_000_000, output=1_000_000)
                 for at in (at_before, at_after):
                     plan = catalog.plan(provider.id, model.id, at)
-                    expected = calc_price(
-                        Usage(**usage.as_genai_prices()),
-                        model.id,
-                        provider_id=provider.id,
-                        genai_request_timestamp=at,
-                    ).total_price
+                    expected = _calc_price(usage, model.id, provider.id, at)
                     assert plan is not None and plan.cost(usage) == expected
                 found = True
                 break
@@ -263,15 +266,7 @@ def test_price_variants_equal_genai_prices_with_price_context() -> None:
             for variant in model.price_variants or ():
                 context = tuple(sorted(variant.when.items()))
                 try:
-                    with warnings.catch_warnings():
-                        warnings.simplefilter("ignore")
-                        expected = calc_price(
-                            Usage(**usage.as_genai_prices()),
-                            model.id,
-                            provider_id=provider.id,
-                            genai_request_timestamp=NOW,
-                            price_context=dict(context),
-                        ).total_price
+                    expected = _calc_price(usage, model.id, provider.id, NOW, dict(context))
                 except LookupError:
                     continue  # genai-prices cannot find this model by its own id
                 plan = catalog.plan(provider.id, model.id, NOW, context)
