@@ -73,8 +73,7 @@ def run_workers(config_path: str | None, workers: int, *, log_level: str = "INFO
     restarts: dict[int, deque[float]] = {i: deque() for i in range(workers)}
 
     def spawn(index: int) -> None:
-        env = {**os.environ, WORKER_INDEX_ENV: str(index), "SPANSIGNALS_WORKERS": str(workers)}
-        procs[index] = subprocess.Popen(argv, env=env)
+        procs[index] = subprocess.Popen(argv, env={**os.environ, WORKER_INDEX_ENV: str(index)})
 
     exit_code = 0
     try:
