@@ -58,8 +58,8 @@ def _redact_header_value(value: Any) -> int:
     if which == "array_value":
         items = value.array_value.values
         if all(i.WhichOneof("value") == "string_value" and i.string_value == REDACTED for i in items):
-            return 0
-        count = max(1, len(items))
+            return 0  # also an empty array: nothing to hide
+        count = len(items)
         del items[:]
         for _ in range(count):
             items.add().string_value = REDACTED
