@@ -133,10 +133,25 @@ def test_real_prometheus_loads_the_shipped_config_and_evaluates_slo_rules(
         )
         assert ratio[0]["metric"]["sloth_id"] == "checkout-availability"
         assert ratio[0]["metric"]["sloth_service"] == "checkout-api"
-        burn = _query(url, 'slo:current_burn_rate:ratio{slo="checkout-availability"}')
-        assert float(burn[0]["value"][1]) == pytest.approx(0.25 / 0.001, rel=1e-6)
-        remaining = _query(url, 'slo:period_error_budget_remaining:ratio{slo="checkout-availability"}')
-        assert remaining and float(remaining[0]["value"][1]) < 0  # errors overspend a 0.1% budget
+        # The group's later rules are committed one by one after the ratio's: poll, do not read once.
+        poll_until(
+            lambda: [
+                r
+                for r in _query(url, 'slo:current_burn_rate:ratio{slo="checkout-availability"}')
+                if float(r["value"][1]) == pytest.approx(0.25 / 0.001, rel=1e-6)
+            ],
+            timeout=30,
+            what="the current burn rate to be recorded as 250",
+        )
+        poll_until(  # errors overspend a 0.1% budget
+            lambda: [
+                r
+                for r in _query(url, 'slo:period_error_budget_remaining:ratio{slo="checkout-availability"}')
+                if float(r["value"][1]) < 0
+            ],
+            timeout=30,
+            what="the error budget remaining to be recorded below 0",
+        )
         _, body = http_get(f"{url}/api/v1/rules")
         groups = json.loads(body)["data"]["groups"]
         assert {g["name"] for g in groups} >= {
