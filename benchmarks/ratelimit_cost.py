@@ -62,18 +62,9 @@ from spansignals.processors.view import KIND_CLIENT, SpanView, view_from_otlp_sp
 from spansignals.sdk.ratelimit_capture import RateLimitHeaderEnricher
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from collector_throughput import build_template  # a sibling script, not a package
+from collector_throughput import build_template  # sibling scripts, not a package
+from inapp_span_cost import LLM_CLIENT_ATTRIBUTES as ATTRIBUTES  # the 8-attribute reference span
 
-ATTRIBUTES = {
-    "http.request.method": "POST",
-    "url.full": "https://api.openai.com/v1/chat/completions",
-    "server.address": "api.openai.com",
-    "server.port": 443,
-    "http.response.status_code": 200,
-    "spansignals.provider": "openai",
-    "gen_ai.provider.name": "openai",
-    "network.protocol.version": "1.1",
-}
 OPENAI_HEADERS = {
     "x-ratelimit-limit-requests": "10000",
     "x-ratelimit-remaining-requests": "9999",
