@@ -66,7 +66,6 @@ class DeferredSpans:
         self._wake = threading.Event()
         self._stopped = False
         self._thread: threading.Thread | None = None
-        self._pid = os.getpid()
         self.sync_fallbacks = 0
         """How many spans were derived on the span path because the queue was full."""
         if hasattr(os, "register_at_fork"):
@@ -78,7 +77,6 @@ class DeferredSpans:
         self._drain_lock = threading.Lock()
         self._wake = threading.Event()
         self._thread = None
-        self._pid = os.getpid()
 
     def put(self, item: Any) -> None:
         """Enqueue one item; the span-path call. Never raises, never blocks on the worker."""
