@@ -90,15 +90,6 @@ DEFAULT_BURN_ALERTS = (
 )
 
 
-def _check_period(period: float, burn_alerts: list[BurnAlert] | None) -> None:
-    longest = max((a.long_window for a in burn_alerts or ()), default=0.0)
-    if period <= longest:
-        raise ValueError(
-            f"period ({_format_duration(period)}) must be longer than the longest burn_alerts "
-            f"long_window ({_format_duration(longest)})"
-        )
-
-
 class SloConfig(StrictModel):
     """An ``slos`` entry. With ``latency_threshold`` the SLI is latency (bad = slower than the
     threshold), else availability (bad = error status, or the listed HTTP status codes)."""
@@ -107,9 +98,10 @@ class SloConfig(StrictModel):
     match: SloMatch = Field(default_factory=SloMatch)
     objective: float = Field(gt=0, lt=1)
     # burn_alerts and latency_threshold come before the fields checked against them, so those
-    # checks are field validators and their errors name the field (slos[0].period).
+    # checks are field validators and their errors name the field (slos[0].period); the default
+    # period is validated too (it must outlast custom burn_alerts).
     burn_alerts: list[BurnAlert] = Field(default_factory=lambda: list(DEFAULT_BURN_ALERTS))
-    period: Duration = 30 * 86400.0
+    period: Duration = Field(30 * 86400.0, validate_default=True)
     latency_threshold: Duration | None = None
     bad_status_codes: list[int] | None = None
     exclude_maintenance: bool = False
@@ -141,7 +133,12 @@ class SloConfig(StrictModel):
     def _period(cls, v: float, info: ValidationInfo) -> float:
         if v < 3600:
             raise ValueError(f"period must be at least 1h, got {_format_duration(v)}")
-        _check_period(v, info.data.get("burn_alerts"))
+        longest = max((a.long_window for a in info.data.get("burn_alerts") or ()), default=0.0)
+        if v <= longest:
+            raise ValueError(
+                f"period ({_format_duration(v)}) must be longer than the longest burn_alerts "
+                f"long_window ({_format_duration(longest)})"
+            )
         return v
 
     @field_validator("latency_threshold")
@@ -150,11 +147,6 @@ class SloConfig(StrictModel):
         if v is not None and v <= 0:
             raise ValueError("latency_threshold must be > 0")
         return v
-
-    @model_validator(mode="after")
-    def _check(self) -> SloConfig:
-        _check_period(self.period, self.burn_alerts)  # the default period is not field-validated
-        return self
 
     @property
     def sli(self) -> str:
