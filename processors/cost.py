@@ -61,7 +61,7 @@ from .events import EventBus
 from .families import DEFAULT_MAX_SERIES, CounterFamily, MetricFamily
 from .pricing import InvalidUsage, PriceCatalog, TokenUsage
 from .providers import ProviderTable, host_of_url, resolve_view
-from .view import KIND_CLIENT, KIND_INTERNAL, OtlpAttributes, SpanView
+from .view import KIND_CLIENT, KIND_INTERNAL, SpanView
 
 __all__ = [
     "ATTR_USAGE_PROVIDER",
@@ -123,15 +123,12 @@ def _count(attrs: Mapping[str, Any], keys: tuple[str, ...]) -> int | None:
 
 
 def usage_from_attributes(attrs: Mapping[str, Any]) -> TokenUsage | None:
-    """The token usage a span's attributes report, or ``None`` when there is none."""
-    # Most spans carry no usage: on OTLP attributes, a search of the span's encoding rules the
-    # keys out without building the attribute index.
-    if type(attrs) is OtlpAttributes and not attrs.might_contain(_USAGE_FRAGMENT):
-        return None  # a collector span with none of the keys: no attribute index built
-    return _usage(attrs)
+    """The token usage a span's attributes report, or ``None`` when there is none.
 
-
-def _usage(attrs: Mapping[str, Any]) -> TokenUsage | None:
+    On the span path :meth:`CostSpanProcessor.observe` first asks the view whether any key holds
+    ``usage.`` (:meth:`~.view.SpanView.might_hold_key`), so OTLP spans without usage are ruled
+    out without building their attribute index.
+    """
     # Usage spans rarely carry the detailed counts: one C-level pass over the span's keys (dict
     # or OtlpAttributes) answers for all the keys of each group, where a lookup per key costs a
     # method call per miss (~0.1 µs each on OTLP attributes).
@@ -291,7 +288,7 @@ class CostSpanProcessor(SignalSpanProcessor):
         # On OTLP spans might_hold_key answers without building the attribute mapping at all.
         if view.might_hold_key(_USAGE_FRAGMENT):
             attrs = view.attributes
-            usage = _usage(attrs)
+            usage = usage_from_attributes(attrs)
             if usage is not None:
                 self._observe_llm(view, attrs, usage)
                 return
@@ -489,7 +486,7 @@ class CostSpanProcessor(SignalSpanProcessor):
                 )
             )
             if report_attributes is not None:
-                usage = _usage(report_attributes)
+                usage = usage_from_attributes(report_attributes)
                 if usage is not None:
                     report = SpanView(
                         USAGE_SPAN_NAME, KIND_INTERNAL, start_ns, end_ns, 0, report_attributes, resource

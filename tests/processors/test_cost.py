@@ -363,7 +363,8 @@ def test_any_attributes_never_raise(attrs: dict[str, Any], weight: float) -> Non
 
 
 def test_usage_from_otlp_attributes_with_and_without_usage_keys():
-    """Collector spans: the encoding pre-check finds usage keys and skips spans without them."""
+    """Collector spans: observe's encoding pre-check (might_hold_key) finds every usage key, and
+    usage is read from OTLP attributes as from a dict."""
     from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
     from opentelemetry.proto.trace.v1.trace_pb2 import Span
 
@@ -373,7 +374,9 @@ def test_usage_from_otlp_attributes_with_and_without_usage_keys():
     assert all(cost._USAGE_FRAGMENT.decode() in key for key in cost._TOTAL_KEYS)
     for key in cost._TOTAL_KEYS:
         span = Span(name="chat", attributes=[KeyValue(key=key, value=AnyValue(int_value=5))])
-        usage = usage_from_attributes(OtlpAttributes(span.attributes, span))
+        attrs = OtlpAttributes(span.attributes, span)
+        assert attrs.might_contain(cost._USAGE_FRAGMENT), key
+        usage = usage_from_attributes(attrs)
         assert usage is not None and 5 in (usage.input, usage.output), key
     plain = Span(name="usage.report", attributes=[KeyValue(key="a", value=AnyValue(string_value="usage."))])
     assert usage_from_attributes(OtlpAttributes(plain.attributes, plain)) is None
