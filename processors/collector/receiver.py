@@ -369,11 +369,23 @@ class OtlpHttpReceiver:
             await runner.cleanup()
 
     async def read_body(self, request: web.Request) -> bytes:
-        """The decoded body of an OTLP/HTTP request, within the size limit and read timeout.
+        """The decoded body of an OTLP/HTTP request (protobuf or JSON, identity or gzip), within
+        the size limit and read timeout; the caller reads the encoding from ``request.content_type``.
 
-        Raises :class:`RequestTooLarge`, :class:`RequestDecodeError`, :class:`Refused` or
-        :class:`_ReadTimeout`; the middleware maps each. Shared by every signal's route.
+        Raises :class:`_Unsupported` (415), :class:`RequestTooLarge`, :class:`RequestDecodeError`,
+        :class:`Refused` or :class:`_ReadTimeout`; the middleware maps each. Shared by every
+        signal's route.
         """
+        content_type = request.content_type
+        if content_type not in (_PROTOBUF, _JSON):
+            # The header's value is not echoed: every request field may carry a secret.
+            raise _Unsupported(_plain_error(415, f"unsupported Content-Type: use {_PROTOBUF} or {_JSON}"))
+        encoding = request.headers.get("Content-Encoding", "identity").strip().lower()
+        if encoding not in ("identity", "", "gzip"):
+            message = "unsupported Content-Encoding: use gzip"
+            raise _Unsupported(
+                http_status_response(415, code_pb2.INVALID_ARGUMENT, message, content_type == _JSON)
+            )
         declared = request.content_length
         if declared is not None and declared > self._max_request_bytes:
             raise RequestTooLarge(self._max_request_bytes)
@@ -385,7 +397,6 @@ class OtlpHttpReceiver:
             raise RequestTooLarge(self._max_request_bytes) from None
         except (TimeoutError, asyncio.TimeoutError):  # distinct classes before Python 3.11
             raise _ReadTimeout from None
-        encoding = request.headers.get("Content-Encoding", "identity").strip().lower()
         if encoding == "gzip":
             return gunzip_limited(body, self._max_request_bytes)
         if len(body) > self._max_request_bytes:
@@ -403,17 +414,8 @@ class OtlpHttpReceiver:
             durations.record((self.transport,), time.perf_counter() - started)
 
     async def _handle_traces(self, request: web.Request) -> web.StreamResponse:
-        content_type = request.content_type
-        if content_type not in (_PROTOBUF, _JSON):
-            # The header's value is not echoed: every request field may carry a secret.
-            return _plain_error(415, f"unsupported Content-Type: use {_PROTOBUF} or {_JSON}")
-        as_json = content_type == _JSON
-        encoding = request.headers.get("Content-Encoding", "identity").strip().lower()
-        if encoding not in ("identity", "", "gzip"):
-            return http_status_response(
-                415, code_pb2.INVALID_ARGUMENT, "unsupported Content-Encoding: use gzip", as_json
-            )
         body = await self.read_body(request)
+        as_json = request.content_type == _JSON
         with self._admission.hold(len(body)):
             export: ExportTraceServiceRequest = (
                 parse_json_request(body) if as_json else parse_protobuf_request(body)
@@ -432,6 +434,14 @@ class _ReadTimeout(Exception):
     """The request body did not arrive within ``read_timeout``."""
 
 
+class _Unsupported(Exception):
+    """A Content-Type or Content-Encoding the OTLP routes do not take; ``response`` is the 415."""
+
+    def __init__(self, response: web.Response) -> None:
+        super().__init__(response.status)
+        self.response = response
+
+
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
@@ -441,6 +451,8 @@ async def _no_tracebacks(request: web.Request, handler: Handler) -> web.StreamRe
     as_json = request.content_type == _JSON
     try:
         return await handler(request)
+    except _Unsupported as exc:
+        return exc.response
     except Refused as exc:
         return http_unavailable(exc.message, exc.retry_after_s, as_json)
     except RequestTooLarge as exc:

@@ -27,7 +27,6 @@ from typing import Any
 import grpc
 from aiohttp import web
 from google.protobuf.message import DecodeError, Message
-from google.rpc import code_pb2
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import (
     ExportLogsServiceRequest,
     ExportLogsServiceResponse,
@@ -40,7 +39,7 @@ from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
 from ..families import CounterFamily, MetricFamily
 from .decoding import RequestDecodeError, parse_json_message
 from .queue import SIGNAL_LOGS, SIGNAL_METRICS
-from .refusals import Refused, abort_grpc_unavailable, http_status_response
+from .refusals import Refused, abort_grpc_unavailable
 
 __all__ = ["LOGS_PATH", "METRICS_PATH", "SignalPassThrough", "count_data_points", "count_log_records"]
 
@@ -176,20 +175,11 @@ class SignalPassThrough:
 
     def _http_handler(self, signal: str) -> Callable[[web.Request], Any]:
         async def handle(request: web.Request) -> web.StreamResponse:
-            content_type = request.content_type
-            if content_type not in (_PROTOBUF, _JSON):
-                return web.Response(
-                    status=415, text=f"unsupported Content-Type: use {_PROTOBUF} or {_JSON}\n"
-                )
-            as_json = content_type == _JSON
-            encoding = request.headers.get("Content-Encoding", "identity").strip().lower()
-            if encoding not in ("identity", "", "gzip"):
-                return http_status_response(
-                    415, code_pb2.INVALID_ARGUMENT, "unsupported Content-Encoding: use gzip", as_json
-                )
             if self.read_body is None:
                 raise RuntimeError("SignalPassThrough.read_body is not set")
-            body = await self.read_body(request)  # size limit, gzip, read timeout, admission
+            # Content type and encoding (415), size limit, gzip, read timeout, admission.
+            body = await self.read_body(request)
+            as_json = request.content_type == _JSON
             payload, items = self._decode(signal, body, as_json)
             await self._accept(signal, "http", payload, items)
             if as_json:
