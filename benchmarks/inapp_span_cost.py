@@ -296,11 +296,10 @@ def _ended_spans(specs: tuple[SpanSpec, ...]) -> list[Any]:
     return ended
 
 
-def _span_variants(cfg: Any, mix: str) -> tuple[dict[str, Timer], list[str]]:
+def _span_variants(cfg: Any, mix: str) -> dict[str, Timer]:
     specs = SPAN_MIXES[mix]
     deferred_engine = build_engine(cfg)
     sync_engine = build_engine(cfg)
-    names = [p.processor_name for p in deferred_engine.processors]
     _await_prices(deferred_engine, sync_engine)
     variants: dict[str, Timer] = {
         "bare": _span_loop(_bare_tracer(), specs),
@@ -328,7 +327,7 @@ def _span_variants(cfg: Any, mix: str) -> tuple[dict[str, Timer], list[str]]:
         engine = SignalEngine([_fresh(processor, cfg)])
         _await_prices(engine)
         variants[f"views: {processor.processor_name}"] = _view_loop(engine, views)
-    return variants, names
+    return variants
 
 
 def _await_prices(*engines: SignalEngine) -> None:
@@ -637,7 +636,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     summaries: dict[str, Summary] = {}
     if "spans" in parts:
         for mix in SPAN_MIXES:
-            variants, _ = _span_variants(cfg, mix)
+            variants = _span_variants(cfg, mix)
             goals = {k: span_goal for k in ("+spansignals", "+spansignals [total]", "+spansignals sync")}
             summaries[mix] = _report(
                 f"per span, {mix} ({SPAN_MIXES[mix].__len__()}-span cycle; µs per span)",
