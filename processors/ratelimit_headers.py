@@ -56,7 +56,6 @@ __all__ = [
     "header_attributes",
     "header_readings",
     "header_value",
-    "parse_header_attributes",
     "parse_rate_limit_headers",
 ]
 
@@ -367,14 +366,7 @@ def parse_rate_limit_headers(attrs: Mapping[str, Any], dialect: str, now: float)
         headers = header_attributes(attrs)
     except Exception:
         return RateLimitHeaders(failures=1)
-    return parse_header_attributes(headers, dialect, now)
-
-
-def parse_header_attributes(attrs: dict[str, Any], dialect: str, now: float) -> RateLimitHeaders:
-    """:func:`parse_rate_limit_headers` for the plain dict :func:`header_attributes` returns."""
-    if not attrs:
-        return RateLimitHeaders()
-    return _compile(attrs, dialect).at(now)
+    return _compile(headers, dialect).at(now) if headers else RateLimitHeaders()
 
 
 # --- one parse, whatever the response time --------------------------------------------------------
