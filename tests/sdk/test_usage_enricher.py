@@ -68,9 +68,7 @@ def app(configured: Callable[..., Telemetry], providers: Providers) -> Callable[
 
 def _cost(telemetry: Telemetry) -> Any:
     """The cost processor, after the engine derived every span it may have queued."""
-    flush = getattr(telemetry.engine, "flush", None)
-    if flush is not None:
-        flush()
+    telemetry.engine.flush()
     return telemetry.engine.get("cost")
 
 
