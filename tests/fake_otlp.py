@@ -24,7 +24,6 @@ import gzip
 import http.server
 import threading
 import time
-from collections.abc import Iterable
 from concurrent import futures
 from dataclasses import dataclass, field
 from typing import Any
@@ -95,7 +94,6 @@ _SERVICES = {
     "opentelemetry.proto.collector.metrics.v1.MetricsService": "metrics",
     "opentelemetry.proto.collector.logs.v1.LogsService": "logs",
 }
-_HTTP_CODES = {grpc.StatusCode.INVALID_ARGUMENT: 400}
 
 
 def _span_ids(request: Any) -> list[tuple[bytes, bytes]]:
@@ -277,8 +275,3 @@ class FakeOtlpServer:
         handler.send_header("Content-Length", str(len(out)))
         handler.end_headers()
         handler.wfile.write(out)
-
-
-def all_span_ids(requests: Iterable[Any]) -> set[tuple[bytes, bytes]]:
-    """Every (trace_id, span_id) in some ``ExportTraceServiceRequest`` messages."""
-    return {pair for request in requests for pair in _span_ids(request)}
