@@ -358,5 +358,10 @@ def test_plan_at_follows_overrides_and_tries_models_in_order() -> None:
     assert before is not None and after is not None
     assert before[0].source == "genai-prices" and after[0].cost(usage) == Decimal(2)
     assert catalog.plan_at("openai", ("no-such-model", "gpt-4o"), midnight + 5) == (after[0], "gpt-4o")
+    lookups: list[Any] = []
+    plan_for = catalog.plan_for
+    catalog.plan_for = lambda *args: lookups.append(args) or plan_for(*args)  # type: ignore[method-assign]
     assert catalog.plan_at("openai", ("no-such-model", None), midnight) is None
+    assert len(lookups) == 1
     assert catalog.plan_at("openai", ("no-such-model", None), midnight + 1) is None
+    assert len(lookups) == 1  # the miss was cached for the day
