@@ -198,8 +198,9 @@ class _TokenCounterFamily(CounterFamily):
 
 def _forget_oldest(entries: OrderedDict[Any, Any]) -> None:
     """Drop the oldest entry, in O(1) (``del d[next(iter(d))]`` on a plain dict scans the slots
-    freed at its front: ~25 µs per call once thousands were dropped); never raises under
-    concurrent use (another thread emptying it meanwhile only makes the bound approximate)."""
+    freed at its front, a cost that grows with every entry dropped until the dict is resized);
+    never raises under concurrent use (another thread emptying it meanwhile only makes the bound
+    approximate)."""
     with contextlib.suppress(KeyError):
         entries.popitem(last=False)
 
