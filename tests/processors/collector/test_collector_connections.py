@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import resource
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import aiohttp
@@ -18,11 +18,9 @@ import grpc
 import pytest
 from otlp_builders import build_request
 
-from spansignals.processors.collector import Collector, CollectorSettings, Endpoint
+from spansignals.processors.collector import Collector, CollectorSettings
 from spansignals.processors.collector.admission import REASON_CONNECTIONS
 from spansignals.processors.config import load_config
-from spansignals.processors.engine import SignalEngine
-from spansignals.processors.red import RedSpanProcessor
 
 TRACES = "/opentelemetry.proto.collector.trace.v1.TraceService/Export"
 LIMIT = 2
@@ -30,26 +28,10 @@ LIMIT = 2
 OWN_CONNECTION = [("grpc.use_local_subchannel_pool", 1)]
 
 
-async def _collector(**overrides: Any) -> Collector:
-    any_port = Endpoint("127.0.0.1", 0)
-    settings = CollectorSettings(
-        grpc_endpoint=any_port,
-        http_endpoint=any_port,
-        metrics_endpoint=any_port,
-        shutdown_timeout_s=1.0,
-        **overrides,
-    )
-    instance = Collector(SignalEngine([RedSpanProcessor()]), settings)
-    await instance.start()
-    return instance
-
-
 @pytest.fixture
-async def limited() -> AsyncIterator[Collector]:
+async def limited(make_collector: Callable[..., Any]) -> Collector:
     """A collector whose receivers take at most two connections each, three calls per connection."""
-    instance = await _collector(max_connections=LIMIT, max_concurrent_streams=3)
-    yield instance
-    await instance.stop()
+    return await make_collector(max_connections=LIMIT, max_concurrent_streams=3)
 
 
 def _http_request(body: bytes) -> bytes:
@@ -139,17 +121,14 @@ async def test_http_connection_over_the_limit_gets_503_and_is_closed(limited: Co
     assert limited.pipeline.receiver_spans.value(("http", "accepted")) == 5
 
 
-async def test_http_without_a_limit_serves_more_connections() -> None:
+async def test_http_without_a_limit_serves_more_connections(make_collector: Callable[..., Any]) -> None:
     """``max_connections`` None (``limits.max_connections: 0``): no cap, nothing refused."""
-    collector = await _collector(max_connections=None)
-    try:
-        connections = [await _Connection.open(collector) for _ in range(LIMIT + 3)]
-        assert [await c.export() for c in connections] == [200] * (LIMIT + 3)
-        for c in connections:
-            await c.close()
-        assert collector.admission.refusals.value((REASON_CONNECTIONS,)) == 0
-    finally:
-        await collector.stop()
+    collector = await make_collector(max_connections=None)
+    connections = [await _Connection.open(collector) for _ in range(LIMIT + 3)]
+    assert [await c.export() for c in connections] == [200] * (LIMIT + 3)
+    for c in connections:
+        await c.close()
+    assert collector.admission.refusals.value((REASON_CONNECTIONS,)) == 0
 
 
 async def _export(channel: grpc.aio.Channel, **kwargs: Any) -> Awaitable[bytes]:
@@ -241,13 +220,15 @@ def test_limits_come_from_the_config_and_zero_means_no_cap() -> None:
     assert (CollectorSettings.from_config(custom).max_connections, 7) == (10, 7)
 
 
-async def test_the_open_files_limit_is_raised_for_the_connection_limits() -> None:
+async def test_the_open_files_limit_is_raised_for_the_connection_limits(
+    make_collector: Callable[..., Any],
+) -> None:
     """Starting with the default limits raises the soft RLIMIT_NOFILE so 2 x 4096 sockets fit
     (up to the hard limit): otherwise accept() would fail with EMFILE long before the cap."""
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     try:
         resource.setrlimit(resource.RLIMIT_NOFILE, (min(1024, soft), hard))
-        collector = await _collector()
+        collector = await make_collector()
         await collector.stop()
         raised, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
         wanted = 2 * 4096 + 512

@@ -10,7 +10,8 @@ import gzip
 import json
 import logging
 import os
-from collections.abc import AsyncIterator
+from collections.abc import Callable
+from typing import Any
 
 import aiohttp
 import grpc
@@ -23,10 +24,8 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2_grpc import TraceServiceStub
 from otlp_builders import SPAN_KIND_SERVER, build_request, json_request
 
-from spansignals.processors.collector import Collector, CollectorSettings, Endpoint
+from spansignals.processors.collector import Collector
 from spansignals.processors.collector.validation import SpanLimits
-from spansignals.processors.engine import SignalEngine
-from spansignals.processors.red import RedSpanProcessor
 
 PROTOBUF = "application/x-protobuf"
 JSON = "application/json"
@@ -35,23 +34,14 @@ LIMIT = 4 * 1024 * 1024
 
 
 @pytest.fixture
-async def hardened() -> AsyncIterator[Collector]:
+async def hardened(make_collector: Callable[..., Any]) -> Collector:
     """A collector with small limits: 4 MiB bodies, 1 s read timeout, 4 KiB headers, 64 attributes."""
-    any_port = Endpoint("127.0.0.1", 0)
-    settings = CollectorSettings(
-        grpc_endpoint=any_port,
-        http_endpoint=any_port,
-        metrics_endpoint=any_port,
+    return await make_collector(
         max_request_bytes=LIMIT,
-        shutdown_timeout_s=1.0,
         read_timeout_s=1.0,
         max_header_bytes=4096,
         span_limits=SpanLimits(max_attributes=64, max_attribute_value_bytes=4096),
     )
-    instance = Collector(SignalEngine([RedSpanProcessor()]), settings)
-    await instance.start()
-    yield instance
-    await instance.stop()
 
 
 async def _post(

@@ -8,7 +8,7 @@ import logging
 import shutil
 import ssl
 import subprocess
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +19,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2_grpc import TraceServiceStub
 from otlp_builders import SPAN_KIND_CLIENT, build_request
 
-from spansignals.processors.collector import Collector, CollectorSettings, Endpoint
+from spansignals.processors.collector import CollectorSettings
 from spansignals.processors.collector.app import _hardening_settings
 from spansignals.processors.collector.pipeline import IngestResult
 from spansignals.processors.collector.security import BearerAuth, ServerTls, TlsConfigError
@@ -29,33 +29,13 @@ from spansignals.processors.factory import build_engine
 TOKEN = "s3cret-token-for-tests"
 CANARY = "sk-canary-9d1e77"
 PROTOBUF = "application/x-protobuf"
-ANY_PORT = Endpoint("127.0.0.1", 0)
-
-
-def _settings(**overrides: Any) -> CollectorSettings:
-    return CollectorSettings(
-        grpc_endpoint=ANY_PORT,
-        http_endpoint=ANY_PORT,
-        metrics_endpoint=ANY_PORT,
-        shutdown_timeout_s=1.0,
-        **overrides,
-    )
 
 
 @pytest.fixture
-async def make_collector() -> AsyncIterator[Callable[..., Any]]:
-    """Start collectors with the given settings overrides; stopped at teardown."""
-    started: list[Collector] = []
-
-    async def make(**overrides: Any) -> Collector:
-        collector = Collector(build_engine(load_config({})), _settings(**overrides))
-        await collector.start()
-        started.append(collector)
-        return collector
-
-    yield make
-    for collector in started:
-        await collector.stop()
+def make_collector(make_collector: Callable[..., Any]) -> Callable[..., Any]:
+    """conftest's, with every derivation of the default configuration: each family in /metrics
+    is one more place a canary could leak to."""
+    return lambda **overrides: make_collector(engine=build_engine(load_config({})), **overrides)
 
 
 # --- bearer auth ---------------------------------------------------------------------------------
