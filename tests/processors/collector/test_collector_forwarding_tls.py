@@ -109,8 +109,26 @@ async def test_derived_metrics_pushed_over_otlp(
     collector = await make_collector({"collector": {"metrics_export": push}})
     async with grpc.aio.insecure_channel(str(collector.grpc_endpoint)) as channel:
         await channel.unary_unary(TRACES)(build_request().SerializeToString())
-    await _until(lambda: fake_otlp.items["metrics"] > 0)
+    # The collector's own families (loop lag, ...) are pushed from the start, so "some metrics
+    # arrived" would hold without any derivation: wait for the derived count of that one span.
+    await _until(lambda: _pushed_calls(fake_otlp) == 1)
     assert collector.metrics_push is not None
+
+
+def _pushed_calls(fake: FakeOtlpServer) -> float:
+    """``traces.span.metrics.calls`` (cumulative) in the latest push that carried it."""
+    from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportMetricsServiceRequest
+
+    latest = 0.0
+    for signal, body in list(fake.bodies):
+        if signal != "metrics":
+            continue
+        for rm in ExportMetricsServiceRequest.FromString(body).resource_metrics:
+            for sm in rm.scope_metrics:
+                for metric in sm.metrics:
+                    if metric.name == "traces.span.metrics.calls":
+                        latest = sum(p.as_int or p.as_double for p in metric.sum.data_points)
+    return latest
 
 
 @pytest.mark.integration
