@@ -131,6 +131,7 @@ async def test_metrics_and_logs_pass_through_unchanged(
     assert received.value((transport, "logs", "accepted")) == 2
     sent = collector.exporter_families.items
     await _until(lambda: sent.value(("down", "logs", "sent")) == 2)
+    assert sorted(fake_otlp.bodies) == [("logs", logs), ("metrics", metrics)]  # the received bytes
 
 
 async def test_json_logs_are_re_encoded_with_hex_ids(fake_otlp: FakeOtlpServer, make_collector: Any) -> None:
@@ -153,6 +154,9 @@ async def test_json_logs_are_re_encoded_with_hex_ids(fake_otlp: FakeOtlpServer, 
     async with aiohttp.ClientSession() as session, session.post(url, json=document) as resp:
         assert resp.status == 200 and await resp.read() == b"{}"
     await _until(lambda: fake_otlp.items["logs"] == 1)
+    ((signal, body),) = fake_otlp.bodies
+    record = ExportLogsServiceRequest.FromString(body).resource_logs[0].scope_logs[0].log_records[0]
+    assert (signal, record.trace_id, record.body.string_value) == ("logs", bytes(range(16)), "x")
 
 
 def _retry_delay(error: grpc.aio.AioRpcError) -> float | None:
