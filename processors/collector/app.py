@@ -73,7 +73,6 @@ class CollectorSettings:
     http_endpoint: Endpoint | None = DEFAULT_HTTP_ENDPOINT
     metrics_endpoint: Endpoint = DEFAULT_METRICS_ENDPOINT
     max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES
-    downstream_configured: bool = False
     shutdown_timeout_s: float = 5.0
     service_name: str = DEFAULT_SERVICE_NAME
     span_limits: SpanLimits = field(default_factory=SpanLimits)
@@ -105,7 +104,6 @@ class CollectorSettings:
             http_endpoint=parse_endpoint(otlp.http.endpoint) if otlp.http is not None else None,
             metrics_endpoint=parse_endpoint(collector.prometheus.endpoint),
             max_request_bytes=collector.max_request_bytes,
-            downstream_configured=bool(collector.exporters),
             shutdown_timeout_s=collector.shutdown_timeout,
             service_name=name,
             **_hardening_settings(collector),

@@ -13,7 +13,8 @@ from otlp_builders import SPAN_KIND_SERVER, STATUS_CODE_ERROR, build_request
 from peers import CollectorProcess, poll_until, scrape_samples
 
 from spansignals.processors.collector import Collector, CollectorSettings, Endpoint, run
-from spansignals.processors.config import load_config
+from spansignals.processors.config import SpansignalsConfig, load_config
+from spansignals.processors.factory import build_engine
 
 
 async def _get(url: str) -> tuple[int, str, str]:
@@ -119,7 +120,7 @@ def test_settings_from_config_blocks() -> None:
     assert settings.grpc_endpoint is None
     assert settings.http_endpoint == Endpoint("127.0.0.1", 14318)
     assert settings.metrics_endpoint == Endpoint("127.0.0.1", 19464)
-    assert settings.downstream_configured
+    assert _forwards(config)
 
 
 def test_default_settings_are_the_embedded_config() -> None:
@@ -130,4 +131,11 @@ def test_default_settings_are_the_embedded_config() -> None:
         "127.0.0.1:4318",
         "127.0.0.1:9464",
     )
-    assert not settings.downstream_configured
+    assert not _forwards(load_config({}))
+
+
+def _forwards(config: SpansignalsConfig) -> bool:
+    """Whether a Collector built from ``config`` forwards spans (``collector.exporters`` set)."""
+    collector = Collector(build_engine(config), CollectorSettings.from_config(config), config=config)
+    collector.engine.shutdown()
+    return collector.forwarding is not None
