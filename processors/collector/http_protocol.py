@@ -41,6 +41,8 @@ _TEXTS = {
     431: "request header fields too large",
     500: "internal error",
 }
+_LINGER_S = 1.0
+"""How long a refused connection is read and discarded before it is aborted."""
 
 
 class ConnectionLimit:
@@ -48,8 +50,8 @@ class ConnectionLimit:
 
     A connection over the cap gets ``503`` + ``Retry-After: retry_after_s`` and
     ``Connection: close`` as soon as it is accepted, then a half-close; whatever the client sends
-    is read and discarded until it closes (at most ``linger_s``), so the answer is not destroyed
-    by a reset when the client's request arrives after our close. ``on_refused`` is called for
+    is read and discarded until it closes (at most :data:`_LINGER_S`), so the answer is not
+    destroyed by a reset when the client's request arrives after our close. ``on_refused`` is called for
     each refusal (the self-telemetry counter); a warning is logged at most once a minute.
     """
 
@@ -59,14 +61,10 @@ class ConnectionLimit:
         *,
         retry_after_s: float = 1.0,
         on_refused: Callable[[], None] | None = None,
-        name: str = "OTLP/HTTP",
-        linger_s: float = 1.0,
     ) -> None:
         self.max_connections = max_connections
         self.open = 0
         self._on_refused = on_refused
-        self._name = name
-        self._linger_s = linger_s
         self._last_log = float("-inf")
         text = b"the collector is at its connection limit; retry later\n"
         self._response = (
@@ -87,16 +85,15 @@ class ConnectionLimit:
         if now - self._last_log >= 60.0:
             self._last_log = now
             _logger.warning(
-                "spansignals collector: %s at its limit of %d open connections; answering new"
+                "spansignals collector: OTLP/HTTP at its limit of %d open connections; answering new"
                 " connections with 503 + Retry-After (limits.max_connections)",
-                self._name,
                 self.max_connections,
             )
         return False
 
     def refusal(self) -> asyncio.Protocol:
         """The protocol that answers one refused connection."""
-        return _RefusedConnection(self._response, self._linger_s)
+        return _RefusedConnection(self._response, _LINGER_S)
 
 
 class _RefusedConnection(asyncio.Protocol):
