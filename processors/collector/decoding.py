@@ -41,8 +41,9 @@ __all__ = [
     "parse_protobuf_request",
 ]
 
-DEFAULT_MAX_REQUEST_BYTES = 64 * 1024 * 1024
-"""Largest request body accepted, measured after decompression (64 MiB; generous on purpose)."""
+DEFAULT_MAX_REQUEST_BYTES = 16 * 1024 * 1024
+"""Largest request body accepted, measured after decompression (16 MiB, as ``collector.max_request_bytes``
+defaults to in the config)."""
 
 _PARSE_FIELD = re.compile(r"Failed to parse (\w+) field")
 

@@ -134,6 +134,12 @@ def test_default_settings_are_the_embedded_config() -> None:
     assert not _forwards(load_config({}))
 
 
+def test_settings_defaults_agree_with_the_config_defaults() -> None:
+    """CollectorSettings() (what tests and embedders build directly) says what it is documented
+    to: the embedded configuration's values."""
+    assert CollectorSettings() == CollectorSettings.from_config(load_config({}))
+
+
 def _forwards(config: SpansignalsConfig) -> bool:
     """Whether a Collector built from ``config`` forwards spans (``collector.exporters`` set)."""
     collector = Collector(build_engine(config), CollectorSettings.from_config(config), config=config)
