@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -11,9 +12,11 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from spansignals.processors.ratelimit_headers import (
+    _TABLE_ORDER,  # the dialect tables' order and the one-pass parse: the span path's reference
     ATTR_HEADER_PREFIX,
     CAPTURED_HEADERS,
     RateLimitHeaders,
+    _compile,
     header_readings,
     header_value,
     parse_rate_limit_headers,
@@ -259,3 +262,50 @@ def test_two_headers_for_one_field_the_later_table_row_wins_in_any_order() -> No
     for ordered in (attrs, dict(reversed(attrs.items()))):
         readings = header_readings(ordered, "openai")
         assert readings is not None and readings.quotas == (("requests", None, 3.0, None, False),)
+
+
+_PLAIN_VALUES = st.one_of(
+    st.sampled_from(["100", "0", "7.5", "6m0s", "20ms", "1s", "2023-11-14T22:14:20Z", "1700003600", "30"]),
+    _VALUES,
+)
+
+
+@given(
+    st.dictionaries(st.sampled_from(sorted(CAPTURED_HEADERS)), _PLAIN_VALUES, max_size=8),
+    st.sampled_from(["openai", "anthropic", "github", "ietf", "gemini", "generic", "nonsense"]),
+)
+def test_span_path_equals_one_parse_of_the_dialects_headers_in_table_order(
+    headers: dict[str, Any], dialect: str
+) -> None:
+    """Each set of header keys is read from a plan made once, unless a value is not plain: the
+    readings (values, their order, failures) are what one parse of the same attributes in the
+    dialect table's order gives, the first time and when the plan is reused, for an SDK dict and
+    for a mapping that is not a dict (an OTLP view), whose empty value is read as a failure."""
+    attrs = {ATTR_HEADER_PREFIX + k: v for k, v in headers.items()}
+    known = dialect if dialect in _TABLE_ORDER else "generic"
+    order = _TABLE_ORDER[known]
+    ours = sorted((k for k in attrs if k in order), key=order.__getitem__)
+    sdk = {k: attrs[k] for k in ours if attrs[k] is not None}
+    expected = _compile(sdk, known) if ours else None
+    for _ in range(2):
+        assert header_readings(attrs, dialect) == expected
+    otlp = _NotADict(attrs)
+    expected = _compile({k: attrs[k] for k in ours}, known) if ours else None
+    for _ in range(2):
+        assert header_readings(otlp, dialect) == expected
+
+
+class _NotADict(Mapping[str, Any]):
+    """A read-only mapping that is not a ``dict``, as an OTLP view's attributes are."""
+
+    def __init__(self, data: dict[str, Any]) -> None:
+        self._data = data
+
+    def __getitem__(self, key: str) -> Any:
+        return self._data[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._data)
+
+    def __len__(self) -> int:
+        return len(self._data)
