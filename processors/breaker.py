@@ -262,32 +262,45 @@ class CircuitBreaker:
             self._notify(*change, now)
 
     def record_successes(self, count: int) -> None:
-        """``count`` successful calls: what ``count`` calls of ``record(False)`` do, with one clock
-        read and one lock when the breaker is closed and no failure is in the window (then no
-        success can change the state; ~0.1 µs instead of ~1-2 µs per call). Otherwise one
-        :meth:`record` per call."""
+        """``count`` successful calls: what ``count`` calls of ``record(False)`` at one instant do,
+        with one clock read and one lock when the breaker is closed (~0.2 µs instead of ~1 µs per
+        call). A closed breaker with no failure in the window cannot change state; with one, a
+        success can open it only by bringing the window to ``min_calls`` (each further success
+        lowers the failure rate), so only that one is checked: then it opens there, and the
+        successes after it are recorded one by one. Half-open and open: one :meth:`record` each."""
         if count <= 0:
             return
         now = self._clock()
+        rest = count
+        change: tuple[BreakerState, BreakerState, str] | None = None
         if self._state is BreakerState.CLOSED:
             s = self.settings
             with self._lock:
-                if (
-                    self._state is BreakerState.CLOSED
-                    and now - self._last_failure > s.window_s
-                    and s.consecutive_failures > 0
-                ):
+                if self._state is BreakerState.CLOSED and s.consecutive_failures > 0:
                     current = int(now // self._bucket_width)
                     slot = current % _BUCKETS
                     if self._bucket_ids[slot] != current:
-                        self._bucket_ids[slot] = current
+                        self._bucket_ids[slot] = current  # an old bucket: outside the window
                         self._calls[slot] = self._fails[slot] = 0
-                    self._calls[slot] += count
+                    taken = count
+                    if now - self._last_failure <= s.window_s:  # a failure to add up
+                        calls, fails = self._window(now)  # sums at ``current`` from here on
+                        first = max(1, s.min_calls - calls)  # the success that reaches min_calls
+                        if first <= count and fails and fails / (calls + first) >= s.failure_rate:
+                            taken = first
+                            change = self._open(
+                                now,
+                                now + s.open_for_s,
+                                f"failure rate {fails}/{calls + first} over {s.window_s:g}s",
+                            )
+                    self._calls[slot] += taken
                     if self._window_at == current:
-                        self._window_calls += count
+                        self._window_calls += taken
                     self._consecutive = 0
-                    return
-        for _ in range(count):
+                    rest = count - taken
+        if change is not None:
+            self._notify(*change, now)
+        for _ in range(rest):
             self.record(False)
 
     def trip_until(self, until: float, reason: str) -> None:

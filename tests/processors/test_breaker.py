@@ -325,3 +325,37 @@ def test_record_successes_is_record_false_repeated(steps: list[tuple[str, int, f
         assert batched.window_counts() == single.window_counts()
         assert batched.open_until == single.open_until
     assert seen_a == seen_b
+
+
+@pytest.mark.parametrize(
+    ("before", "successes"),
+    [
+        ([True, False] * 4 + [True], 4),  # 5/9: the 10th call (the batch's first) opens it at 5/10
+        ([True, False, False] * 3, 3),  # 3/9: 3/10 stays closed
+        ([True, False, True, False, False], 9),  # 2/5 then 2/10 at the batch's 5th: closed
+        ([True, True, False] * 2 + [True], 5),  # 5/7: the batch's 3rd call opens it at 5/10
+        ([True, False] * 6, 2),  # 6/12 opened on the 12th call: the batch finds it open
+    ],
+)
+def test_record_successes_opens_where_the_success_reaching_min_calls_would(
+    before: list[bool], successes: int
+) -> None:
+    """With failures in the window, the batch's success that brings the window to min_calls opens
+    the breaker when the failure rate still holds, with the reason single calls give; the
+    successes after it are recorded on the open breaker."""
+    clock_a, clock_b = FakeClock(), FakeClock()
+    batched, seen_a = _breaker(clock_a)
+    single, seen_b = _breaker(clock_b)
+    for failure in before:
+        for b, clock in ((batched, clock_a), (single, clock_b)):
+            b.record(failure)
+            clock.advance(1)
+    batched.record_successes(successes)
+    for _ in range(successes):
+        single.record(False)
+    assert (batched.state, batched.window_counts(), batched.open_until) == (
+        single.state,
+        single.window_counts(),
+        single.open_until,
+    )
+    assert seen_a == seen_b
