@@ -112,7 +112,8 @@ class FailureClassifier:
                 raise ValueError(
                     f"failure status code must be an integer or a class like '5xx', got {code!r}"
                 )
-        self._codes = frozenset(codes)
+        self.codes: frozenset[int] = frozenset(codes)
+        """The status codes that are failures (the span path tests a response's code in it directly)."""
         self._timeouts = timeouts
         self._connection_errors = connection_errors
 
@@ -120,7 +121,7 @@ class FailureClassifier:
         """``status_code`` from the response (``None`` when there was none), ``errored`` from the
         span status, ``error_type`` from ``error.type``."""
         if status_code is not None:
-            return status_code in self._codes
+            return status_code in self.codes
         if not errored:
             return False
         if error_type and "timeout" in error_type.lower():

@@ -184,6 +184,7 @@ class RateLimitSpanProcessor(SignalSpanProcessor):
             timeouts=b.timeouts_are_failures,
             connection_errors=b.connection_errors_are_failures,
         )
+        self._failure_codes = self.classifier.codes
         breaker_labels = (
             ("service.name", "provider", "route") if self.by_route else ("service.name", "provider")
         )
@@ -289,13 +290,16 @@ class RateLimitSpanProcessor(SignalSpanProcessor):
             breaker = self._register_breaker(key, provider, service)
             if breaker is None:
                 return
-        errored = view.status_code == STATUS_ERROR
-        if status is None and not errored and until is None:
-            return  # neither a response nor an error: nothing to learn
-        error_type = attrs.get("error.type") if errored and status is None else None
-        failure = self.classifier.is_failure(
-            status, errored, error_type if isinstance(error_type, str) else None
-        )
+        if status is not None:  # what classifier.is_failure says, without its call
+            failure = status in self._failure_codes
+        elif view.status_code != STATUS_ERROR:
+            if until is None:
+                return  # neither a response nor an error: nothing to learn
+            failure = False
+        else:
+            error_type = attrs.get("error.type")
+            error_type = error_type if isinstance(error_type, str) else None
+            failure = self.classifier.is_failure(None, True, error_type)
         if pending is not None:
             if not failure and until is None:
                 pending[breaker] = pending.get(breaker, 0) + 1
