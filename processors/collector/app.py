@@ -48,6 +48,7 @@ from .receiver import (
 from .security import BearerAuth, ServerTls
 from .server import MetricsServer, PrometheusExposition
 from .signals import SignalPassThrough
+from .spanscan import NATIVE as SCANNER_BUILT
 from .validation import SpanLimits
 
 __all__ = ["Collector", "CollectorSettings", "run"]
@@ -429,8 +430,13 @@ async def _serve(collector: Collector) -> int:
         downstream = collector.forwarder.describe()
     else:
         downstream = "downstream: none set (collector.exporters); spans are dropped after derivation"
+    span_path = (
+        "span path: native scanner"
+        if SCANNER_BUILT
+        else "span path: Python only (the native scanner was not built: no C compiler at install?)"
+    )
     print(
-        f"spansignals collector listening on\n{_indent(collector.describe())}\n{downstream}",
+        f"spansignals collector listening on\n{_indent(collector.describe())}\n{downstream}\n{span_path}",
         file=sys.stderr,
         flush=True,
     )

@@ -30,6 +30,7 @@ from ..families import CounterFamily, MetricFamily
 from ..view import OtlpAttributes, OtlpSpanView, SpanView, _sampling_weight
 from .redaction_stage import redact_request
 from .span_offsets import EncodedSpans
+from .spanscan import scan_views
 from .validation import Rejections, SpanLimits, span_rule_broken, values_too_long
 
 __all__ = [
@@ -123,6 +124,10 @@ class TracePipeline:
         Never raises: a resource that cannot be read is counted as a processor error and its
         spans still count as accepted (they were acknowledged, and derivation is best effort).
         """
+        if body is not None and not self.redact:
+            fast = self._ingest_scanned(request, transport, body)
+            if fast is not None:
+                return fast
         modified = False
         if self.redact and redact_request(request):
             modified = True
@@ -234,6 +239,32 @@ class TracePipeline:
             return IngestResult(accepted, 0, "", modified)
         self.receiver_spans.add((transport, OUTCOME_REJECTED), rejections.total)
         return IngestResult(accepted, rejections.total, rejections.message(), modified)
+
+    def _ingest_scanned(
+        self, request: ExportTraceServiceRequest, transport: str, body: bytes
+    ) -> IngestResult | None:
+        """The fast path (:mod:`.spanscan`): views built natively from ``body``; ``None`` when the
+        request needs the Python path (the scanner is missing or unsure, or a span breaks a rule).
+
+        The scanner's span count is checked against the parsed message's, so a scanner that read
+        the request differently from upb could never derive from the wrong spans unnoticed."""
+        try:
+            limits = self.limits
+            views = scan_views(body, limits.max_attributes, limits.max_attribute_value_bytes)
+        except Exception as exc:  # memory, or a scanner bug: the Python path still derives
+            self.engine.errors.record("collector.spanscan", exc)
+            return None
+        if views is None:
+            return None
+        accepted = len(views)
+        if accepted != count_spans(request):
+            mismatch = RuntimeError("native scanner span count differs from the parsed request")
+            self.engine.errors.record("collector.spanscan", mismatch)
+            return None
+        if views:
+            self.engine.process_batch(views)
+            self.receiver_spans.add((transport, OUTCOME_ACCEPTED), accepted)
+        return IngestResult(accepted, 0, "", False)
 
     def refuse(self, transport: str, spans: int) -> None:
         """Count ``spans`` refused by a receiver (for example when shutting down)."""

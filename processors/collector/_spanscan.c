@@ -1,0 +1,875 @@
+/*
+ * spansignals.processors.collector._spanscan: the collector's span path in C.
+ *
+ * What it does and why it is hand-written is explained in spanscan.py, the module that wraps it;
+ * in short: upb (the protobuf runtime the receivers parse with) builds a Python wrapper for every
+ * field read, which made reading each span's fields and building its view the largest share of
+ * the collector's per-span CPU. This scanner walks the request bytes that upb has already
+ * accepted and builds the span views directly, with their attributes decoded only when a
+ * derivation asks for them.
+ *
+ * The contract, which the tests check against the Python path on generated requests:
+ *   scan() returns views only when the Python path would have accepted every span of the request
+ *   (validation.py's rules) and built equal views; anything it is not sure of (a rule broken, an
+ *   encoding that protobuf would merge, an unknown wire type, a nesting deeper than MAX_DEPTH)
+ *   returns None, and the caller takes the Python path. It never reads outside the buffer, on
+ *   any input.
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <structmember.h>
+#include <stdint.h>
+#include <string.h>
+
+#define MAX_DEPTH 32
+
+/* Results of the checking walks. */
+#define SCAN_OK 0
+#define SCAN_BAIL 1 /* not sure: take the Python path */
+#define SCAN_ERROR -1 /* a Python exception is set */
+
+typedef struct {
+    uint32_t number;
+    int wire;
+    const uint8_t *data; /* length-delimited: the payload */
+    size_t len;
+    uint64_t value; /* varint, fixed64, fixed32 */
+} field_t;
+
+static int
+read_varint(const uint8_t **pp, const uint8_t *end, uint64_t *out)
+{
+    const uint8_t *p = *pp;
+    uint64_t value = 0;
+    for (int shift = 0; shift < 64 && p < end; shift += 7) {
+        uint8_t byte = *p++;
+        value |= (uint64_t)(byte & 0x7F) << shift;
+        if (!(byte & 0x80)) {
+            *pp = p;
+            *out = value;
+            return 1;
+        }
+    }
+    return 0; /* truncated, or longer than ten bytes */
+}
+
+static uint64_t
+read_le(const uint8_t *p, int width)
+{
+    uint64_t value = 0;
+    for (int i = width - 1; i >= 0; i--) {
+        value = (value << 8) | p[i];
+    }
+    return value;
+}
+
+/* 1: a field was read into *f; 0: at the end; -1: malformed (groups included: OTLP has none). */
+static int
+next_field(const uint8_t **pp, const uint8_t *end, field_t *f)
+{
+    if (*pp >= end) {
+        return 0;
+    }
+    uint64_t tag;
+    if (!read_varint(pp, end, &tag) || (tag >> 32) || (tag >> 3) == 0) {
+        return -1;
+    }
+    f->number = (uint32_t)(tag >> 3);
+    f->wire = (int)(tag & 7);
+    const uint8_t *p = *pp;
+    switch (f->wire) {
+    case 0:
+        if (!read_varint(pp, end, &f->value)) {
+            return -1;
+        }
+        return 1;
+    case 1:
+        if (end - p < 8) {
+            return -1;
+        }
+        f->value = read_le(p, 8);
+        *pp = p + 8;
+        return 1;
+    case 2: {
+        uint64_t length;
+        if (!read_varint(pp, end, &length) || length > (uint64_t)(end - *pp)) {
+            return -1;
+        }
+        f->data = *pp;
+        f->len = (size_t)length;
+        *pp += length;
+        return 1;
+    }
+    case 5:
+        if (end - p < 4) {
+            return -1;
+        }
+        f->value = read_le(p, 4);
+        *pp = p + 4;
+        return 1;
+    default:
+        return -1;
+    }
+}
+
+/* --- checking walks: lengths, and an encoding whose values the decoder below reads as upb does */
+
+static int check_any(const uint8_t *p, const uint8_t *end, size_t limit, int depth);
+
+/* KeyValue { string key = 1; AnyValue value = 2; } */
+static int
+check_kv(const uint8_t *p, const uint8_t *end, size_t limit, int depth)
+{
+    field_t f;
+    int r, values = 0;
+    if (depth > MAX_DEPTH) {
+        return SCAN_BAIL;
+    }
+    while ((r = next_field(&p, end, &f)) == 1) {
+        if (f.number == 1) {
+            if (f.wire != 2 || f.len > limit) {
+                return SCAN_BAIL;
+            }
+        }
+        else if (f.number == 2) {
+            /* a second value would be merged into the first by protobuf: not ours to mimic */
+            if (f.wire != 2 || ++values > 1) {
+                return SCAN_BAIL;
+            }
+            int c = check_any(f.data, f.data + f.len, limit, depth + 1);
+            if (c != SCAN_OK) {
+                return c;
+            }
+        }
+    }
+    return r < 0 ? SCAN_BAIL : SCAN_OK;
+}
+
+/* ArrayValue { repeated AnyValue values = 1; } and KeyValueList { repeated KeyValue values = 1; } */
+static int
+check_list(const uint8_t *p, const uint8_t *end, size_t limit, int depth, int of_kvs)
+{
+    field_t f;
+    int r;
+    if (depth > MAX_DEPTH) {
+        return SCAN_BAIL;
+    }
+    while ((r = next_field(&p, end, &f)) == 1) {
+        if (f.number != 1) {
+            continue;
+        }
+        if (f.wire != 2) {
+            return SCAN_BAIL;
+        }
+        int c = of_kvs ? check_kv(f.data, f.data + f.len, limit, depth + 1)
+                       : check_any(f.data, f.data + f.len, limit, depth + 1);
+        if (c != SCAN_OK) {
+            return c;
+        }
+    }
+    return r < 0 ? SCAN_BAIL : SCAN_OK;
+}
+
+/* AnyValue: a oneof of string 1, bool 2, int64 3, double 4, ArrayValue 5, KeyValueList 6,
+ * bytes 7. More than one member present would need protobuf's last-wins and merge rules. */
+static int
+check_any(const uint8_t *p, const uint8_t *end, size_t limit, int depth)
+{
+    field_t f;
+    int r, members = 0;
+    if (depth > MAX_DEPTH) {
+        return SCAN_BAIL;
+    }
+    while ((r = next_field(&p, end, &f)) == 1) {
+        switch (f.number) {
+        case 1:
+        case 7:
+            if (f.wire != 2 || f.len > limit) {
+                return SCAN_BAIL;
+            }
+            break;
+        case 2:
+        case 3:
+            if (f.wire != 0) {
+                return SCAN_BAIL;
+            }
+            break;
+        case 4:
+            if (f.wire != 1) {
+                return SCAN_BAIL;
+            }
+            break;
+        case 5:
+        case 6: {
+            if (f.wire != 2) {
+                return SCAN_BAIL;
+            }
+            int c = check_list(f.data, f.data + f.len, limit, depth + 1, f.number == 6);
+            if (c != SCAN_OK) {
+                return c;
+            }
+            break;
+        }
+        default:
+            continue; /* an unknown field: upb keeps it aside, it is no value */
+        }
+        if (++members > 1) {
+            return SCAN_BAIL;
+        }
+    }
+    return r < 0 ? SCAN_BAIL : SCAN_OK;
+}
+
+/* --- decoding values (on bytes check_* accepted; still bounds-checked on any input) ---------- */
+
+static PyObject *decode_any(const uint8_t *p, const uint8_t *end, int depth);
+
+static PyObject *
+malformed(void)
+{
+    PyErr_SetString(PyExc_ValueError, "malformed OTLP attribute encoding");
+    return NULL;
+}
+
+/* Decode one KeyValue into dict[key] = value (last occurrence wins, as in a dict built in order). */
+static int
+decode_kv_into(PyObject *dict, const uint8_t *p, const uint8_t *end, int depth)
+{
+    field_t f;
+    int r;
+    const uint8_t *key = NULL, *value = NULL;
+    size_t key_len = 0, value_len = 0;
+    if (depth > MAX_DEPTH) {
+        malformed();
+        return -1;
+    }
+    while ((r = next_field(&p, end, &f)) == 1) {
+        if (f.number == 1 && f.wire == 2) {
+            key = f.data;
+            key_len = f.len;
+        }
+        else if (f.number == 2 && f.wire == 2) {
+            value = f.data;
+            value_len = f.len;
+        }
+    }
+    if (r < 0) {
+        malformed();
+        return -1;
+    }
+    PyObject *k = PyUnicode_DecodeUTF8(key ? (const char *)key : "", (Py_ssize_t)key_len, NULL);
+    if (k == NULL) {
+        return -1;
+    }
+    PyObject *v;
+    if (value != NULL) {
+        v = decode_any(value, value + value_len, depth + 1);
+    }
+    else {
+        v = Py_NewRef(Py_None);
+    }
+    if (v == NULL) {
+        Py_DECREF(k);
+        return -1;
+    }
+    int rc = PyDict_SetItem(dict, k, v);
+    Py_DECREF(k);
+    Py_DECREF(v);
+    return rc;
+}
+
+static PyObject *
+decode_list(const uint8_t *p, const uint8_t *end, int depth, int of_kvs)
+{
+    field_t f;
+    int r;
+    if (depth > MAX_DEPTH) {
+        return malformed();
+    }
+    if (of_kvs) {
+        PyObject *dict = PyDict_New();
+        if (dict == NULL) {
+            return NULL;
+        }
+        while ((r = next_field(&p, end, &f)) == 1) {
+            if (f.number == 1 && f.wire == 2 && decode_kv_into(dict, f.data, f.data + f.len, depth + 1) < 0) {
+                Py_DECREF(dict);
+                return NULL;
+            }
+        }
+        if (r < 0) {
+            Py_DECREF(dict);
+            return malformed();
+        }
+        return dict;
+    }
+    PyObject *items = PyList_New(0);
+    if (items == NULL) {
+        return NULL;
+    }
+    while ((r = next_field(&p, end, &f)) == 1) {
+        if (f.number != 1 || f.wire != 2) {
+            continue;
+        }
+        PyObject *item = decode_any(f.data, f.data + f.len, depth + 1);
+        if (item == NULL || PyList_Append(items, item) < 0) {
+            Py_XDECREF(item);
+            Py_DECREF(items);
+            return NULL;
+        }
+        Py_DECREF(item);
+    }
+    if (r < 0) {
+        Py_DECREF(items);
+        return malformed();
+    }
+    PyObject *tuple = PyList_AsTuple(items);
+    Py_DECREF(items);
+    return tuple;
+}
+
+/* An AnyValue as any_value_to_python gives it: the last oneof member present, None when empty. */
+static PyObject *
+decode_any(const uint8_t *p, const uint8_t *end, int depth)
+{
+    field_t f, last;
+    int r, found = 0;
+    if (depth > MAX_DEPTH) {
+        return malformed();
+    }
+    while ((r = next_field(&p, end, &f)) == 1) {
+        if (f.number >= 1 && f.number <= 7) {
+            last = f;
+            found = 1;
+        }
+    }
+    if (r < 0) {
+        return malformed();
+    }
+    if (!found) {
+        Py_RETURN_NONE;
+    }
+    switch (last.number) {
+    case 1:
+        return last.wire == 2 ? PyUnicode_DecodeUTF8((const char *)last.data, (Py_ssize_t)last.len, NULL)
+                              : malformed();
+    case 2:
+        return last.wire == 0 ? PyBool_FromLong(last.value != 0) : malformed();
+    case 3:
+        return last.wire == 0 ? PyLong_FromLongLong((long long)(int64_t)last.value) : malformed();
+    case 4: {
+        if (last.wire != 1) {
+            return malformed();
+        }
+        double d;
+        memcpy(&d, &last.value, sizeof d);
+        return PyFloat_FromDouble(d);
+    }
+    case 5:
+    case 6:
+        return last.wire == 2 ? decode_list(last.data, last.data + last.len, depth + 1, last.number == 6)
+                              : malformed();
+    default: /* 7 */
+        return last.wire == 2 ? PyBytes_FromStringAndSize((const char *)last.data, (Py_ssize_t)last.len)
+                              : malformed();
+    }
+}
+
+/* --- span_attributes(body, start, end) -> dict --------------------------------------------- */
+
+static int
+span_attributes_into(PyObject *dict, const uint8_t *p, const uint8_t *end, uint32_t field_number)
+{
+    field_t f;
+    int r;
+    while ((r = next_field(&p, end, &f)) == 1) {
+        if (f.number == field_number && f.wire == 2 && decode_kv_into(dict, f.data, f.data + f.len, 1) < 0) {
+            return -1;
+        }
+    }
+    if (r < 0) {
+        malformed();
+        return -1;
+    }
+    return 0;
+}
+
+static PyObject *
+span_attributes(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 3 || !PyBytes_Check(args[0])) {
+        PyErr_SetString(PyExc_TypeError, "span_attributes(body: bytes, start: int, end: int)");
+        return NULL;
+    }
+    Py_ssize_t size = PyBytes_GET_SIZE(args[0]);
+    Py_ssize_t start = PyLong_AsSsize_t(args[1]);
+    Py_ssize_t stop = PyLong_AsSsize_t(args[2]);
+    if ((start == -1 || stop == -1) && PyErr_Occurred()) {
+        return NULL;
+    }
+    if (start < 0 || stop < start || stop > size) {
+        PyErr_SetString(PyExc_ValueError, "span range outside the body");
+        return NULL;
+    }
+    const uint8_t *base = (const uint8_t *)PyBytes_AS_STRING(args[0]);
+    PyObject *dict = PyDict_New();
+    if (dict == NULL) {
+        return NULL;
+    }
+    /* Span.attributes is field 9 */
+    if (span_attributes_into(dict, base + start, base + stop, 9) < 0) {
+        Py_DECREF(dict);
+        return NULL;
+    }
+    return dict;
+}
+
+/* --- scan(body, view_type, max_attributes, max_value_bytes, weight_of) -> list | None ------ */
+
+/* The view type's slots, found once per type: see spanscan.ScannedSpanView. */
+enum {
+    SLOT_NAME,
+    SLOT_KIND,
+    SLOT_START,
+    SLOT_END,
+    SLOT_STATUS,
+    SLOT_RESOURCE,
+    SLOT_SERVICE,
+    SLOT_WEIGHT,
+    SLOT_BODY,
+    SLOT_SPAN_START,
+    SLOT_SPAN_END,
+    SLOT_CACHE,
+    SLOT_COUNT
+};
+static const char *const slot_names[SLOT_COUNT] = {
+    "name", "kind", "start_ns", "end_ns", "status_code", "resource", "service_name", "weight",
+    "_body", "_span_start", "_span_end", "_decoded",
+};
+
+typedef struct {
+    PyTypeObject *type; /* strong reference */
+    Py_ssize_t offsets[SLOT_COUNT];
+} view_layout;
+
+static view_layout layout;
+static PyObject *unknown_service; /* "unknown_service" */
+static PyObject *service_name_key; /* "service.name" */
+static PyObject *one; /* 1.0 */
+
+static int
+find_layout(PyTypeObject *type)
+{
+    if (layout.type == type) {
+        return 0;
+    }
+    if (!(type->tp_flags & Py_TPFLAGS_HEAPTYPE) || type->tp_dictoffset != 0) {
+        PyErr_SetString(PyExc_TypeError, "scan() needs a view class with __slots__ and no __dict__");
+        return -1;
+    }
+    view_layout found;
+    found.type = type;
+    for (int i = 0; i < SLOT_COUNT; i++) {
+        PyObject *descr = PyObject_GetAttrString((PyObject *)type, slot_names[i]);
+        if (descr == NULL) {
+            return -1;
+        }
+        if (!Py_IS_TYPE(descr, &PyMemberDescr_Type)) {
+            Py_DECREF(descr);
+            PyErr_Format(PyExc_TypeError, "view class attribute %s is not a slot", slot_names[i]);
+            return -1;
+        }
+        PyMemberDef *member = ((PyMemberDescrObject *)descr)->d_member;
+        int plain = member->type == T_OBJECT_EX && !(member->flags & READONLY);
+        found.offsets[i] = member->offset;
+        Py_DECREF(descr);
+        if (!plain) {
+            PyErr_Format(PyExc_TypeError, "view class slot %s is not a plain object slot", slot_names[i]);
+            return -1;
+        }
+    }
+    Py_INCREF(type);
+    Py_XDECREF(layout.type);
+    layout = found;
+    return 0;
+}
+
+static inline void
+set_slot(PyObject *obj, int slot, PyObject *value) /* steals value */
+{
+    PyObject **where = (PyObject **)((char *)obj + layout.offsets[slot]);
+    PyObject *old = *where;
+    *where = value;
+    Py_XDECREF(old);
+}
+
+typedef struct {
+    PyObject *body; /* the bytes object */
+    const uint8_t *base;
+    size_t max_attributes;
+    size_t limit;
+    PyObject *weight_of;
+    PyObject *views; /* list */
+} scan_state;
+
+static int
+all_zero(const uint8_t *p, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        if (p[i]) {
+            return 0;
+        }
+    }
+    return 1;
+}
+
+/* Span fields: trace_id 1, span_id 2, trace_state 3, parent_span_id 4, name 5, kind 6 (enum),
+ * start 7 and end 8 (fixed64), attributes 9, status 15 (Status: code 3, an enum). */
+static int
+scan_span(scan_state *st, const uint8_t *p, const uint8_t *end, PyObject *resource, PyObject *service)
+{
+    field_t f;
+    int r;
+    const uint8_t *span_start = p;
+    size_t trace_len = 0, span_len = 0, parent_len = 0, name_len = 0, state_len = 0, attributes = 0;
+    const uint8_t *trace_id = NULL, *span_id = NULL, *name = NULL, *state = NULL;
+    uint64_t start = 0, stop = 0;
+    int32_t kind = 0, status = 0;
+    while ((r = next_field(&p, end, &f)) == 1) {
+        switch (f.number) {
+        case 1:
+        case 2:
+        case 3:
+        case 4:
+        case 5:
+            if (f.wire != 2) {
+                return SCAN_BAIL;
+            }
+            if (f.number == 1) {
+                trace_id = f.data;
+                trace_len = f.len;
+            }
+            else if (f.number == 2) {
+                span_id = f.data;
+                span_len = f.len;
+            }
+            else if (f.number == 3) {
+                state = f.data;
+                state_len = f.len;
+            }
+            else if (f.number == 4) {
+                parent_len = f.len;
+            }
+            else {
+                name = f.data;
+                name_len = f.len;
+            }
+            break;
+        case 6:
+            if (f.wire != 0) {
+                return SCAN_BAIL;
+            }
+            kind = (int32_t)(uint32_t)f.value;
+            break;
+        case 7:
+        case 8:
+            if (f.wire != 1) {
+                return SCAN_BAIL;
+            }
+            if (f.number == 7) {
+                start = f.value;
+            }
+            else {
+                stop = f.value;
+            }
+            break;
+        case 9: {
+            if (f.wire != 2 || ++attributes > st->max_attributes) {
+                return SCAN_BAIL;
+            }
+            int c = check_kv(f.data, f.data + f.len, st->limit, 1);
+            if (c != SCAN_OK) {
+                return c;
+            }
+            break;
+        }
+        case 15: {
+            /* Status; a second occurrence merges into the first: later fields win, as here */
+            if (f.wire != 2) {
+                return SCAN_BAIL;
+            }
+            const uint8_t *q = f.data, *qend = f.data + f.len;
+            field_t g;
+            int rs;
+            while ((rs = next_field(&q, qend, &g)) == 1) {
+                if (g.number == 3) {
+                    if (g.wire != 0) {
+                        return SCAN_BAIL;
+                    }
+                    status = (int32_t)(uint32_t)g.value;
+                }
+            }
+            if (rs < 0) {
+                return SCAN_BAIL;
+            }
+            break;
+        }
+        default:
+            break;
+        }
+    }
+    if (r < 0) {
+        return SCAN_BAIL;
+    }
+    /* validation.py's rules, in its order; any rule broken leaves naming it to the Python path */
+    if (trace_len != 16 || all_zero(trace_id, 16) || span_len != 8 || all_zero(span_id, 8)
+        || (parent_len != 0 && parent_len != 8) || stop < start) {
+        return SCAN_BAIL;
+    }
+
+    PyObject *view = layout.type->tp_alloc(layout.type, 0);
+    if (view == NULL) {
+        return SCAN_ERROR;
+    }
+    if (PyList_Append(st->views, view) < 0) {
+        Py_DECREF(view);
+        return SCAN_ERROR;
+    }
+    Py_DECREF(view); /* the list holds it; slots are filled in place */
+    set_slot(view, SLOT_RESOURCE, Py_NewRef(resource));
+    set_slot(view, SLOT_SERVICE, Py_NewRef(service));
+    set_slot(view, SLOT_BODY, Py_NewRef(st->body));
+    set_slot(view, SLOT_CACHE, Py_NewRef(Py_None));
+    PyObject *value;
+    if ((value = PyLong_FromLong(kind)) == NULL) {
+        return SCAN_ERROR;
+    }
+    set_slot(view, SLOT_KIND, value);
+    if ((value = PyLong_FromLong(status)) == NULL) {
+        return SCAN_ERROR;
+    }
+    set_slot(view, SLOT_STATUS, value);
+    if ((value = PyLong_FromUnsignedLongLong(start)) == NULL) {
+        return SCAN_ERROR;
+    }
+    set_slot(view, SLOT_START, value);
+    if ((value = PyLong_FromUnsignedLongLong(stop)) == NULL) {
+        return SCAN_ERROR;
+    }
+    set_slot(view, SLOT_END, value);
+    if ((value = PyLong_FromSsize_t(span_start - st->base)) == NULL) {
+        return SCAN_ERROR;
+    }
+    set_slot(view, SLOT_SPAN_START, value);
+    if ((value = PyLong_FromSsize_t(end - st->base)) == NULL) {
+        return SCAN_ERROR;
+    }
+    set_slot(view, SLOT_SPAN_END, value);
+    if ((value = PyUnicode_DecodeUTF8(name ? (const char *)name : "", (Py_ssize_t)name_len, NULL)) == NULL) {
+        return SCAN_ERROR;
+    }
+    set_slot(view, SLOT_NAME, value);
+    if (state_len == 0) {
+        value = Py_NewRef(one);
+    }
+    else {
+        PyObject *text = PyUnicode_DecodeUTF8((const char *)state, (Py_ssize_t)state_len, NULL);
+        if (text == NULL) {
+            return SCAN_ERROR;
+        }
+        value = PyObject_CallOneArg(st->weight_of, text);
+        Py_DECREF(text);
+        if (value == NULL) {
+            return SCAN_ERROR;
+        }
+    }
+    set_slot(view, SLOT_WEIGHT, value);
+    return SCAN_OK;
+}
+
+/* ResourceSpans { Resource resource = 1; repeated ScopeSpans scope_spans = 2; }
+ * Resource { repeated KeyValue attributes = 1; }  ScopeSpans { repeated Span spans = 2; } */
+static int
+scan_resource_spans(scan_state *st, const uint8_t *p, const uint8_t *end)
+{
+    field_t f;
+    int r;
+    size_t attributes = 0;
+    PyObject *resource = PyDict_New();
+    if (resource == NULL) {
+        return SCAN_ERROR;
+    }
+    /* First the resource (it may follow its spans; several occurrences merge: attributes append) */
+    const uint8_t *q = p;
+    while ((r = next_field(&q, end, &f)) == 1) {
+        if (f.number != 1) {
+            continue;
+        }
+        if (f.wire != 2) {
+            goto bail;
+        }
+        const uint8_t *a = f.data, *aend = f.data + f.len;
+        field_t g;
+        int ra;
+        while ((ra = next_field(&a, aend, &g)) == 1) {
+            if (g.number != 1) {
+                continue;
+            }
+            if (g.wire != 2 || ++attributes > st->max_attributes) {
+                goto bail;
+            }
+            int c = check_kv(g.data, g.data + g.len, st->limit, 1);
+            if (c != SCAN_OK) {
+                Py_DECREF(resource);
+                return c;
+            }
+            if (decode_kv_into(resource, g.data, g.data + g.len, 1) < 0) {
+                goto error;
+            }
+        }
+        if (ra < 0) {
+            goto bail;
+        }
+    }
+    if (r < 0) {
+        goto bail;
+    }
+    PyObject *service = PyDict_GetItemWithError(resource, service_name_key); /* borrowed */
+    if (service == NULL && PyErr_Occurred()) {
+        goto error;
+    }
+    if (service == NULL || !PyUnicode_Check(service) || PyUnicode_GET_LENGTH(service) == 0) {
+        service = unknown_service;
+    }
+    Py_INCREF(service);
+    while ((r = next_field(&p, end, &f)) == 1) {
+        if (f.number != 2) {
+            continue;
+        }
+        if (f.wire != 2) {
+            r = -1;
+            break;
+        }
+        const uint8_t *s = f.data, *send = f.data + f.len;
+        field_t g;
+        int rs;
+        while ((rs = next_field(&s, send, &g)) == 1) {
+            if (g.number != 2) {
+                continue;
+            }
+            if (g.wire != 2) {
+                rs = -1;
+                break;
+            }
+            int c = scan_span(st, g.data, g.data + g.len, resource, service);
+            if (c != SCAN_OK) {
+                Py_DECREF(service);
+                Py_DECREF(resource);
+                return c;
+            }
+        }
+        if (rs < 0) {
+            r = -1;
+            break;
+        }
+    }
+    Py_DECREF(service);
+    Py_DECREF(resource);
+    return r < 0 ? SCAN_BAIL : SCAN_OK;
+bail:
+    Py_DECREF(resource);
+    return SCAN_BAIL;
+error:
+    Py_DECREF(resource);
+    return SCAN_ERROR;
+}
+
+static PyObject *
+scan(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 5 || !PyBytes_Check(args[0]) || !PyType_Check(args[1])) {
+        PyErr_SetString(PyExc_TypeError,
+                        "scan(body: bytes, view_type: type, max_attributes: int, max_value_bytes: int, "
+                        "weight_of: callable)");
+        return NULL;
+    }
+    Py_ssize_t max_attributes = PyLong_AsSsize_t(args[2]);
+    Py_ssize_t limit = PyLong_AsSsize_t(args[3]);
+    if ((max_attributes == -1 || limit == -1) && PyErr_Occurred()) {
+        return NULL;
+    }
+    if (max_attributes < 0 || limit < 0) {
+        PyErr_SetString(PyExc_ValueError, "limits must not be negative");
+        return NULL;
+    }
+    if (find_layout((PyTypeObject *)args[1]) < 0) {
+        return NULL;
+    }
+    scan_state st;
+    st.body = args[0];
+    st.base = (const uint8_t *)PyBytes_AS_STRING(args[0]);
+    st.max_attributes = (size_t)max_attributes;
+    st.limit = (size_t)limit;
+    st.weight_of = args[4];
+    st.views = PyList_New(0);
+    if (st.views == NULL) {
+        return NULL;
+    }
+    const uint8_t *p = st.base, *end = st.base + PyBytes_GET_SIZE(args[0]);
+    field_t f;
+    int r, c = SCAN_OK;
+    /* ExportTraceServiceRequest { repeated ResourceSpans resource_spans = 1; } */
+    while ((r = next_field(&p, end, &f)) == 1) {
+        if (f.number != 1) {
+            continue;
+        }
+        if (f.wire != 2) {
+            r = -1;
+            break;
+        }
+        c = scan_resource_spans(&st, f.data, f.data + f.len);
+        if (c != SCAN_OK) {
+            break;
+        }
+    }
+    if (c == SCAN_ERROR) {
+        Py_DECREF(st.views);
+        if (!PyErr_ExceptionMatches(PyExc_ValueError)) {
+            return NULL; /* memory, or an error of weight_of */
+        }
+        /* text that is not UTF-8, or a malformed value: bytes upb would refuse, so not ours */
+        PyErr_Clear();
+        Py_RETURN_NONE;
+    }
+    if (c == SCAN_BAIL || r < 0) {
+        Py_DECREF(st.views);
+        Py_RETURN_NONE;
+    }
+    return st.views;
+}
+
+static PyMethodDef methods[] = {
+    {"scan", (PyCFunction)(void (*)(void))scan, METH_FASTCALL,
+     "scan(body, view_type, max_attributes, max_value_bytes, weight_of) -> list of views, or None "
+     "when the request needs the Python path (a rule broken, or an encoding it does not take)."},
+    {"span_attributes", (PyCFunction)(void (*)(void))span_attributes, METH_FASTCALL,
+     "span_attributes(body, start, end) -> dict of the attributes of the Span encoded at body[start:end]."},
+    {NULL, NULL, 0, NULL},
+};
+
+static struct PyModuleDef module_def = {
+    PyModuleDef_HEAD_INIT, "_spanscan", "Native OTLP span scanner (see spanscan.py).", -1, methods,
+    NULL, NULL, NULL, NULL,
+};
+
+PyMODINIT_FUNC
+PyInit__spanscan(void)
+{
+    unknown_service = PyUnicode_InternFromString("unknown_service");
+    service_name_key = PyUnicode_InternFromString("service.name");
+    one = PyFloat_FromDouble(1.0);
+    if (unknown_service == NULL || service_name_key == NULL || one == NULL) {
+        return NULL;
+    }
+    return PyModule_Create(&module_def);
+}

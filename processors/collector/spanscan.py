@@ -1,0 +1,87 @@
+"""The collector's fast span path: span views built in C straight from the received bytes.
+
+Why native code: with upb, the protobuf runtime the receivers parse with, every field read from
+Python builds a wrapper object. Reading the ten fields the pipeline validates and derives from,
+and building each span's view, was the largest share of the collector's CPU per span after the
+derivations themselves; no protobuf library exposes a cheaper way to get a few fields of every
+span, so :file:`_spanscan.c` walks the OTLP wire format by hand. It is small on purpose:
+
+* It runs only on bytes upb has already parsed (so the request is known to be well-formed protobuf
+  and valid UTF-8), and only when no stage rewrites spans (redaction takes the Python path).
+* :func:`scan_views` returns views only when every span and resource passes the rules of
+  :mod:`.validation` and the encoding is one whose meaning it reads exactly as upb does. Anything
+  else (a rule broken, a key-value or ``AnyValue`` that protobuf would merge, a wire type it does
+  not expect, nesting deeper than 32) gives ``None``, and the pipeline takes the Python path,
+  which names the rules broken and is the reference the tests compare this one against.
+* Span attributes are decoded only when a derivation reads them (:class:`ScannedSpanView`), into a
+  plain ``dict`` whose values are what :func:`~spansignals.processors.view.any_value_to_python`
+  gives. Resource attributes are decoded once per ``ResourceSpans``.
+
+The extension is built by ``pip install`` (setuptools, a C compiler and the Python headers). When it
+is missing, :data:`NATIVE` is false, :func:`scan_views` always answers ``None`` and the collector
+says at start that it runs the Python span path.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from ..view import SpanView, _sampling_weight
+
+try:
+    from . import _spanscan  # type: ignore[attr-defined]
+except ImportError:  # built without a C compiler: the Python path does everything
+    _spanscan = None
+
+__all__ = ["NATIVE", "ScannedSpanView", "scan_views"]
+
+NATIVE: bool = _spanscan is not None
+"""Whether the native scanner was built and imported."""
+
+
+class ScannedSpanView(SpanView):
+    """A view the native scanner built; its attributes are decoded from the request on first use.
+
+    The scanner fills every slot itself (no ``__init__`` runs); ``_body[_span_start:_span_end]``
+    is the span's encoding.
+    """
+
+    __slots__ = ("_body", "_decoded", "_span_end", "_span_start")
+
+    _body: bytes
+    _decoded: dict[str, Any] | None
+    _span_start: int
+    _span_end: int
+
+    @property
+    def attributes(self) -> Mapping[str, Any]:  # type: ignore[override]  # read-only, built on first use
+        decoded = self._decoded
+        if decoded is None:
+            assert _spanscan is not None  # only the scanner builds these views
+            decoded = self._decoded = _spanscan.span_attributes(self._body, self._span_start, self._span_end)
+        return decoded
+
+    def might_hold_key(self, fragment: bytes) -> bool:
+        # Keys are stored verbatim inside the span's encoding: a miss is exact, a hit may be a value.
+        return self._body.find(fragment, self._span_start, self._span_end) >= 0
+
+
+def scan_views(
+    body: bytes,
+    max_attributes: int,
+    max_value_bytes: int,
+    weight_of: Callable[[str], float] = _sampling_weight,
+) -> list[SpanView] | None:
+    """Views of every span of the encoded ``ExportTraceServiceRequest`` ``body``, in message order,
+    or ``None`` when the request needs the Python path (see the module docstring).
+
+    ``body`` should be bytes upb parsed without error; on others (text that is not UTF-8, say) the
+    answer is ``None`` too. Raises only on an internal error (memory) or an error of ``weight_of``.
+    """
+    if _spanscan is None:
+        return None
+    views: list[SpanView] | None = _spanscan.scan(
+        body, ScannedSpanView, max_attributes, max_value_bytes, weight_of
+    )
+    return views
