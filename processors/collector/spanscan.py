@@ -30,9 +30,9 @@ from typing import Any
 from ..view import SpanView, _sampling_weight
 
 try:
-    from . import _spanscan  # type: ignore[attr-defined]
+    from . import _spanscan
 except ImportError:  # built without a C compiler: the Python path does everything
-    _spanscan = None
+    _spanscan = None  # type: ignore[assignment]
 
 __all__ = ["NATIVE", "ScannedSpanView", "scan_views"]
 
