@@ -538,9 +538,11 @@ def _plan(dialect: str, found: frozenset[str]) -> _Plan | None:
     instants: list[tuple[str, int, _Parser]] = []
     for attr in sorted(found, key=order.__getitem__):
         row = fields.get(attr)
-        if row is None or row[0] is None or row[1] == _USED:
+        if row is None:
             return None
         resource, kind, parse = row
+        if resource is None or kind == _USED:
+            return None
         if resource not in resources:
             resources.append(resource)
         base = 4 * resources.index(resource)
@@ -556,7 +558,7 @@ def _plan(dialect: str, found: frozenset[str]) -> _Plan | None:
 # Count texts already parsed: float() of a header's text costs ~0.2 µs here, a dict lookup ~0.02 µs.
 # Limits repeat on every response and a remaining count within its window; a count never seen
 # before costs ~0.05 µs more (the miss and the insert).
-_COUNTS: dict[str, float] = {}
+_COUNTS: dict[object, float] = {}  # str keys; looked up with whatever a value's first item is
 _CACHED_COUNTS = 4096
 
 
@@ -610,6 +612,7 @@ def header_readings(attrs: Mapping[str, Any], dialect: str) -> HeaderReadings | 
     Not cached per set of values: providers report a remaining count (and OpenAI a reset) that
     changes with nearly every response, and a cache keyed by the values made never-repeating
     headers 1.3-1.6x slower to derive (its misses: key, insert, evictions, objects kept alive).
+    Only single texts are: a count's (:data:`_COUNTS`) and a duration's or date's (the parsers').
     """
     probe = _PROBE_SETS.get(dialect)
     if probe is None:
@@ -626,7 +629,7 @@ def header_readings(attrs: Mapping[str, Any], dialect: str) -> HeaderReadings | 
         plan = plans[found] = _plan(dialect, found)
     get = attrs.get
     if plan is not None:
-        readings = _read_planned(plan, get)  # type: ignore[arg-type]
+        readings = _read_planned(plan, get)
         if readings is not None:
             return readings
     keys = sorted(found, key=_TABLE_ORDER[dialect].__getitem__) if len(found) > 1 else found
