@@ -1,7 +1,8 @@
 /*
- * spansignals.processors.collector._spanscan: the collector's span path in C.
+ * spansignals.processors._native: the span path's hot loops in C.
  *
- * What it does and why it is hand-written is explained in spanscan.py, the module that wraps it;
+ * Two parts. The OTLP span scanner (scan, span_attributes) is explained in collector/spanscan.py,
+ * the module that wraps it; RED's batch grouping (group_durations) in red.py. The scanner's story,
  * in short: upb (the protobuf runtime the receivers parse with) builds a Python wrapper for every
  * field read, which made reading each span's fields and building its view the largest share of
  * the collector's per-span CPU. This scanner walks the request bytes that upb has already
@@ -848,22 +849,207 @@ scan(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nargs)
     return st.views;
 }
 
+
+/* --- group_durations(views, base_type) -> (groups, weighted) | None -------------------------- */
+
+/* RED's batch grouping (red.RedSpanProcessor.observe_batch): durations in seconds per
+ * (service_name, name, kind, status_code), and apart the views whose weight is not 1. It reads the
+ * slots SpanView declares, at the offsets every subclass shares; None when a view is not a
+ * SpanView or has an unset slot (red.py then runs its Python loop, which is the reference). */
+enum { BASE_NAME, BASE_KIND, BASE_START, BASE_END, BASE_STATUS, BASE_SERVICE, BASE_WEIGHT, BASE_COUNT };
+static const char *const base_names[BASE_COUNT] = {
+    "name", "kind", "start_ns", "end_ns", "status_code", "service_name", "weight",
+};
+static PyTypeObject *base_type; /* strong reference */
+static Py_ssize_t base_offsets[BASE_COUNT];
+
+static int
+find_base_layout(PyTypeObject *type)
+{
+    if (base_type == type) {
+        return 0;
+    }
+    Py_ssize_t offsets[BASE_COUNT];
+    for (int i = 0; i < BASE_COUNT; i++) {
+        PyObject *descr = PyDict_GetItemString(type->tp_dict, base_names[i]); /* borrowed */
+        if (descr == NULL || !Py_IS_TYPE(descr, &PyMemberDescr_Type)
+            || ((PyMemberDescrObject *)descr)->d_member->type != T_OBJECT_EX) {
+            PyErr_Format(PyExc_TypeError, "%s is not a slot of the view base class", base_names[i]);
+            return -1;
+        }
+        offsets[i] = ((PyMemberDescrObject *)descr)->d_member->offset;
+    }
+    Py_INCREF(type);
+    Py_XDECREF(base_type);
+    base_type = type;
+    memcpy(base_offsets, offsets, sizeof offsets);
+    return 0;
+}
+
+static inline PyObject *
+base_slot(PyObject *obj, int slot) /* borrowed, may be NULL */
+{
+    return *(PyObject **)((char *)obj + base_offsets[slot]);
+}
+
+/* 1 when weight == 1, 0 when not, -1 on error */
+static int
+weight_is_one(PyObject *weight)
+{
+    if (PyFloat_CheckExact(weight)) {
+        return PyFloat_AS_DOUBLE(weight) == 1.0;
+    }
+    PyObject *int_one = PyLong_FromLong(1);
+    if (int_one == NULL) {
+        return -1;
+    }
+    int equal = PyObject_RichCompareBool(weight, int_one, Py_EQ);
+    Py_DECREF(int_one);
+    return equal;
+}
+
+/* elapsed / 1e9 if elapsed > 0 else 0.0, with elapsed = end - start, as Python computes it */
+static PyObject *
+duration_s(PyObject *start, PyObject *end)
+{
+    if (PyLong_CheckExact(start) && PyLong_CheckExact(end)) {
+        unsigned long long s = PyLong_AsUnsignedLongLong(start);
+        unsigned long long e = s == (unsigned long long)-1 && PyErr_Occurred() ? 0 : PyLong_AsUnsignedLongLong(end);
+        if (!PyErr_Occurred()) {
+            return PyFloat_FromDouble(e > s ? (double)(e - s) / 1e9 : 0.0);
+        }
+        PyErr_Clear(); /* negative or wider than 64 bits: Python's arithmetic below */
+    }
+    PyObject *elapsed = PyNumber_Subtract(end, start);
+    if (elapsed == NULL) {
+        return NULL;
+    }
+    PyObject *zero = PyLong_FromLong(0);
+    int positive = zero == NULL ? -1 : PyObject_RichCompareBool(elapsed, zero, Py_GT);
+    Py_XDECREF(zero);
+    PyObject *result = NULL;
+    if (positive > 0) {
+        PyObject *billion = PyFloat_FromDouble(1e9);
+        if (billion != NULL) {
+            result = PyNumber_TrueDivide(elapsed, billion);
+            Py_DECREF(billion);
+        }
+    }
+    else if (positive == 0) {
+        result = PyFloat_FromDouble(0.0);
+    }
+    Py_DECREF(elapsed);
+    return result;
+}
+
+static PyObject *
+group_durations(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 2 || !PyType_Check(args[1])) {
+        PyErr_SetString(PyExc_TypeError, "group_durations(views: Sequence[SpanView], base_type: type)");
+        return NULL;
+    }
+    if (find_base_layout((PyTypeObject *)args[1]) < 0) {
+        return NULL;
+    }
+    PyObject *seq = PySequence_Fast(args[0], "views must be a sequence");
+    if (seq == NULL) {
+        return NULL;
+    }
+    PyObject *groups = PyDict_New();
+    PyObject *weighted = PyList_New(0);
+    PyObject *result = NULL;
+    if (groups == NULL || weighted == NULL) {
+        goto done;
+    }
+    Py_ssize_t n = PySequence_Fast_GET_SIZE(seq);
+    PyObject **items = PySequence_Fast_ITEMS(seq);
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *view = items[i];
+        if (!PyObject_TypeCheck(view, base_type)) {
+            result = Py_NewRef(Py_None);
+            goto done;
+        }
+        PyObject *slots[BASE_COUNT];
+        for (int k = 0; k < BASE_COUNT; k++) {
+            slots[k] = base_slot(view, k);
+            if (slots[k] == NULL) {
+                result = Py_NewRef(Py_None);
+                goto done;
+            }
+        }
+        int one_weight = weight_is_one(slots[BASE_WEIGHT]);
+        if (one_weight < 0) {
+            goto done;
+        }
+        if (!one_weight) {
+            if (PyList_Append(weighted, view) < 0) {
+                goto done;
+            }
+            continue;
+        }
+        PyObject *duration = duration_s(slots[BASE_START], slots[BASE_END]);
+        if (duration == NULL) {
+            goto done;
+        }
+        PyObject *key = PyTuple_Pack(4, slots[BASE_SERVICE], slots[BASE_NAME], slots[BASE_KIND], slots[BASE_STATUS]);
+        if (key == NULL) {
+            Py_DECREF(duration);
+            goto done;
+        }
+        PyObject *durations = PyDict_GetItemWithError(groups, key); /* borrowed */
+        int rc;
+        if (durations != NULL) {
+            rc = PyList_Append(durations, duration);
+        }
+        else if (PyErr_Occurred()) { /* an unhashable name, say */
+            rc = -1;
+        }
+        else {
+            PyObject *fresh = PyList_New(1);
+            if (fresh == NULL) {
+                rc = -1;
+            }
+            else {
+                PyList_SET_ITEM(fresh, 0, Py_NewRef(duration));
+                rc = PyDict_SetItem(groups, key, fresh);
+                Py_DECREF(fresh);
+            }
+        }
+        Py_DECREF(key);
+        Py_DECREF(duration);
+        if (rc < 0) {
+            goto done;
+        }
+    }
+    result = PyTuple_Pack(2, groups, weighted);
+done:
+    Py_DECREF(seq);
+    Py_XDECREF(groups);
+    Py_XDECREF(weighted);
+    return result;
+}
+
 static PyMethodDef methods[] = {
     {"scan", (PyCFunction)(void (*)(void))scan, METH_FASTCALL,
      "scan(body, view_type, max_attributes, max_value_bytes, weight_of) -> list of views, or None "
      "when the request needs the Python path (a rule broken, or an encoding it does not take)."},
     {"span_attributes", (PyCFunction)(void (*)(void))span_attributes, METH_FASTCALL,
      "span_attributes(body, start, end) -> dict of the attributes of the Span encoded at body[start:end]."},
+    {"group_durations", (PyCFunction)(void (*)(void))group_durations, METH_FASTCALL,
+     "group_durations(views, base_type) -> ({(service, name, kind, status): [seconds]}, weighted views) "
+     "or None when a view is not a base_type with every slot set."},
     {NULL, NULL, 0, NULL},
 };
 
 static struct PyModuleDef module_def = {
-    PyModuleDef_HEAD_INIT, "_spanscan", "Native OTLP span scanner (see spanscan.py).", -1, methods,
+    PyModuleDef_HEAD_INIT, "_native", "The span path's hot loops in C (see collector/spanscan.py and red.py).", -1,
+    methods,
     NULL, NULL, NULL, NULL,
 };
 
 PyMODINIT_FUNC
-PyInit__spanscan(void)
+PyInit__native(void)
 {
     unknown_service = PyUnicode_InternFromString("unknown_service");
     service_name_key = PyUnicode_InternFromString("service.name");

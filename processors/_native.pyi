@@ -1,6 +1,6 @@
-"""Types of the native span scanner (_spanscan.c); see spanscan.py."""
+"""Types of the native module (_native.c); see collector/spanscan.py and red.py."""
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 def scan(
@@ -11,3 +11,6 @@ def scan(
     weight_of: Callable[[str], float],
 ) -> list[Any] | None: ...
 def span_attributes(body: bytes, start: int, end: int) -> dict[str, Any]: ...
+def group_durations(
+    views: Sequence[Any], base_type: type[Any]
+) -> tuple[dict[tuple[str, str, int, int], list[float]], list[Any]] | None: ...

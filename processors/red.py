@@ -21,6 +21,11 @@ from .engine import SignalSpanProcessor
 from .families import DEFAULT_MAX_SERIES, HistogramCountFamily, HistogramFamily, MetricFamily
 from .view import KIND_NAMES, STATUS_NAMES, SpanView
 
+try:  # the same grouping in C, built by pip install (see _group_in_python)
+    from ._native import group_durations as _group_durations
+except ImportError:
+    _group_durations = None  # type: ignore[assignment]
+
 __all__ = ["DEFAULT_BUCKETS_S", "Dimension", "RedSpanProcessor"]
 
 # The spanmetrics connector's default explicit buckets (2ms … 15s), in seconds.
@@ -43,6 +48,28 @@ DEFAULT_BUCKETS_S: tuple[float, ...] = (
     15.0,
 )
 _BASE_LABELS = ("service.name", "span.name", "span.kind", "status.code")
+
+
+def _group_in_python(
+    views: Sequence[SpanView],
+) -> tuple[dict[tuple[str, str, int, int], list[float]], list[SpanView]]:
+    """Durations in seconds per (service, name, kind, status), and apart the views whose weight is
+    not 1. ``_native.group_durations`` does the same in C (~0.1 against ~0.45 µs per span); this is
+    the reference its tests compare against, and what runs without the compiled module."""
+    groups: dict[tuple[str, str, int, int], list[float]] = {}
+    weighted: list[SpanView] = []
+    for view in views:
+        if view.weight != 1:
+            weighted.append(view)
+            continue
+        key = (view.service_name, view.name, view.kind, view.status_code)
+        elapsed = view.end_ns - view.start_ns
+        durations = groups.get(key)
+        if durations is None:
+            groups[key] = [elapsed / 1e9 if elapsed > 0 else 0.0]
+        else:
+            durations.append(elapsed / 1e9 if elapsed > 0 else 0.0)
+    return groups, weighted
 
 
 @dataclass(frozen=True)
@@ -93,20 +120,9 @@ class RedSpanProcessor(SignalSpanProcessor):
         if self.dimensions:
             super().observe_batch(views)
             return
-        groups: dict[tuple[str, str, int, int], list[float]] = {}
-        weighted: list[SpanView] = []
         try:
-            for view in views:
-                if view.weight != 1:
-                    weighted.append(view)
-                    continue
-                key = (view.service_name, view.name, view.kind, view.status_code)
-                elapsed = view.end_ns - view.start_ns
-                durations = groups.get(key)
-                if durations is None:
-                    groups[key] = [elapsed / 1e9 if elapsed > 0 else 0.0]
-                else:
-                    durations.append(elapsed / 1e9 if elapsed > 0 else 0.0)
+            grouped = _group_durations(views, SpanView) if _group_durations is not None else None
+            groups, weighted = grouped if grouped is not None else _group_in_python(views)
         except Exception as exc:  # a view that is not one (never seen): derive span by span
             self.errors.record(self.processor_name, exc)
             super().observe_batch(views)

@@ -61,11 +61,12 @@ def test_wheel_maps_sdk_and_processors_under_spansignals(wheel: Path):
     assert "spansignals/py.typed" in names
 
 
-def test_wheel_carries_the_native_span_scanner(wheel: Path):
-    """The collector's C span scanner is compiled into the wheel (optional only without a compiler)."""
+def test_wheel_carries_the_native_module(wheel: Path):
+    """The span path's C module is compiled into the wheel (optional only without a compiler)."""
     names = zipfile.ZipFile(wheel).namelist()
-    built = [n for n in names if n.startswith("spansignals/processors/collector/_spanscan.")]
-    assert built and all(n.endswith((".so", ".pyd")) for n in built), built
+    built = [n for n in names if n.startswith("spansignals/processors/_native.")]
+    assert built and all(n.endswith((".so", ".pyd", ".pyi")) for n in built), built
+    assert any(n.endswith((".so", ".pyd")) for n in built), built
 
 
 def test_wheel_registers_console_script_and_otel_entry_points(wheel: Path):

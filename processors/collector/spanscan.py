@@ -4,7 +4,7 @@ Why native code: with upb, the protobuf runtime the receivers parse with, every 
 Python builds a wrapper object. Reading the ten fields the pipeline validates and derives from,
 and building each span's view, was the largest share of the collector's CPU per span after the
 derivations themselves; no protobuf library exposes a cheaper way to get a few fields of every
-span, so :file:`_spanscan.c` walks the OTLP wire format by hand. It is small on purpose:
+span, so :file:`processors/_native.c` walks the OTLP wire format by hand. It is small on purpose:
 
 * It runs only on bytes upb has already parsed (so the request is known to be well-formed protobuf
   and valid UTF-8), and only when no stage rewrites spans (redaction takes the Python path).
@@ -30,7 +30,7 @@ from typing import Any
 from ..view import SpanView, _sampling_weight
 
 try:
-    from . import _spanscan
+    from .. import _native as _spanscan
 except ImportError:  # built without a C compiler: the Python path does everything
     _spanscan = None  # type: ignore[assignment]
 
