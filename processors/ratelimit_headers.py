@@ -526,6 +526,7 @@ class _Plan:
 
 _PLAN_MAX = 256  # sets of header keys seen per dialect; a flood of distinct ones just resets
 _PLANS: dict[str, dict[frozenset[str], _Plan | None]] = {dialect: {} for dialect in _DIALECT_ROWS}
+_NO_PLAN: Any = object()  # not looked at yet (None: no plan, read with _compile)
 
 
 def _plan(dialect: str, found: frozenset[str]) -> _Plan | None:
@@ -637,6 +638,3 @@ def header_readings(attrs: Mapping[str, Any], dialect: str) -> HeaderReadings | 
         return _compile({key: value for key in keys if (value := get(key)) is not None}, dialect)
     # An OTLP view's empty value reads as None and is counted as a failure.
     return _compile({key: get(key) for key in keys}, dialect)
-
-
-_NO_PLAN: Any = object()
