@@ -51,7 +51,7 @@ import contextlib
 import logging
 import threading
 from collections import OrderedDict
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from decimal import Decimal
 from typing import Any
 
@@ -61,7 +61,7 @@ from .events import EventBus
 from .families import DEFAULT_MAX_SERIES, CounterFamily, MetricFamily
 from .pricing import InvalidUsage, PriceCatalog, TokenUsage
 from .providers import ProviderTable, host_of_url, resolve_view
-from .view import KIND_CLIENT, KIND_INTERNAL, SpanView
+from .view import KIND_CLIENT, KIND_INTERNAL, SpanView, views_that_might_hold
 
 __all__ = [
     "ATTR_USAGE_PROVIDER",
@@ -284,6 +284,19 @@ class CostSpanProcessor(SignalSpanProcessor):
         if self.budgets is not None:
             families.extend(self.budgets.families)
         return families
+
+    def observe_batch(self, views: Sequence[SpanView]) -> None:
+        if self._api_providers:  # every client span may carry a per-request price: ask each span
+            super().observe_batch(views)
+            return
+        # Only spans that may hold a usage key can be priced: on the collector's scanned requests
+        # one search of the request's bytes rules out the rest (see views_that_might_hold).
+        try:
+            candidates = views_that_might_hold(views, _USAGE_FRAGMENT)
+        except Exception as exc:  # a view that is not one (never seen): ask span by span
+            self.errors.record(self.processor_name, exc)
+            candidates = views
+        super().observe_batch(candidates)
 
     def observe(self, view: SpanView) -> None:
         # On OTLP spans might_hold_key answers without building the attribute mapping at all.

@@ -29,6 +29,7 @@ __all__ = [
     "any_value_to_python",
     "view_from_otlp_span",
     "view_from_readable_span",
+    "views_that_might_hold",
 ]
 
 # OTLP enum numbering. Index = enum value.
@@ -123,6 +124,18 @@ class SpanView:
 
     def __repr__(self) -> str:
         return f"SpanView(name={self.name!r}, kind={self.kind_name}, service={self.service_name!r})"
+
+
+def views_that_might_hold(views: Sequence[SpanView], fragment: bytes) -> Sequence[SpanView]:
+    """The views of ``views`` whose :meth:`SpanView.might_hold_key` answer for ``fragment`` is
+    true, in order. A batch that knows its encoding (the collector's scanned requests have a
+    ``select_might_hold`` method) answers with one search of the request's bytes; otherwise each
+    view is asked."""
+    select = getattr(views, "select_might_hold", None)
+    if select is not None:
+        selected: Sequence[SpanView] = select(fragment)
+        return selected
+    return [view for view in views if view.might_hold_key(fragment)]
 
 
 # --- SDK adapter -------------------------------------------------------------------------------

@@ -24,6 +24,7 @@ says at start that it runs the Python span path.
 
 from __future__ import annotations
 
+from bisect import bisect_right
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -34,7 +35,7 @@ try:
 except ImportError:  # built without a C compiler: the Python path does everything
     _spanscan = None  # type: ignore[assignment]
 
-__all__ = ["NATIVE", "ScannedSpanView", "scan_views"]
+__all__ = ["NATIVE", "ScannedBatch", "ScannedSpanView", "scan_views"]
 
 NATIVE: bool = _spanscan is not None
 """Whether the native scanner was built and imported."""
@@ -67,12 +68,43 @@ class ScannedSpanView(SpanView):
         return self._body.find(fragment, self._span_start, self._span_end) >= 0
 
 
+class ScannedBatch(list[SpanView]):
+    """The views of one scanned request, in the order of their encodings in ``body``."""
+
+    __slots__ = ("_body",)
+
+    def __init__(self, views: list[SpanView], body: bytes) -> None:
+        super().__init__(views)
+        self._body = body
+
+    def select_might_hold(self, fragment: bytes) -> list[SpanView]:
+        """The views whose encoding contains ``fragment`` (see
+        :func:`~spansignals.processors.view.views_that_might_hold`): one search of the request
+        instead of one per span; most requests hold no ``usage.`` at all."""
+        body = self._body
+        at = body.find(fragment)
+        if at < 0:
+            return []
+        views: list[ScannedSpanView] = self  # type: ignore[assignment]  # the scanner builds only these
+        starts = [view._span_start for view in views]
+        width = len(fragment)
+        selected: list[SpanView] = []
+        last = -1
+        while at >= 0:
+            k = bisect_right(starts, at) - 1
+            if k > last and at + width <= views[k]._span_end:
+                selected.append(views[k])
+                last = k
+            at = body.find(fragment, at + 1)
+        return selected
+
+
 def scan_views(
     body: bytes,
     max_attributes: int,
     max_value_bytes: int,
     weight_of: Callable[[str], float] = _sampling_weight,
-) -> list[SpanView] | None:
+) -> ScannedBatch | None:
     """Views of every span of the encoded ``ExportTraceServiceRequest`` ``body``, in message order,
     or ``None`` when the request needs the Python path (see the module docstring).
 
@@ -81,7 +113,5 @@ def scan_views(
     """
     if _spanscan is None:
         return None
-    views: list[SpanView] | None = _spanscan.scan(
-        body, ScannedSpanView, max_attributes, max_value_bytes, weight_of
-    )
-    return views
+    views = _spanscan.scan(body, ScannedSpanView, max_attributes, max_value_bytes, weight_of)
+    return None if views is None else ScannedBatch(views, body)

@@ -28,7 +28,9 @@ from spansignals.processors.collector import spanscan
 from spansignals.processors.collector.pipeline import IngestResult, TracePipeline
 from spansignals.processors.collector.spanscan import ScannedSpanView, scan_views
 from spansignals.processors.collector.validation import SpanLimits
+from spansignals.processors.config import load_config
 from spansignals.processors.engine import SignalEngine, SignalSpanProcessor
+from spansignals.processors.factory import build_engine
 from spansignals.processors.view import SpanView
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[3] / "benchmarks"))
@@ -223,6 +225,35 @@ def test_generated_requests_derive_the_same_on_both_paths(resources: list[Any]) 
         # valid and encoded as protobuf writes it: the fast path must have taken it
         assert recorder.types <= {ScannedSpanView}
         assert scan_views(body, 1024, 1 << 20) is not None
+
+
+def _derived(body: bytes, pipeline_type: type[TracePipeline]) -> list[Any]:
+    """Every series the default derivations hold after ingesting ``body`` (timestamps left out)."""
+    engine = build_engine(load_config({}))
+    pipeline = pipeline_type(engine)
+    request = ExportTraceServiceRequest()
+    request.ParseFromString(body)
+    pipeline.ingest(request, "grpc", body=body)
+    return [(family.name, sorted(family.snapshot(), key=repr)) for family in engine.metric_families()]
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(_RESOURCES, st.sampled_from([b"usage.", b"k", b"http.route", b"\x00", b"\x12"]))
+def test_a_batch_selects_exactly_the_views_that_might_hold_a_fragment(
+    resources: list[Any], fragment: bytes
+) -> None:
+    batch = scan_views(_build(resources).SerializeToString(), 1024, 1 << 20)
+    if batch is not None:
+        assert batch.select_might_hold(fragment) == [v for v in batch if v.might_hold_key(fragment)]
+
+
+def test_default_derivations_give_the_same_series_on_both_paths() -> None:
+    template, offsets = build_template(512)
+    for request_id in (1, 2):
+        body = stamp(template, offsets, request_id)
+        derived = _derived(body, TracePipeline)
+        assert derived == _derived(body, _PythonPath)
+        assert any(name == "spansignals.cost.usd" and series for name, series in derived)
 
 
 def test_the_benchmark_request_takes_the_fast_path() -> None:
