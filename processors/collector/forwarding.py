@@ -14,8 +14,18 @@ servers): serialized ``Export*ServiceRequest`` messages concatenate into one val
 merging costs no re-encoding and one round trip carries many requests — send it, and retry
 failures with exponential backoff and jitter (``retry``: initial 5 s, times 1.5, at most 30 s,
 give up after 300 s) — or exactly the server's ``RetryInfo`` / ``Retry-After`` hint when it gives
-one. Permanent errors are not retried. Accounting, per exporter, in items (spans for
-traces):
+one. Permanent errors are not retried.
+
+``consumers`` is how many sends may be in flight at once, not how many start at once: a consumer
+starts a send when no other send awaits an answer, when a whole ``max_request_bytes`` is waiting,
+or when the newest send has been out for :data:`SEND_LINGER_S` (50 ms). Otherwise the batches
+wait behind the send in flight and go out merged with it. Each send costs the collector CPU in
+grpc (call setup, completion, thread wake-ups) whatever its size: four consumers that each took
+whatever was ready sent one to two received requests per send under load, and the forwarding path
+cost about three times what it costs with sends held back (``benchmarks/collector_forward.py``).
+A slow or stalled downstream still gets more sends in parallel after the linger.
+
+Accounting, per exporter, in items (spans for traces):
 
 * ``spansignals_exporter_spans_total{exporter, outcome}``: ``sent`` (downstream accepted them),
   ``failed`` (an attempt failed and will be retried; counted per attempt), ``dropped`` (given up);
@@ -67,6 +77,10 @@ __all__ = ["ExporterFamilies", "ExporterWorker", "Forwarder", "RetryPolicy", "Tr
 _logger = logging.getLogger(__name__)
 
 OUTCOME_SENT, OUTCOME_FAILED, OUTCOME_DROPPED = "sent", "failed", "dropped"
+SEND_LINGER_S = 0.05
+"""How long the newest send may be out before another consumer starts one beside it anyway
+(unless a whole ``max_request_bytes`` is already waiting): the most a batch waits behind a slow
+or stalled send. A healthy downstream answers well within it, so batches merge."""
 SEND_DURATION_BOUNDS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
 
 
@@ -160,7 +174,8 @@ class ExporterFamilies:
 
 
 class ExporterWorker:
-    """One downstream: its queue, its sender, and ``consumers`` tasks delivering in order."""
+    """One downstream: its queue, its sender, and ``consumers`` tasks delivering in order, at
+    most ``consumers`` sends in flight (another starts only as the module docstring says)."""
 
     def __init__(
         self,
@@ -173,6 +188,7 @@ class ExporterWorker:
         consumers: int = 1,
         max_request_bytes: int = 4 * 1024 * 1024,
         unready_after: float = 30.0,
+        send_linger: float = SEND_LINGER_S,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.name = name
@@ -183,12 +199,14 @@ class ExporterWorker:
         self.consumers = consumers
         self.max_request_bytes = max_request_bytes
         self.unready_after = unready_after
+        self.send_linger = send_linger
         self._clock = clock
         self._tasks: list[asyncio.Task[None]] = []
         self._stopping = asyncio.Event()
         self._failing_since: float | None = None
         self._streak_logged = False
         self.in_flight = 0  # sends awaiting an answer right now (at most ``consumers``)
+        self._newest_send_at = float("-inf")
         families.queues[name] = queue
         if isinstance(queue, SqliteQueue):
             queue.on_corrupt = lambda batch: self._drop(batch, "corrupt")
@@ -245,9 +263,19 @@ class ExporterWorker:
             size += more.size
         return parts
 
+    def _admit(self, ready_bytes: int) -> bool:
+        """Whether a consumer may start a send now, with ``ready_bytes`` waiting: see the module
+        docstring (with ``max_request_bytes`` 0, nothing merges, so nothing is held back)."""
+        return (
+            self.in_flight == 0
+            or ready_bytes >= self.max_request_bytes
+            or asyncio.get_running_loop().time() - self._newest_send_at >= self.send_linger
+        )
+
     async def _consume(self) -> None:
+        admit = self._admit if self.consumers > 1 else None  # one consumer: never two in flight
         while not self._stopping.is_set():
-            parts = self._take_more(await self.queue.get())
+            parts = self._take_more(await self.queue.get(admit))
             if len(parts) == 1:
                 batch = parts[0]
             else:  # serialized messages concatenate into one: their repeated fields append
@@ -334,10 +362,18 @@ class ExporterWorker:
         """One send, timed; a timeout is counted and logged with what was in flight."""
         self.in_flight += 1
         sent_at = time.perf_counter()
+        linger = None
+        if self.consumers > 1:  # the gate of _admit opens after the linger: ask it again then
+            loop = asyncio.get_running_loop()
+            self._newest_send_at = loop.time()
+            linger = loop.call_later(self.send_linger, self.queue.wake)
         try:
             attempt: Attempt = await self.sender.send(batch)
         finally:
             self.in_flight -= 1
+            if linger is not None:
+                linger.cancel()
+                self.queue.wake()  # a slot is free (this consumer may back off before retrying)
         took = time.perf_counter() - sent_at
         self.families.send_duration.record((self.name,), took)
         if attempt.timed_out:

@@ -38,7 +38,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TypeVar
 
-from .queue import Batch, QueueFull, QueueUnavailable
+from .queue import Admit, Batch, QueueFull, QueueUnavailable, Waiters
 
 __all__ = ["SqliteQueue"]
 
@@ -81,8 +81,9 @@ class SqliteQueue:
         self.size_bytes = 0
         self.recovered_items = 0
         self._index: collections.OrderedDict[int, tuple[str, int, int]] = collections.OrderedDict()
+        self.ready_bytes = 0  # queued and not in flight
         self._ready: collections.deque[int] = collections.deque()
-        self._waiters = asyncio.Condition()
+        self._waiters = Waiters()
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"spansignals-queue-{name}")
         self._db: sqlite3.Connection | None = None
         self._payloads: dict[int, bytes] = {}  # batches put in this run: never read back
@@ -101,6 +102,7 @@ class SqliteQueue:
             self._ready.append(row_id)
             self.items += items
             self.size_bytes += size
+            self.ready_bytes += size
         self.recovered_items = self.items
         if rows:
             _logger.warning(
@@ -158,17 +160,19 @@ class SqliteQueue:
             ) from None
         self._index[batch.id] = (batch.signal, batch.items, batch.size)
         self._payloads[batch.id] = batch.payload
-        async with self._waiters:
-            self._ready.append(batch.id)
-            self._waiters.notify()
+        self._ready.append(batch.id)
+        self.ready_bytes += batch.size
+        self._waiters.wake_one()
 
-    async def get(self) -> Batch:
-        """The oldest batch not in flight, read back from disk and CRC-checked."""
+    async def get(self, admit: Admit | None = None) -> Batch:
+        """The oldest batch not in flight, once one is ready and ``admit(ready_bytes)`` (if given)
+        allows; read back from disk and CRC-checked."""
         while True:
-            async with self._waiters:
-                await self._waiters.wait_for(lambda: bool(self._ready))
-                row_id = self._ready.popleft()
-            signal, items, _size = self._index[row_id]
+            while not (self._ready and (admit is None or admit(self.ready_bytes))):
+                await self._waiters.wait()
+            row_id = self._ready.popleft()
+            signal, items, size = self._index[row_id]
+            self.ready_bytes -= size
             payload = self._payloads.get(row_id)
             if payload is None:  # recovered from a previous run: read back and CRC-checked
                 try:
@@ -193,10 +197,17 @@ class SqliteQueue:
         if entry_signal != signal or size > max_bytes or payload is None:
             return None
         self._ready.popleft()
+        self.ready_bytes -= size
         return Batch(signal, payload, items, id=row_id)
 
     def release(self, batch: Batch) -> None:
         self._ready.appendleft(batch.id)
+        entry = self._index.get(batch.id)
+        self.ready_bytes += entry[2] if entry is not None else batch.size
+
+    def wake(self) -> None:
+        """Have every consumer waiting in :meth:`get` ask its ``admit`` gate again."""
+        self._waiters.wake_all()
 
     async def ack(self, batch: Batch) -> None:
         """Delete the batch (delivered, or dropped and counted); returns once the delete is

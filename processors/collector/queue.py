@@ -13,6 +13,13 @@ refusal (gRPC ``UNAVAILABLE`` + ``RetryInfo``, HTTP 503 + ``Retry-After``). One 
 the whole bound is still accepted into an empty queue (refusing it forever would only make the
 client drop it).
 
+:meth:`get` takes an optional ``admit(ready_bytes)`` gate: a consumer waits until a batch is ready
+*and* the gate lets it start, and :meth:`wake` has waiting consumers ask the gate again (the
+exporter worker uses it to hold a send back while another is in flight, so batches merge; see
+:mod:`.forwarding`). Waiting is a plain future per waiting consumer rather than an
+``asyncio.Condition``: nothing else waits on the queue, so the condition's lock was pure overhead
+on every request.
+
 The persistent variant lives in :mod:`.persistent_queue` and has the same interface.
 """
 
@@ -21,6 +28,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from .refusals import Refused
@@ -34,6 +42,7 @@ __all__ = [
     "MemoryQueue",
     "QueueFull",
     "QueueUnavailable",
+    "Waiters",
 ]
 
 _logger = logging.getLogger(__name__)
@@ -76,6 +85,47 @@ class Batch:
         return len(self.payload)
 
 
+Admit = Callable[[int], bool]
+"""A consumer's gate: given the bytes of the batches ready (not in flight), may it start now?"""
+
+
+class Waiters:
+    """Consumers waiting for a batch: one future each, woken one at a time (:meth:`wake_one`, a
+    batch was queued) or all together (:meth:`wake_all`, a gate may have opened). Use from one
+    event loop."""
+
+    def __init__(self) -> None:
+        self._futures: collections.deque[asyncio.Future[None]] = collections.deque()
+
+    async def wait(self) -> None:
+        """Sleep until woken. A wake-up that lands on a consumer cancelled at the same moment is
+        passed on, so a queued batch never waits for the next put."""
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._futures.append(future)
+        try:
+            await future
+        except asyncio.CancelledError:
+            if future.done() and not future.cancelled():
+                self.wake_one()
+            raise
+        finally:
+            if future in self._futures:  # cancelled before anything woke it
+                self._futures.remove(future)
+
+    def wake_one(self) -> None:
+        while self._futures:
+            future = self._futures.popleft()
+            if not future.done():
+                future.set_result(None)
+                return
+
+    def wake_all(self) -> None:
+        futures, self._futures = self._futures, collections.deque()
+        for future in futures:
+            if not future.done():
+                future.set_result(None)
+
+
 class MemoryQueue:
     """FIFO of batches bounded by ``max_items`` and ``max_bytes``; ``retry_after`` is the hint
     given to refused clients. Use from one event loop."""
@@ -88,8 +138,9 @@ class MemoryQueue:
         self.retry_after = retry_after
         self.items = 0  # queued + in flight (not yet acknowledged by the sender)
         self.size_bytes = 0
+        self.ready_bytes = 0  # queued and not in flight
         self._ready: collections.deque[Batch] = collections.deque()
-        self._waiters = asyncio.Condition()
+        self._waiters = Waiters()
 
     def fits(self, items: int, nbytes: int) -> bool:
         """Whether a batch of this size would be accepted now."""
@@ -103,25 +154,35 @@ class MemoryQueue:
             raise QueueFull("the collector's export queue is full; retry later", self.retry_after)
         self.items += batch.items
         self.size_bytes += batch.size
-        async with self._waiters:
-            self._ready.append(batch)
-            self._waiters.notify()
+        self.ready_bytes += batch.size
+        self._ready.append(batch)
+        self._waiters.wake_one()
 
-    async def get(self) -> Batch:
-        """The oldest batch not in flight (waits for one); it stays counted until :meth:`ack`."""
-        async with self._waiters:
-            await self._waiters.wait_for(lambda: bool(self._ready))
-            return self._ready.popleft()
+    async def get(self, admit: Admit | None = None) -> Batch:
+        """The oldest batch not in flight, once one is ready and ``admit(ready_bytes)`` (if given)
+        allows; it stays counted until :meth:`ack`."""
+        while not (self._ready and (admit is None or admit(self.ready_bytes))):
+            await self._waiters.wait()
+        batch = self._ready.popleft()
+        self.ready_bytes -= batch.size
+        return batch
+
+    def wake(self) -> None:
+        """Have every consumer waiting in :meth:`get` ask its ``admit`` gate again."""
+        self._waiters.wake_all()
 
     def try_get(self, signal: str, max_bytes: int) -> Batch | None:
         """The next batch without waiting, if one is ready, of ``signal`` and at most ``max_bytes``."""
         if self._ready and self._ready[0].signal == signal and self._ready[0].size <= max_bytes:
-            return self._ready.popleft()
+            batch = self._ready.popleft()
+            self.ready_bytes -= batch.size
+            return batch
         return None
 
     def release(self, batch: Batch) -> None:
         """Put an unacknowledged batch back at the head (the sender stopped before finishing it)."""
         self._ready.appendleft(batch)
+        self.ready_bytes += batch.size
 
     async def ack(self, batch: Batch) -> None:
         """The batch is done with (delivered, or dropped and counted)."""
@@ -141,6 +202,7 @@ class MemoryQueue:
         """Remove and return every batch not in flight (shutdown accounting)."""
         out = list(self._ready)
         self._ready.clear()
+        self.ready_bytes = 0
         return out
 
     async def close(self) -> None:

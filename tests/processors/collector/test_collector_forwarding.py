@@ -14,7 +14,7 @@ from fault_proxy import FaultProxy
 from otlp_builders import build_request
 
 from spansignals.processors.collector.exporter import parse_retry_after
-from spansignals.processors.collector.forwarding import Forwarder, RetryPolicy
+from spansignals.processors.collector.forwarding import SEND_LINGER_S, Forwarder, RetryPolicy
 from spansignals.processors.collector.queue import QueueFull
 from spansignals.processors.config.collector import CollectorConfig
 
@@ -355,6 +355,74 @@ async def test_permanent_error_on_a_merged_send_retries_each_request_alone(fake_
         assert (totals["sent"], totals["dropped"]) == (6, 3)
     finally:
         await forwarder.stop(0.5)
+
+
+async def test_requests_queued_behind_a_send_in_flight_go_out_merged_when_it_answers(
+    fake_otlp: FakeOtlpServer, started: Any
+) -> None:
+    """With four consumers, requests arriving one by one while a send awaits its answer are not
+    each sent by an idle consumer: they wait and go out as one send when the answer comes."""
+    forwarder = await started(_config(fake_otlp, "grpc", max_request_bytes=1 << 20))
+    worker = forwarder.workers[0]
+    assert worker.consumers == 4
+    worker.send_linger = 5.0  # longer than the slow answer: only the answer releases them
+    fake_otlp.script(Delay(0.5))
+    sent = Sent()
+    await sent.submit(forwarder)
+    await _until(lambda: worker.in_flight == 1)
+    for _ in range(4):
+        await sent.submit(forwarder)
+        await asyncio.sleep(0.02)  # one by one, as requests arrive
+    assert worker.in_flight == 1
+    await _until(lambda: worker.queue.empty())
+    assert [seen.items for seen in fake_otlp.requests] == [3, 12]
+    assert _check_accounting(forwarder, sent, fake_otlp)["sent"] == 15
+
+
+async def test_a_whole_request_waiting_starts_another_send_beside_the_one_in_flight(
+    fake_otlp: FakeOtlpServer, started: Any
+) -> None:
+    """Once ``max_request_bytes`` is waiting, a second send starts without waiting for the first
+    answer (or the linger): holding back only ever merges, it never caps throughput below
+    ``consumers`` full sends in flight."""
+    sent = Sent()
+    size = len(sent.request()[0])
+    forwarder = await started(_config(fake_otlp, "grpc", max_request_bytes=2 * size))
+    worker = forwarder.workers[0]
+    worker.send_linger = 5.0
+    fake_otlp.script(Delay(1.0))
+    await sent.submit(forwarder)
+    await _until(lambda: worker.in_flight == 1)
+    await sent.submit(forwarder)
+    await asyncio.sleep(0.05)
+    assert worker.in_flight == 1  # half a request's worth waits behind the slow send
+    await sent.submit(forwarder)
+    await _until(lambda: fake_otlp.delivered_spans() == 6, timeout=0.5)  # not after the 1 s answer
+    assert worker.in_flight == 1  # the slow one
+    await _until(lambda: worker.queue.empty())
+    assert sorted(seen.items for seen in fake_otlp.requests) == [3, 6]
+    _check_accounting(forwarder, sent, fake_otlp)
+
+
+async def test_a_stalled_send_holds_the_requests_behind_it_back_for_the_linger_only(
+    fake_otlp: FakeOtlpServer, started: Any
+) -> None:
+    """A send the downstream sits on (5 s here, within the 10 s timeout) delays the requests
+    behind it by the linger (50 ms), not by the stall: another consumer sends them."""
+    forwarder = await started(_config(fake_otlp, "grpc", max_request_bytes=1 << 20))
+    worker = forwarder.workers[0]
+    assert worker.send_linger == SEND_LINGER_S == 0.05
+    fake_otlp.script(Delay(5.0))
+    sent = Sent()
+    await sent.submit(forwarder)
+    await _until(lambda: worker.in_flight == 1)
+    began = time.monotonic()
+    await sent.submit(forwarder)
+    await _until(lambda: fake_otlp.delivered_spans() == 3, timeout=2.0)
+    assert time.monotonic() - began < 1.0
+    await _until(lambda: worker.in_flight == 1, timeout=1.0)  # the stalled one, still out
+    await _until(lambda: worker.queue.empty(), timeout=10)
+    _check_accounting(forwarder, sent, fake_otlp)
 
 
 @pytest.mark.parametrize(
