@@ -221,6 +221,45 @@ check_any(const uint8_t *p, const uint8_t *end, size_t limit, int depth)
     return r < 0 ? SCAN_BAIL : SCAN_OK;
 }
 
+/* --- text cache ------------------------------------------------------------------------------ */
+
+/* Span names and attribute keys repeat across spans and requests ("GET /api/...", "http.route"):
+ * one str object per distinct text saves the allocation and, downstream, the hashing (str caches
+ * its hash) and the comparisons (identity first) of every dict lookup on it. A direct-mapped
+ * table of the last text seen per slot; a collision just decodes and replaces. Short texts only. */
+#define TEXT_CACHE_SLOTS 1024
+#define TEXT_CACHE_MAX_LEN 96
+static PyObject *text_cache[TEXT_CACHE_SLOTS];
+
+static PyObject *
+decode_text(const uint8_t *p, size_t n)
+{
+    if (n > TEXT_CACHE_MAX_LEN) {
+        return PyUnicode_DecodeUTF8((const char *)p, (Py_ssize_t)n, NULL);
+    }
+    uint32_t h = 2166136261u; /* FNV-1a */
+    for (size_t i = 0; i < n; i++) {
+        h = (h ^ p[i]) * 16777619u;
+    }
+    PyObject **slot = &text_cache[h & (TEXT_CACHE_SLOTS - 1)];
+    PyObject *cached = *slot;
+    if (cached != NULL) {
+        Py_ssize_t len;
+        const char *utf8 = PyUnicode_AsUTF8AndSize(cached, &len);
+        if (utf8 != NULL && (size_t)len == n && memcmp(utf8, p, n) == 0) {
+            return Py_NewRef(cached);
+        }
+        if (utf8 == NULL) {
+            PyErr_Clear();
+        }
+    }
+    PyObject *text = PyUnicode_DecodeUTF8((const char *)p, (Py_ssize_t)n, NULL);
+    if (text != NULL) {
+        Py_XSETREF(*slot, Py_NewRef(text));
+    }
+    return text;
+}
+
 /* --- decoding values (on bytes check_* accepted; still bounds-checked on any input) ---------- */
 
 static PyObject *decode_any(const uint8_t *p, const uint8_t *end, int depth);
@@ -258,7 +297,7 @@ decode_kv_into(PyObject *dict, const uint8_t *p, const uint8_t *end, int depth)
         malformed();
         return -1;
     }
-    PyObject *k = PyUnicode_DecodeUTF8(key ? (const char *)key : "", (Py_ssize_t)key_len, NULL);
+    PyObject *k = decode_text(key ? key : (const uint8_t *)"", key_len);
     if (k == NULL) {
         return -1;
     }
@@ -352,8 +391,7 @@ decode_any(const uint8_t *p, const uint8_t *end, int depth)
     }
     switch (last.number) {
     case 1:
-        return last.wire == 2 ? PyUnicode_DecodeUTF8((const char *)last.data, (Py_ssize_t)last.len, NULL)
-                              : malformed();
+        return last.wire == 2 ? decode_text(last.data, last.len) : malformed();
     case 2:
         return last.wire == 0 ? PyBool_FromLong(last.value != 0) : malformed();
     case 3:
@@ -377,6 +415,24 @@ decode_any(const uint8_t *p, const uint8_t *end, int depth)
 }
 
 /* --- span_attributes(body, start, end) -> dict --------------------------------------------- */
+
+/* SCAN_OK when every attribute (field `field_number`) of the message at [p, end) is encoded the
+ * way decode_kv_into reads exactly as upb does; SCAN_BAIL otherwise. */
+static int
+check_attributes(const uint8_t *p, const uint8_t *end, uint32_t field_number)
+{
+    field_t f;
+    int r;
+    while ((r = next_field(&p, end, &f)) == 1) {
+        if (f.number != field_number) {
+            continue;
+        }
+        if (f.wire != 2 || check_kv(f.data, f.data + f.len, SIZE_MAX, 1) != SCAN_OK) {
+            return SCAN_BAIL;
+        }
+    }
+    return r < 0 ? SCAN_BAIL : SCAN_OK;
+}
 
 static int
 span_attributes_into(PyObject *dict, const uint8_t *p, const uint8_t *end, uint32_t field_number)
@@ -413,11 +469,16 @@ span_attributes(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t n
         return NULL;
     }
     const uint8_t *base = (const uint8_t *)PyBytes_AS_STRING(args[0]);
+    /* Span.attributes is field 9. Checked here, not in scan(), so that spans whose attributes no
+     * derivation reads never pay for it; an encoding protobuf would merge gives None, and the
+     * caller decodes the span with upb instead. */
+    if (check_attributes(base + start, base + stop, 9) != SCAN_OK) {
+        Py_RETURN_NONE;
+    }
     PyObject *dict = PyDict_New();
     if (dict == NULL) {
         return NULL;
     }
-    /* Span.attributes is field 9 */
     if (span_attributes_into(dict, base + start, base + stop, 9) < 0) {
         Py_DECREF(dict);
         return NULL;
@@ -509,6 +570,7 @@ typedef struct {
     const uint8_t *base;
     size_t max_attributes;
     size_t limit;
+    int check_lengths; /* the body is longer than limit: a value could be too */
     PyObject *weight_of;
     PyObject *views; /* list */
 } scan_state;
@@ -588,9 +650,13 @@ scan_span(scan_state *st, const uint8_t *p, const uint8_t *end, PyObject *resour
             if (f.wire != 2 || ++attributes > st->max_attributes) {
                 return SCAN_BAIL;
             }
-            int c = check_kv(f.data, f.data + f.len, st->limit, 1);
-            if (c != SCAN_OK) {
-                return c;
+            /* the length rule, as the Python path applies it: only a body longer than the limit
+             * can hold a longer value (the encoding itself is checked when attributes are read) */
+            if (st->check_lengths) {
+                int c = check_kv(f.data, f.data + f.len, st->limit, 1);
+                if (c != SCAN_OK) {
+                    return c;
+                }
             }
             break;
         }
@@ -666,7 +732,7 @@ scan_span(scan_state *st, const uint8_t *p, const uint8_t *end, PyObject *resour
         return SCAN_ERROR;
     }
     set_slot(view, SLOT_SPAN_END, value);
-    if ((value = PyUnicode_DecodeUTF8(name ? (const char *)name : "", (Py_ssize_t)name_len, NULL)) == NULL) {
+    if ((value = decode_text(name ? name : (const uint8_t *)"", name_len)) == NULL) {
         return SCAN_ERROR;
     }
     set_slot(view, SLOT_NAME, value);
@@ -811,6 +877,7 @@ scan(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nargs)
     st.base = (const uint8_t *)PyBytes_AS_STRING(args[0]);
     st.max_attributes = (size_t)max_attributes;
     st.limit = (size_t)limit;
+    st.check_lengths = PyBytes_GET_SIZE(args[0]) > limit;
     st.weight_of = args[4];
     st.views = PyList_New(0);
     if (st.views == NULL) {
@@ -913,12 +980,14 @@ static PyObject *
 duration_s(PyObject *start, PyObject *end)
 {
     if (PyLong_CheckExact(start) && PyLong_CheckExact(end)) {
-        unsigned long long s = PyLong_AsUnsignedLongLong(start);
-        unsigned long long e = s == (unsigned long long)-1 && PyErr_Occurred() ? 0 : PyLong_AsUnsignedLongLong(end);
-        if (!PyErr_Occurred()) {
-            return PyFloat_FromDouble(e > s ? (double)(e - s) / 1e9 : 0.0);
+        int start_over, end_over;
+        long long s = PyLong_AsLongLongAndOverflow(start, &start_over);
+        long long e = PyLong_AsLongLongAndOverflow(end, &end_over);
+        if (!start_over && !end_over) {
+            /* e - s is exact in 64 unsigned bits when e > s; the conversion rounds as Python's */
+            return PyFloat_FromDouble(e > s ? (double)((unsigned long long)e - (unsigned long long)s) / 1e9 : 0.0);
         }
-        PyErr_Clear(); /* negative or wider than 64 bits: Python's arithmetic below */
+        /* past 64 signed bits: Python's arithmetic below */
     }
     PyObject *elapsed = PyNumber_Subtract(end, start);
     if (elapsed == NULL) {
@@ -1035,7 +1104,8 @@ static PyMethodDef methods[] = {
      "scan(body, view_type, max_attributes, max_value_bytes, weight_of) -> list of views, or None "
      "when the request needs the Python path (a rule broken, or an encoding it does not take)."},
     {"span_attributes", (PyCFunction)(void (*)(void))span_attributes, METH_FASTCALL,
-     "span_attributes(body, start, end) -> dict of the attributes of the Span encoded at body[start:end]."},
+     "span_attributes(body, start, end) -> dict of the attributes of the Span encoded at body[start:end], "
+     "or None when protobuf would read them by merging (decode those with upb)."},
     {"group_durations", (PyCFunction)(void (*)(void))group_durations, METH_FASTCALL,
      "group_durations(views, base_type) -> ({(service, name, kind, status): [seconds]}, weighted views) "
      "or None when a view is not a base_type with every slot set."},

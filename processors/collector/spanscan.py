@@ -10,12 +10,15 @@ span, so :file:`processors/_native.c` walks the OTLP wire format by hand. It is 
   and valid UTF-8), and only when no stage rewrites spans (redaction takes the Python path).
 * :func:`scan_views` returns views only when every span and resource passes the rules of
   :mod:`.validation` and the encoding is one whose meaning it reads exactly as upb does. Anything
-  else (a rule broken, a key-value or ``AnyValue`` that protobuf would merge, a wire type it does
-  not expect, nesting deeper than 32) gives ``None``, and the pipeline takes the Python path,
+  else (a rule broken, a resource attribute that protobuf would read by merging, a wire type it
+  does not expect, nesting deeper than 32) gives ``None``, and the pipeline takes the Python path,
   which names the rules broken and is the reference the tests compare this one against.
 * Span attributes are decoded only when a derivation reads them (:class:`ScannedSpanView`), into a
   plain ``dict`` whose values are what :func:`~spansignals.processors.view.any_value_to_python`
-  gives. Resource attributes are decoded once per ``ResourceSpans``.
+  gives; their encoding is checked then too, so spans no derivation reads (most server spans) cost
+  nothing for it. A span whose attributes protobuf would read by merging is decoded by upb
+  instead. Resource attributes are decoded once per ``ResourceSpans``. The length rule is checked
+  while scanning, and, as on the Python path, only when the body is longer than the limit.
 
 The extension is built by ``pip install`` (setuptools, a C compiler and the Python headers). When it
 is missing, :data:`NATIVE` is false, :func:`scan_views` always answers ``None`` and the collector
@@ -28,7 +31,9 @@ from bisect import bisect_right
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from ..view import SpanView, _sampling_weight
+from opentelemetry.proto.trace.v1.trace_pb2 import Span
+
+from ..view import SpanView, _sampling_weight, any_value_to_python
 
 try:
     from .. import _native as _spanscan
@@ -60,12 +65,22 @@ class ScannedSpanView(SpanView):
         decoded = self._decoded
         if decoded is None:
             assert _spanscan is not None  # only the scanner builds these views
-            decoded = self._decoded = _spanscan.span_attributes(self._body, self._span_start, self._span_end)
+            decoded = _spanscan.span_attributes(self._body, self._span_start, self._span_end)
+            if decoded is None:  # an encoding protobuf reads by merging: let upb read it
+                decoded = _attributes_with_upb(self._body[self._span_start : self._span_end])
+            self._decoded = decoded
         return decoded
 
     def might_hold_key(self, fragment: bytes) -> bool:
         # Keys are stored verbatim inside the span's encoding: a miss is exact, a hit may be a value.
         return self._body.find(fragment, self._span_start, self._span_end) >= 0
+
+
+def _attributes_with_upb(encoding: bytes) -> dict[str, Any]:
+    """A span's attributes as the Python path reads them (last duplicate key wins)."""
+    span = Span()
+    span.ParseFromString(encoding)
+    return {kv.key: any_value_to_python(kv.value) for kv in span.attributes}
 
 
 class ScannedBatch(list[SpanView]):
