@@ -749,6 +749,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         else "no downstream (spans dropped after derivation)"
     )
     print(f"  spansignals ({source}) derivations: {derivations}; {downstream}")
+    from spansignals.processors.collector.spanscan import NATIVE
+
+    print(f"  span path: {'native scanner' if NATIVE else 'Python only (native module not built)'}")
     if rotel is None:
         print("  rotel: not installed (pip install rotel==0.0.1a15) or --no-rotel: skipped")
     if not args.no_breakdown:
