@@ -17,14 +17,19 @@ give up after 300 s) — or exactly the server's ``RetryInfo`` / ``Retry-After``
 one. Permanent errors are not retried.
 
 ``consumers`` is how many sends may be in flight at once, not how many start at once: a consumer
-starts a send when no other send awaits an answer, when a whole ``max_request_bytes`` is waiting,
-or when the newest send has been out for :data:`SEND_LINGER_S` (50 ms). Otherwise the batches
-wait behind the send in flight and go out merged with it. Each send costs the collector CPU in
-grpc (call setup, completion, thread wake-ups) whatever its size: four consumers that each took
-whatever was ready sent one to two received requests per send under load; held back, ~15-20, and
-the forwarding path's CPU per request fell by about a third (``benchmarks/collector_forward.py``:
-~365 against ~255 µs per request, 2.5 ms stand-in handler, load average ~3). A slow or stalled
-downstream still gets more sends in parallel after the linger.
+starts a send when no other send awaits an answer, when :data:`SEND_EARLY_BYTES` (512 KiB, or
+``max_request_bytes`` if smaller) are waiting, or when the newest send has been out for
+:data:`SEND_LINGER_S` (20 ms). Otherwise the batches wait behind the send in flight and go out
+merged with it. Each send costs the collector CPU in grpc (call setup, completion, thread
+wake-ups) whatever its size: under ``benchmarks/collector_throughput.py``'s load, four consumers
+that each took whatever was ready sent ~1.4 received requests per send; held back, ~4, and the
+collector's CPU outside the receiver handler fell from ~0.6-1.0 to ~0.5-0.6 ms per request
+(``benchmarks/collector_forward.py`` times the forwarding path alone). Holding back longer merges
+more (a whole ``max_request_bytes`` and 50 ms: ~15 per send) but keeps far more in the queue
+(against the benchmark's sink, a fifth of the default bound in steady state, and the whole bound
+when that sink slowed down: clients were refused), because one big send at a time leaves the
+downstream idle between answer and next send; the two limits above keep the queue within a few
+thousand spans there.
 
 Accounting, per exporter, in items (spans for traces):
 
@@ -78,10 +83,14 @@ __all__ = ["ExporterFamilies", "ExporterWorker", "Forwarder", "RetryPolicy", "Tr
 _logger = logging.getLogger(__name__)
 
 OUTCOME_SENT, OUTCOME_FAILED, OUTCOME_DROPPED = "sent", "failed", "dropped"
-SEND_LINGER_S = 0.05
-"""How long the newest send may be out before another consumer starts one beside it anyway
-(unless a whole ``max_request_bytes`` is already waiting): the most a batch waits behind a slow
-or stalled send. A healthy downstream answers well within it, so batches merge."""
+SEND_LINGER_S = 0.02
+"""How long the newest send may be out before another consumer starts one beside it anyway:
+the most a batch waits behind a slow or stalled send. A downstream that answers within it gets
+one send at a time, merged."""
+SEND_EARLY_BYTES = 512 * 1024
+"""Bytes waiting (or ``max_request_bytes`` if smaller) at which another send starts beside the
+one in flight without waiting for the linger: a downstream that slows down gets sends in
+parallel again before much piles up in the queue."""
 SEND_DURATION_BOUNDS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
 
 
@@ -201,6 +210,7 @@ class ExporterWorker:
         self.max_request_bytes = max_request_bytes
         self.unready_after = unready_after
         self.send_linger = send_linger
+        self._early_bytes = min(max_request_bytes, SEND_EARLY_BYTES)
         self._clock = clock
         self._tasks: list[asyncio.Task[None]] = []
         self._stopping = asyncio.Event()
@@ -269,7 +279,7 @@ class ExporterWorker:
         docstring (with ``max_request_bytes`` 0, nothing merges, so nothing is held back)."""
         return (
             self.in_flight == 0
-            or ready_bytes >= self.max_request_bytes
+            or ready_bytes >= self._early_bytes
             or asyncio.get_running_loop().time() - self._newest_send_at >= self.send_linger
         )
 

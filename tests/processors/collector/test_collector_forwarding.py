@@ -14,7 +14,12 @@ from fault_proxy import FaultProxy
 from otlp_builders import build_request
 
 from spansignals.processors.collector.exporter import parse_retry_after
-from spansignals.processors.collector.forwarding import SEND_LINGER_S, Forwarder, RetryPolicy
+from spansignals.processors.collector.forwarding import (
+    SEND_EARLY_BYTES,
+    SEND_LINGER_S,
+    Forwarder,
+    RetryPolicy,
+)
 from spansignals.processors.collector.queue import QueueFull
 from spansignals.processors.config.collector import CollectorConfig
 
@@ -379,14 +384,15 @@ async def test_requests_queued_behind_a_send_in_flight_go_out_merged_when_it_ans
     assert _check_accounting(forwarder, sent, fake_otlp)["sent"] == 15
 
 
-async def test_a_whole_request_waiting_starts_another_send_beside_the_one_in_flight(
+async def test_enough_bytes_waiting_start_another_send_beside_the_one_in_flight(
     fake_otlp: FakeOtlpServer, started: Any
 ) -> None:
-    """Once ``max_request_bytes`` is waiting, a second send starts without waiting for the first
-    answer (or the linger): holding back only ever merges, it never caps throughput below
-    ``consumers`` full sends in flight."""
+    """Once 512 KiB (here ``max_request_bytes``, smaller) are waiting, a second send starts
+    without waiting for the first answer or the linger: a slow downstream gets sends in parallel
+    before much piles up."""
     sent = Sent()
     size = len(sent.request()[0])
+    assert 2 * size < SEND_EARLY_BYTES
     forwarder = await started(_config(fake_otlp, "grpc", max_request_bytes=2 * size))
     worker = forwarder.workers[0]
     worker.send_linger = 5.0
@@ -408,10 +414,10 @@ async def test_a_stalled_send_holds_the_requests_behind_it_back_for_the_linger_o
     fake_otlp: FakeOtlpServer, started: Any
 ) -> None:
     """A send the downstream sits on (5 s here, within the 10 s timeout) delays the requests
-    behind it by the linger (50 ms), not by the stall: another consumer sends them."""
+    behind it by the linger (20 ms), not by the stall: another consumer sends them."""
     forwarder = await started(_config(fake_otlp, "grpc", max_request_bytes=1 << 20))
     worker = forwarder.workers[0]
-    assert worker.send_linger == SEND_LINGER_S == 0.05
+    assert worker.send_linger == SEND_LINGER_S == 0.02
     fake_otlp.script(Delay(5.0))
     sent = Sent()
     await sent.submit(forwarder)
