@@ -52,6 +52,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.error
 import urllib.request
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -421,17 +422,34 @@ def _cpu_seconds(procs: list[Any]) -> float:
     return total
 
 
+def _scrape(metrics_url: str, attempts: int = 3, timeout: float = 10.0) -> str:
+    """The collector's /metrics text. A scrape that gets no answer within ``timeout`` is tried
+    again (on a loaded machine one can wait that long for CPU); the collector's own
+    ``loop_stalls`` line in the accounting tells whether its event loop was the one late."""
+    for attempt in range(attempts):
+        try:
+            with urllib.request.urlopen(metrics_url, timeout=timeout) as resp:
+                return str(resp.read().decode())
+        except (TimeoutError, urllib.error.URLError) as exc:
+            if attempt == attempts - 1:
+                raise RuntimeError(
+                    f"{metrics_url} gave no answer in {attempts} tries of {timeout:g} s ({exc})"
+                ) from None
+            print(
+                f"  (a scrape of {metrics_url} got no answer in {timeout:g} s: trying again)", file=sys.stderr
+            )
+    raise AssertionError("unreachable")
+
+
 def _accepted(
-    metrics_url: str, name: str = "spansignals_receiver_spans_total", outcome: str = "accepted"
+    metrics_url: str, name: str = "spansignals_receiver_spans_total", outcome: str | None = "accepted"
 ) -> float | None:
     from prometheus_client.parser import text_string_to_metric_families
 
-    with urllib.request.urlopen(metrics_url, timeout=10) as resp:
-        text = resp.read().decode()
     total = None
-    for family in text_string_to_metric_families(text):
+    for family in text_string_to_metric_families(_scrape(metrics_url)):
         for s in family.samples:
-            if s.name == name and s.labels.get("outcome") == outcome:
+            if s.name == name and (outcome is None or s.labels.get("outcome") == outcome):
                 total = (total or 0.0) + s.value
     return total
 
@@ -440,8 +458,7 @@ def _handler_ms(metrics_url: str) -> float | None:
     """Mean time the collector's trace receivers spent per request (their own histogram)."""
     from prometheus_client.parser import text_string_to_metric_families
 
-    with urllib.request.urlopen(metrics_url, timeout=10) as resp:
-        text = resp.read().decode()
+    text = _scrape(metrics_url)
     total = count = 0.0
     for family in text_string_to_metric_families(text):
         for s in family.samples:
@@ -542,6 +559,8 @@ def measure(
                     f"; receiver handler {handler:.2f} ms per request of {cpu_per_request:.2f} ms CPU per"
                     " request (the rest: grpc, forwarding, the event loop)"
                 )
+            stalls = _accepted(target.metrics_urls[0], "spansignals_collector_loop_stalls_total", None)
+            accounting += f"; event-loop stalls (a tick >= 1 s late): {int(stalls or 0)}"
     return Measurement(
         target.name,
         load.spans_in_window / args.duration,

@@ -31,6 +31,8 @@ def test_benchmark_runs_and_accounts_for_every_span() -> None:
     assert "spansignals collector" in out
     assert "accounting ok" in out, out
     assert "MISMATCH" not in out, out
+    assert "event-loop stalls (a tick >= 1 s late): " in out, out
+    assert "span path: native scanner" in out, out
 
 
 @pytest.mark.integration
