@@ -22,9 +22,10 @@ starts a send when no other send awaits an answer, when :data:`SEND_EARLY_BYTES`
 :data:`SEND_LINGER_S` (20 ms). Otherwise the batches wait behind the send in flight and go out
 merged with it. Each send costs the collector CPU in grpc (call setup, completion, thread
 wake-ups) whatever its size: under ``benchmarks/collector_throughput.py``'s load, four consumers
-that each took whatever was ready sent ~1.4 received requests per send; held back, ~4, and the
-collector's CPU outside the receiver handler fell from ~0.6-1.0 to ~0.5-0.6 ms per request
-(``benchmarks/collector_forward.py`` times the forwarding path alone). Holding back longer merges
+that each took whatever was ready sent ~1.4-1.9 received requests per send; held back, ~4, and
+the collector's CPU outside the receiver handler fell from 0.96 to 0.77 ms per request (means of
+three interleaved 8 s runs each, load ~3.8; ``benchmarks/collector_forward.py`` times the
+forwarding path alone). Holding back longer merges
 more (a whole ``max_request_bytes`` and 50 ms: ~15 per send) but keeps far more in the queue
 (against the benchmark's sink, a fifth of the default bound in steady state, and the whole bound
 when that sink slowed down: clients were refused), because one big send at a time leaves the
