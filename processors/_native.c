@@ -508,64 +508,111 @@ static const char *const slot_names[SLOT_COUNT] = {
     "name", "kind", "start_ns", "end_ns", "status_code", "resource", "service_name", "weight",
     "_body", "_span_start", "_span_end", "_decoded",
 };
+/* The names as interned str, made once: a str built per lookup would be kept, and replaced, in
+ * CPython's type attribute cache at every call that looks the slots up. */
+static PyObject *slot_name_objects[SLOT_COUNT];
 
 typedef struct {
-    PyTypeObject *type; /* strong reference */
+    PyTypeObject *type;
     Py_ssize_t offsets[SLOT_COUNT];
 } view_layout;
 
+/* The last view type scan() was given and its offsets (holds a strong reference to the type). A
+ * call copies it into its own scan_state: Python code can run in the middle of a scan (weight_of,
+ * a finalizer the garbage collector calls, another thread while that code runs) and may scan with
+ * another view type, which replaces this cache; the call in progress keeps the offsets it checked. */
 static view_layout layout;
 static PyObject *unknown_service; /* "unknown_service" */
 static PyObject *service_name_key; /* "service.name" */
 static PyObject *one; /* 1.0 */
+static destructor class_statement_dealloc; /* the tp_dealloc of every type a class statement makes */
 
+/* 1 when an instance of `type` is `object` plus the slots of classes written in Python, so that
+ * tp_alloc's zeroed memory is a complete instance: no base written in C (dict, a C extension's
+ * type) whose own state its tp_new or __init__ would have set, and that would crash when used
+ * without it. */
 static int
-find_layout(PyTypeObject *type)
+is_plain_python_class(PyTypeObject *type)
+{
+    for (PyTypeObject *t = type; t != &PyBaseObject_Type; t = t->tp_base) {
+        if (t == NULL || !(t->tp_flags & Py_TPFLAGS_HEAPTYPE) || t->tp_dealloc != class_statement_dealloc
+            || t->tp_itemsize != 0) {
+            return 0;
+        }
+    }
+    return 1;
+}
+
+/* The offset of slot `name` in instances of `type`, or -1 with TypeError set. The descriptor must
+ * be a member of `type` or of one of its bases: any member descriptor can be assigned to any class
+ * attribute, and one taken from an unrelated class has an offset in that class's layout, perhaps
+ * past the end of this one's instances. `writable` asks for a slot scan() may set. */
+static Py_ssize_t
+slot_offset(PyTypeObject *type, PyObject *descr, const char *name, int writable)
+{
+    if (descr == NULL || !Py_IS_TYPE(descr, &PyMemberDescr_Type)) {
+        PyErr_Format(PyExc_TypeError, "%s is not a slot of %s", name, type->tp_name);
+        return -1;
+    }
+    PyMemberDef *member = ((PyMemberDescrObject *)descr)->d_member;
+    PyTypeObject *owner = PyDescr_TYPE(descr);
+    if (owner == NULL || !PyType_IsSubtype(type, owner) || member->type != T_OBJECT_EX
+        || (writable && (member->flags & READONLY)) || member->offset < (Py_ssize_t)sizeof(PyObject)
+        || member->offset > type->tp_basicsize - (Py_ssize_t)sizeof(PyObject *)) {
+        PyErr_Format(PyExc_TypeError, "%s of %s is not a plain object slot of that class", name, type->tp_name);
+        return -1;
+    }
+    return member->offset;
+}
+
+/* The slot offsets of view class `type` into *out (the caller's copy), from the cache or found and
+ * then cached; 0, or -1 with an exception set. */
+static int
+find_layout(PyTypeObject *type, view_layout *out)
 {
     if (layout.type == type) {
+        *out = layout;
         return 0;
     }
-    if (!(type->tp_flags & Py_TPFLAGS_HEAPTYPE) || type->tp_dictoffset != 0) {
-        PyErr_SetString(PyExc_TypeError, "scan() needs a view class with __slots__ and no __dict__");
+    if (!is_plain_python_class(type) || type->tp_dictoffset != 0) {
+        PyErr_SetString(PyExc_TypeError,
+                        "scan() needs a view class written in Python over object, with __slots__ and no __dict__");
         return -1;
     }
     view_layout found;
     found.type = type;
     for (int i = 0; i < SLOT_COUNT; i++) {
-        PyObject *descr = PyObject_GetAttrString((PyObject *)type, slot_names[i]);
+        PyObject *descr = PyObject_GetAttr((PyObject *)type, slot_name_objects[i]);
         if (descr == NULL) {
             return -1;
         }
-        if (!Py_IS_TYPE(descr, &PyMemberDescr_Type)) {
-            Py_DECREF(descr);
-            PyErr_Format(PyExc_TypeError, "view class attribute %s is not a slot", slot_names[i]);
-            return -1;
-        }
-        PyMemberDef *member = ((PyMemberDescrObject *)descr)->d_member;
-        int plain = member->type == T_OBJECT_EX && !(member->flags & READONLY);
-        found.offsets[i] = member->offset;
+        found.offsets[i] = slot_offset(type, descr, slot_names[i], 1);
         Py_DECREF(descr);
-        if (!plain) {
-            PyErr_Format(PyExc_TypeError, "view class slot %s is not a plain object slot", slot_names[i]);
+        if (found.offsets[i] < 0) {
             return -1;
         }
     }
-    Py_INCREF(type);
-    Py_XDECREF(layout.type);
+    /* the caller's copy and the cache are set before the old type is released: its deallocation
+     * may run Python code, which may scan with yet another class */
+    *out = found;
+    PyTypeObject *old = layout.type;
     layout = found;
+    layout.type = (PyTypeObject *)Py_NewRef(type);
+    Py_XDECREF(old);
     return 0;
 }
 
 static inline void
-set_slot(PyObject *obj, int slot, PyObject *value) /* steals value */
+set_slot(const view_layout *lay, PyObject *obj, int slot, PyObject *value) /* steals value */
 {
-    PyObject **where = (PyObject **)((char *)obj + layout.offsets[slot]);
+    PyObject **where = (PyObject **)((char *)obj + lay->offsets[slot]);
     PyObject *old = *where;
     *where = value;
     Py_XDECREF(old);
 }
 
 typedef struct {
+    view_layout layout; /* this call's own copy; layout.type is the caller's (borrowed) */
     PyObject *body; /* the bytes object */
     const uint8_t *base;
     size_t max_attributes;
@@ -694,64 +741,70 @@ scan_span(scan_state *st, const uint8_t *p, const uint8_t *end, PyObject *resour
         return SCAN_BAIL;
     }
 
-    PyObject *view = layout.type->tp_alloc(layout.type, 0);
+    const view_layout *lay = &st->layout;
+    PyObject *view = lay->type->tp_alloc(lay->type, 0);
     if (view == NULL) {
         return SCAN_ERROR;
     }
+    /* In the list before its slots are set (the garbage collector visits a view's slots only when
+     * they are set); and this function keeps its own reference until the last one is: Python code
+     * (weight_of, a finalizer) can reach the list through the garbage collector and drop it. */
     if (PyList_Append(st->views, view) < 0) {
-        Py_DECREF(view);
-        return SCAN_ERROR;
+        goto error;
     }
-    Py_DECREF(view); /* the list holds it; slots are filled in place */
-    set_slot(view, SLOT_RESOURCE, Py_NewRef(resource));
-    set_slot(view, SLOT_SERVICE, Py_NewRef(service));
-    set_slot(view, SLOT_BODY, Py_NewRef(st->body));
-    set_slot(view, SLOT_CACHE, Py_NewRef(Py_None));
+    set_slot(lay, view, SLOT_RESOURCE, Py_NewRef(resource));
+    set_slot(lay, view, SLOT_SERVICE, Py_NewRef(service));
+    set_slot(lay, view, SLOT_BODY, Py_NewRef(st->body));
+    set_slot(lay, view, SLOT_CACHE, Py_NewRef(Py_None));
     PyObject *value;
     if ((value = PyLong_FromLong(kind)) == NULL) {
-        return SCAN_ERROR;
+        goto error;
     }
-    set_slot(view, SLOT_KIND, value);
+    set_slot(lay, view, SLOT_KIND, value);
     if ((value = PyLong_FromLong(status)) == NULL) {
-        return SCAN_ERROR;
+        goto error;
     }
-    set_slot(view, SLOT_STATUS, value);
+    set_slot(lay, view, SLOT_STATUS, value);
     if ((value = PyLong_FromUnsignedLongLong(start)) == NULL) {
-        return SCAN_ERROR;
+        goto error;
     }
-    set_slot(view, SLOT_START, value);
+    set_slot(lay, view, SLOT_START, value);
     if ((value = PyLong_FromUnsignedLongLong(stop)) == NULL) {
-        return SCAN_ERROR;
+        goto error;
     }
-    set_slot(view, SLOT_END, value);
+    set_slot(lay, view, SLOT_END, value);
     if ((value = PyLong_FromSsize_t(span_start - st->base)) == NULL) {
-        return SCAN_ERROR;
+        goto error;
     }
-    set_slot(view, SLOT_SPAN_START, value);
+    set_slot(lay, view, SLOT_SPAN_START, value);
     if ((value = PyLong_FromSsize_t(end - st->base)) == NULL) {
-        return SCAN_ERROR;
+        goto error;
     }
-    set_slot(view, SLOT_SPAN_END, value);
+    set_slot(lay, view, SLOT_SPAN_END, value);
     if ((value = decode_text(name ? name : (const uint8_t *)"", name_len)) == NULL) {
-        return SCAN_ERROR;
+        goto error;
     }
-    set_slot(view, SLOT_NAME, value);
+    set_slot(lay, view, SLOT_NAME, value);
     if (state_len == 0) {
         value = Py_NewRef(one);
     }
     else {
         PyObject *text = PyUnicode_DecodeUTF8((const char *)state, (Py_ssize_t)state_len, NULL);
         if (text == NULL) {
-            return SCAN_ERROR;
+            goto error;
         }
         value = PyObject_CallOneArg(st->weight_of, text);
         Py_DECREF(text);
         if (value == NULL) {
-            return SCAN_ERROR;
+            goto error;
         }
     }
-    set_slot(view, SLOT_WEIGHT, value);
+    set_slot(lay, view, SLOT_WEIGHT, value);
+    Py_DECREF(view);
     return SCAN_OK;
+error:
+    Py_DECREF(view);
+    return SCAN_ERROR;
 }
 
 /* ResourceSpans { Resource resource = 1; repeated ScopeSpans scope_spans = 2; }
@@ -869,10 +922,10 @@ scan(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nargs)
         PyErr_SetString(PyExc_ValueError, "limits must not be negative");
         return NULL;
     }
-    if (find_layout((PyTypeObject *)args[1]) < 0) {
+    scan_state st;
+    if (find_layout((PyTypeObject *)args[1], &st.layout) < 0) { /* the caller holds the type */
         return NULL;
     }
-    scan_state st;
     st.body = args[0];
     st.base = (const uint8_t *)PyBytes_AS_STRING(args[0]);
     st.max_attributes = (size_t)max_attributes;
@@ -927,36 +980,43 @@ enum { BASE_NAME, BASE_KIND, BASE_START, BASE_END, BASE_STATUS, BASE_SERVICE, BA
 static const char *const base_names[BASE_COUNT] = {
     "name", "kind", "start_ns", "end_ns", "status_code", "service_name", "weight",
 };
-static PyTypeObject *base_type; /* strong reference */
+static PyObject *base_name_objects[BASE_COUNT]; /* interned, as slot_name_objects */
+/* The last base type group_durations was given and its offsets (a strong reference to the type);
+ * each call copies the offsets, as scan() does its layout, since Python code may run during a call
+ * (a weight's __eq__, a name's __hash__, a finalizer) and group with another base type. */
+static PyTypeObject *base_type;
 static Py_ssize_t base_offsets[BASE_COUNT];
 
+/* As find_layout: the offsets of base class `type` into `offsets` (the caller's copy). */
 static int
-find_base_layout(PyTypeObject *type)
+find_base_layout(PyTypeObject *type, Py_ssize_t offsets[BASE_COUNT])
 {
-    if (base_type == type) {
+    if (base_type != type) {
+        Py_ssize_t found[BASE_COUNT];
+        for (int i = 0; i < BASE_COUNT; i++) {
+            /* an attribute lookup, not tp_dict: that is NULL for builtin types on Python 3.12+ */
+            PyObject *descr = PyObject_GetAttr((PyObject *)type, base_name_objects[i]);
+            if (descr == NULL) {
+                if (!PyErr_ExceptionMatches(PyExc_AttributeError)) {
+                    return -1;
+                }
+                PyErr_Clear();
+            }
+            found[i] = slot_offset(type, descr, base_names[i], 0);
+            Py_XDECREF(descr);
+            if (found[i] < 0) {
+                return -1;
+            }
+        }
+        memcpy(offsets, found, sizeof found);
+        PyTypeObject *old = base_type;
+        base_type = (PyTypeObject *)Py_NewRef(type);
+        memcpy(base_offsets, found, sizeof found);
+        Py_XDECREF(old); /* last: may run Python code (see find_layout) */
         return 0;
     }
-    Py_ssize_t offsets[BASE_COUNT];
-    for (int i = 0; i < BASE_COUNT; i++) {
-        PyObject *descr = PyDict_GetItemString(type->tp_dict, base_names[i]); /* borrowed */
-        if (descr == NULL || !Py_IS_TYPE(descr, &PyMemberDescr_Type)
-            || ((PyMemberDescrObject *)descr)->d_member->type != T_OBJECT_EX) {
-            PyErr_Format(PyExc_TypeError, "%s is not a slot of the view base class", base_names[i]);
-            return -1;
-        }
-        offsets[i] = ((PyMemberDescrObject *)descr)->d_member->offset;
-    }
-    Py_INCREF(type);
-    Py_XDECREF(base_type);
-    base_type = type;
-    memcpy(base_offsets, offsets, sizeof offsets);
+    memcpy(offsets, base_offsets, sizeof base_offsets);
     return 0;
-}
-
-static inline PyObject *
-base_slot(PyObject *obj, int slot) /* borrowed, may be NULL */
-{
-    return *(PyObject **)((char *)obj + base_offsets[slot]);
 }
 
 /* 1 when weight == 1, 0 when not, -1 on error */
@@ -1011,6 +1071,47 @@ duration_s(PyObject *start, PyObject *end)
     return result;
 }
 
+/* One view into groups or weighted; 0, or -1 with an exception set. */
+static int
+group_one(PyObject *groups, PyObject *weighted, PyObject *view, PyObject *const slots[BASE_COUNT])
+{
+    int one_weight = weight_is_one(slots[BASE_WEIGHT]);
+    if (one_weight <= 0) {
+        return one_weight < 0 ? -1 : PyList_Append(weighted, view);
+    }
+    PyObject *duration = duration_s(slots[BASE_START], slots[BASE_END]);
+    if (duration == NULL) {
+        return -1;
+    }
+    PyObject *key = PyTuple_Pack(4, slots[BASE_SERVICE], slots[BASE_NAME], slots[BASE_KIND], slots[BASE_STATUS]);
+    if (key == NULL) {
+        Py_DECREF(duration);
+        return -1;
+    }
+    PyObject *durations = PyDict_GetItemWithError(groups, key); /* borrowed */
+    int rc;
+    if (durations != NULL) {
+        rc = PyList_Append(durations, duration);
+    }
+    else if (PyErr_Occurred()) { /* an unhashable name, say */
+        rc = -1;
+    }
+    else {
+        PyObject *fresh = PyList_New(1);
+        if (fresh == NULL) {
+            rc = -1;
+        }
+        else {
+            PyList_SET_ITEM(fresh, 0, Py_NewRef(duration));
+            rc = PyDict_SetItem(groups, key, fresh);
+            Py_DECREF(fresh);
+        }
+    }
+    Py_DECREF(key);
+    Py_DECREF(duration);
+    return rc;
+}
+
 static PyObject *
 group_durations(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nargs)
 {
@@ -1018,7 +1119,9 @@ group_durations(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t n
         PyErr_SetString(PyExc_TypeError, "group_durations(views: Sequence[SpanView], base_type: type)");
         return NULL;
     }
-    if (find_base_layout((PyTypeObject *)args[1]) < 0) {
+    PyTypeObject *type = (PyTypeObject *)args[1]; /* the caller holds it */
+    Py_ssize_t offsets[BASE_COUNT];
+    if (find_base_layout(type, offsets) < 0) {
         return NULL;
     }
     PyObject *seq = PySequence_Fast(args[0], "views must be a sequence");
@@ -1031,62 +1134,32 @@ group_durations(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t n
     if (groups == NULL || weighted == NULL) {
         goto done;
     }
-    Py_ssize_t n = PySequence_Fast_GET_SIZE(seq);
-    PyObject **items = PySequence_Fast_ITEMS(seq);
-    for (Py_ssize_t i = 0; i < n; i++) {
-        PyObject *view = items[i];
-        if (!PyObject_TypeCheck(view, base_type)) {
+    /* `views` may be the caller's list, and Python code run from here (a weight's __eq__, a name's
+     * __hash__, a finalizer) may change it or a view: the length is read again for every view, and
+     * the view and its slot values are held while in use. */
+    for (Py_ssize_t i = 0; i < PySequence_Fast_GET_SIZE(seq); i++) {
+        PyObject *view = PySequence_Fast_GET_ITEM(seq, i);
+        if (!PyObject_TypeCheck(view, type)) {
             result = Py_NewRef(Py_None);
             goto done;
         }
         PyObject *slots[BASE_COUNT];
         for (int k = 0; k < BASE_COUNT; k++) {
-            slots[k] = base_slot(view, k);
+            slots[k] = *(PyObject **)((char *)view + offsets[k]);
             if (slots[k] == NULL) {
                 result = Py_NewRef(Py_None);
                 goto done;
             }
         }
-        int one_weight = weight_is_one(slots[BASE_WEIGHT]);
-        if (one_weight < 0) {
-            goto done;
+        Py_INCREF(view);
+        for (int k = 0; k < BASE_COUNT; k++) {
+            Py_INCREF(slots[k]);
         }
-        if (!one_weight) {
-            if (PyList_Append(weighted, view) < 0) {
-                goto done;
-            }
-            continue;
+        int rc = group_one(groups, weighted, view, slots);
+        for (int k = 0; k < BASE_COUNT; k++) {
+            Py_DECREF(slots[k]);
         }
-        PyObject *duration = duration_s(slots[BASE_START], slots[BASE_END]);
-        if (duration == NULL) {
-            goto done;
-        }
-        PyObject *key = PyTuple_Pack(4, slots[BASE_SERVICE], slots[BASE_NAME], slots[BASE_KIND], slots[BASE_STATUS]);
-        if (key == NULL) {
-            Py_DECREF(duration);
-            goto done;
-        }
-        PyObject *durations = PyDict_GetItemWithError(groups, key); /* borrowed */
-        int rc;
-        if (durations != NULL) {
-            rc = PyList_Append(durations, duration);
-        }
-        else if (PyErr_Occurred()) { /* an unhashable name, say */
-            rc = -1;
-        }
-        else {
-            PyObject *fresh = PyList_New(1);
-            if (fresh == NULL) {
-                rc = -1;
-            }
-            else {
-                PyList_SET_ITEM(fresh, 0, Py_NewRef(duration));
-                rc = PyDict_SetItem(groups, key, fresh);
-                Py_DECREF(fresh);
-            }
-        }
-        Py_DECREF(key);
-        Py_DECREF(duration);
+        Py_DECREF(view);
         if (rc < 0) {
             goto done;
         }
@@ -1124,8 +1197,26 @@ PyInit__native(void)
     unknown_service = PyUnicode_InternFromString("unknown_service");
     service_name_key = PyUnicode_InternFromString("service.name");
     one = PyFloat_FromDouble(1.0);
-    if (unknown_service == NULL || service_name_key == NULL || one == NULL) {
+    /* type("_probe", (), {}): its tp_dealloc is the one every class statement's type has */
+    PyObject *probe = PyObject_CallFunction((PyObject *)&PyType_Type, "s()N", "_probe", PyDict_New());
+    if (unknown_service == NULL || service_name_key == NULL || one == NULL || probe == NULL) {
+        Py_CLEAR(unknown_service);
+        Py_CLEAR(service_name_key);
+        Py_CLEAR(one);
+        Py_XDECREF(probe);
         return NULL;
+    }
+    class_statement_dealloc = ((PyTypeObject *)probe)->tp_dealloc;
+    Py_DECREF(probe);
+    for (int i = 0; i < SLOT_COUNT; i++) {
+        if ((slot_name_objects[i] = PyUnicode_InternFromString(slot_names[i])) == NULL) {
+            return NULL;
+        }
+    }
+    for (int i = 0; i < BASE_COUNT; i++) {
+        if ((base_name_objects[i] = PyUnicode_InternFromString(base_names[i])) == NULL) {
+            return NULL;
+        }
     }
     return PyModule_Create(&module_def);
 }

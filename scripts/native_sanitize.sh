@@ -1,0 +1,109 @@
+#!/usr/bin/env bash
+# The native module's tests under AddressSanitizer + UndefinedBehaviorSanitizer, and under valgrind
+# memcheck. Slow (ASan ~1 min, valgrind ~15 min on 2 cores), so not part of the default suite.
+#
+#   scripts/native_sanitize.sh [asan|valgrind|all] [pytest args...]     (default: all)
+#
+# Environment: PYTHON (default: python), NATIVE_SOURCE (default: processors/_native.c; another
+# revision's source to show what the tests catch in it), TESTS (default: the three native test
+# files below).
+#
+# Each build goes to a temporary folder, not over the in-place module other tests use, and a small
+# pytest plugin makes `spansignals.processors._native` load it (pytest prints which file in its
+# header). ASan needs its runtime loaded first: LD_PRELOAD of gcc's libasan; PYTHONMALLOC=malloc
+# so that each Python object is its own allocation that ASan and valgrind can see past the end
+# of, or after it is freed. ASan's leak check is off (the interpreter does not free everything
+# at exit); leaks are the tests' job (tracemalloc, object and reference counts) and valgrind's:
+# its definite losses whose stack passes through _native.c are listed and fail the run.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+mode=${1:-all}
+[ $# -gt 0 ] && shift
+PYTHON=${PYTHON:-python}
+SOURCE=${NATIVE_SOURCE:-processors/_native.c}
+TESTS=${TESTS:-tests/processors/test_native_safety.py tests/processors/collector/test_spanscan.py tests/processors/test_red_grouping.py}
+
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+include=$("$PYTHON" -c 'import sysconfig; print(sysconfig.get_paths()["include"])')
+suffix=$("$PYTHON" -c 'import sysconfig; print(sysconfig.get_config_var("EXT_SUFFIX"))')
+
+cat >"$work/native_under_test.py" <<'EOF'
+"""pytest plugin: import spansignals.processors._native from $SPANSIGNALS_NATIVE_SO."""
+import importlib.util
+import os
+import sys
+
+_NAME = "spansignals.processors._native"
+_PATH = os.environ["SPANSIGNALS_NATIVE_SO"]
+
+
+class _Finder:
+    @staticmethod
+    def find_spec(name, path=None, target=None):
+        return importlib.util.spec_from_file_location(name, _PATH) if name == _NAME else None
+
+
+sys.meta_path.insert(0, _Finder)
+
+
+def pytest_report_header(config):
+    return f"native module under test: {_PATH}"
+
+
+def pytest_sessionfinish(session, exitstatus):
+    module = sys.modules.get(_NAME)
+    if module is not None and module.__file__ != _PATH:
+        raise SystemExit(f"the tests used {module.__file__}, not {_PATH}")
+EOF
+
+run_pytest() { # env... -- runs pytest on $TESTS with the plugin
+    PYTHONPATH="$work${PYTHONPATH:+:$PYTHONPATH}" "$@" -m pytest -p native_under_test -p no:cacheprovider -q $TESTS "${extra[@]}"
+}
+extra=("$@")
+status=0
+
+if [ "$mode" = asan ] || [ "$mode" = all ]; then
+    so="$work/asan/_native$suffix"
+    mkdir -p "$work/asan"
+    gcc -shared -fPIC -g -O1 -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=all \
+        -Wall -Wextra -Wno-unused-parameter -Wno-missing-field-initializers -Wno-cast-function-type \
+        -I"$include" "$SOURCE" -o "$so"
+    echo "== AddressSanitizer + UBSan: $SOURCE"
+    SPANSIGNALS_NATIVE_SO="$so" SPANSIGNALS_SANITIZER=asan LD_PRELOAD="$(gcc -print-file-name=libasan.so)" \
+        ASAN_OPTIONS=detect_leaks=0:abort_on_error=1:print_summary=1 UBSAN_OPTIONS=print_stacktrace=1 \
+        PYTHONMALLOC=malloc run_pytest "$PYTHON" || status=$?
+    echo "== AddressSanitizer: exit $status"
+fi
+
+if [ "$mode" = valgrind ] || [ "$mode" = all ]; then
+    so="$work/plain/_native$suffix"
+    mkdir -p "$work/plain"
+    gcc -shared -fPIC -g -O1 -fno-omit-frame-pointer -I"$include" "$SOURCE" -o "$so"
+    suppressions=()
+    for supp in /usr/lib/valgrind/python3.supp "$(dirname "$include")/../lib/valgrind-python.supp"; do
+        [ -f "$supp" ] && suppressions+=("--suppressions=$supp")
+    done
+    log="$work/valgrind.log"
+    echo "== valgrind memcheck: $SOURCE (${suppressions[*]:-no suppressions})"
+    vstatus=0
+    SPANSIGNALS_NATIVE_SO="$so" PYTHONMALLOC=malloc run_pytest valgrind --tool=memcheck --error-exitcode=99 \
+        --leak-check=full --show-leak-kinds=definite --errors-for-leak-kinds=none --num-callers=40 \
+        "${suppressions[@]}" --log-file="$log" "$PYTHON" || vstatus=$?
+    grep -E "ERROR SUMMARY|definitely lost:|indirectly lost:" "$log" | tail -3
+    # a definite loss whose allocation stack passes through the module is ours
+    ours=$(awk '/are definitely lost/{record=$0; inrec=1; next} inrec && /^==[0-9]+== *$/{if (record ~ /_native\.c/) print record; inrec=0; next} inrec{record=record "\n" $0}' "$log")
+    if [ -n "$ours" ]; then
+        echo "== leaks through _native.c:"
+        echo "$ours"
+        vstatus=${vstatus/#0/98}
+    fi
+    if [ "$vstatus" = 99 ]; then
+        echo "== memcheck errors:"
+        grep -B2 -A30 "Invalid \|uninitialised\|Mismatched" "$log" | head -200
+    fi
+    echo "== valgrind: exit $vstatus"
+    [ "$vstatus" = 0 ] || status=$vstatus
+fi
+exit $status
