@@ -61,12 +61,19 @@ def test_sigkill_and_restart_delivers_everything_acknowledged(
     queue_dir = tmp_path / "queue"
     if downstream == "down":
         fake_otlp.down()
+        first = start_collector(config_blocks=_blocks(fake_otlp, queue_dir))
+        acked = _send(first, 20)
     else:
-        fake_otlp.mode = Delay(0.3)
-    first = start_collector(config_blocks=_blocks(fake_otlp, queue_dir))
-    acked = _send(first, 20)
-    if downstream == "slow":  # at least one delivered, one in flight
+        # One request delivered, then a send that is still in flight (5 s) when the collector is
+        # killed, with the rest queued behind it. Timed by the fake's answers, not by how soon
+        # the kill follows: sends merge what is queued, so with a short delay a late kill (a
+        # loaded machine) found everything delivered and nothing left to recover.
+        fake_otlp.script(Delay(0.3))
+        fake_otlp.mode = Delay(5)
+        first = start_collector(config_blocks=_blocks(fake_otlp, queue_dir))
+        acked = _send(first, 1)
         poll_until(lambda: fake_otlp.delivered_spans() >= SPANS_PER_REQUEST, timeout=10, what="a delivery")
+        acked += _send(first, 19, start=SPANS_PER_REQUEST)
     first.process.stop(sig=signal.SIGKILL)
     assert first.process.popen.returncode == -signal.SIGKILL
 
