@@ -1,4 +1,10 @@
-"""Types of the native module (_native.c); see collector/spanscan.py and red.py."""
+"""Types of the native module (_native.c); see collector/spanscan.py and red.py.
+
+``scan`` raises TypeError for a ``view_type`` that is not a class written in Python over
+``object`` with ``__slots__`` (and no ``__dict__``) holding every slot it sets; ``group_durations``
+for a ``base_type`` without the seven slots it reads. A slot must be the class's own or a base's:
+one borrowed from another class is refused (its offset is in that class's layout).
+"""
 
 from collections.abc import Callable, Sequence
 from typing import Any

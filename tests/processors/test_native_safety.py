@@ -193,7 +193,7 @@ def test_group_durations_refuses_slots_taken_from_another_class() -> None:
     assert out.startswith("TypeError name of Foreign is not a plain object slot"), out
 
 
-class _DictView(dict):  # type: ignore[type-arg]
+class _DictView(dict[str, Any]):
     __slots__ = _SLOTS
 
 
@@ -319,7 +319,7 @@ def test_group_durations_called_again_with_another_base_class() -> None:
     other = Other()
     for slot in Other.__slots__:
         setattr(other, slot, 5)
-    other.weight = 1.0
+    setattr(other, "weight", 1.0)  # noqa: B010 - a slot mypy does not see
 
     class Weight(float):
         __hash__ = float.__hash__
@@ -450,7 +450,8 @@ def test_nesting_5000_deep() -> None:
     # while 10 deep is read as protobuf does
     shallow = _span_with_attribute(_field(1, b"k") + _field(2, _nested_array(10)))
     views = _native.scan(shallow, ScannedSpanView, *_LIMITS, float)
-    value: Any = views[0].attributes["k"]  # type: ignore[index]
+    assert views is not None
+    value: Any = views[0].attributes["k"]
     for _ in range(10):
         (value,) = value
     assert value == "leaf"
@@ -498,7 +499,7 @@ def _cases() -> dict[str, Callable[[], object]]:
         SpanView(f"op{i % 3}", 1, 0, 10 + i, i % 2, {}, {}, weight=2.0 if i == 5 else 1.0) for i in range(20)
     ]
     unset = [*views, SpanView.__new__(SpanView)]
-    unhashable = [SpanView(["op"], 1, 0, 10, 0, {}, {})]  # type: ignore[arg-type]
+    unhashable = [SpanView(["op"], 1, 0, 10, 0, {}, {})]  # type: ignore[arg-type,unused-ignore]
     big = [SpanView("op", 1, -(2**70), 2**70 + i, 0, {}, {}) for i in range(5)]
 
     def scan(
