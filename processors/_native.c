@@ -1030,7 +1030,9 @@ weight_is_one(PyObject *weight)
     if (int_one == NULL) {
         return -1;
     }
+    Py_INCREF(weight); /* its __eq__ may unbind it from the view */
     int equal = PyObject_RichCompareBool(weight, int_one, Py_EQ);
+    Py_DECREF(weight);
     Py_DECREF(int_one);
     return equal;
 }
@@ -1049,7 +1051,11 @@ duration_s(PyObject *start, PyObject *end)
         }
         /* past 64 signed bits: Python's arithmetic below */
     }
+    Py_INCREF(start); /* held: their methods may unbind them from the view */
+    Py_INCREF(end);
     PyObject *elapsed = PyNumber_Subtract(end, start);
+    Py_DECREF(start);
+    Py_DECREF(end);
     if (elapsed == NULL) {
         return NULL;
     }
@@ -1071,22 +1077,50 @@ duration_s(PyObject *start, PyObject *end)
     return result;
 }
 
-/* One view into groups or weighted; 0, or -1 with an exception set. */
-static int
-group_one(PyObject *groups, PyObject *weighted, PyObject *view, PyObject *const slots[BASE_COUNT])
+static inline PyObject *
+slot_at(PyObject *view, Py_ssize_t offset) /* borrowed, may be NULL */
 {
-    int one_weight = weight_is_one(slots[BASE_WEIGHT]);
-    if (one_weight <= 0) {
-        return one_weight < 0 ? -1 : PyList_Append(weighted, view);
+    return *(PyObject **)((char *)view + offset);
+}
+
+/* One view into groups or weighted: 1, 0 when a slot is unset, or -1 with an exception set.
+ * Python code can run from here (a weight's __eq__, arithmetic on int subclasses, the hash of a
+ * name, a finalizer the garbage collector calls when the key is allocated) and rebind the view's
+ * slots: each slot is read when it is used, as the Python loop reads them, with no Python code
+ * between the read and the use or the new reference taken. */
+static int
+group_one(PyObject *groups, PyObject *weighted, PyObject *view, const Py_ssize_t offsets[BASE_COUNT])
+{
+    static const int key_slots[4] = {BASE_SERVICE, BASE_NAME, BASE_KIND, BASE_STATUS};
+    PyObject *weight = slot_at(view, offsets[BASE_WEIGHT]);
+    if (weight == NULL) {
+        return 0;
     }
-    PyObject *duration = duration_s(slots[BASE_START], slots[BASE_END]);
+    int one_weight = weight_is_one(weight);
+    if (one_weight <= 0) {
+        return one_weight < 0 || PyList_Append(weighted, view) < 0 ? -1 : 1;
+    }
+    PyObject *start = slot_at(view, offsets[BASE_START]), *end = slot_at(view, offsets[BASE_END]);
+    if (start == NULL || end == NULL) {
+        return 0;
+    }
+    PyObject *duration = duration_s(start, end);
     if (duration == NULL) {
         return -1;
     }
-    PyObject *key = PyTuple_Pack(4, slots[BASE_SERVICE], slots[BASE_NAME], slots[BASE_KIND], slots[BASE_STATUS]);
+    PyObject *key = PyTuple_New(4); /* before reading the slots it holds: allocating may run code */
     if (key == NULL) {
         Py_DECREF(duration);
         return -1;
+    }
+    for (int k = 0; k < 4; k++) {
+        PyObject *value = slot_at(view, offsets[key_slots[k]]);
+        if (value == NULL) {
+            Py_DECREF(key);
+            Py_DECREF(duration);
+            return 0;
+        }
+        PyTuple_SET_ITEM(key, k, Py_NewRef(value));
     }
     PyObject *durations = PyDict_GetItemWithError(groups, key); /* borrowed */
     int rc;
@@ -1109,7 +1143,7 @@ group_one(PyObject *groups, PyObject *weighted, PyObject *view, PyObject *const 
     }
     Py_DECREF(key);
     Py_DECREF(duration);
-    return rc;
+    return rc < 0 ? -1 : 1;
 }
 
 static PyObject *
@@ -1134,33 +1168,29 @@ group_durations(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t n
     if (groups == NULL || weighted == NULL) {
         goto done;
     }
-    /* `views` may be the caller's list, and Python code run from here (a weight's __eq__, a name's
-     * __hash__, a finalizer) may change it or a view: the length is read again for every view, and
-     * the view and its slot values are held while in use. */
+    /* `views` may be the caller's list, and Python code run from here (see group_one) may change
+     * it: the length is read again for every view, and the view is held while in use. */
     for (Py_ssize_t i = 0; i < PySequence_Fast_GET_SIZE(seq); i++) {
         PyObject *view = PySequence_Fast_GET_ITEM(seq, i);
-        if (!PyObject_TypeCheck(view, type)) {
-            result = Py_NewRef(Py_None);
-            goto done;
-        }
-        PyObject *slots[BASE_COUNT];
-        for (int k = 0; k < BASE_COUNT; k++) {
-            slots[k] = *(PyObject **)((char *)view + offsets[k]);
-            if (slots[k] == NULL) {
-                result = Py_NewRef(Py_None);
-                goto done;
+        int rc = 0;
+        if (PyObject_TypeCheck(view, type)) {
+            rc = 1;
+            for (int k = 0; k < BASE_COUNT; k++) { /* every slot set, else the Python loop decides */
+                if (slot_at(view, offsets[k]) == NULL) {
+                    rc = 0;
+                }
             }
         }
-        Py_INCREF(view);
-        for (int k = 0; k < BASE_COUNT; k++) {
-            Py_INCREF(slots[k]);
+        if (rc) {
+            Py_INCREF(view);
+            rc = group_one(groups, weighted, view, offsets);
+            Py_DECREF(view);
         }
-        int rc = group_one(groups, weighted, view, slots);
-        for (int k = 0; k < BASE_COUNT; k++) {
-            Py_DECREF(slots[k]);
-        }
-        Py_DECREF(view);
         if (rc < 0) {
+            goto done;
+        }
+        if (rc == 0) {
+            result = Py_NewRef(Py_None);
             goto done;
         }
     }

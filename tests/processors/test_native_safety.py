@@ -285,9 +285,9 @@ def test_group_durations_survives_views_list_emptied_mid_call() -> None:
     assert out.split() == ["1", "0"]
 
 
-def test_group_durations_holds_slot_values_a_weight_rebinds() -> None:
+def test_group_durations_reads_slot_values_a_weight_rebinds() -> None:
     # A weight's __eq__ that rebinds the view's name freed the name group_durations was about to
-    # put in the key.
+    # put in the key. The key has the names read after the weight, as the Python loop reads them.
     out = _in_child(
         """
         class Weight(float):
@@ -306,10 +306,38 @@ def test_group_durations_holds_slot_values_a_weight_rebinds() -> None:
             views.append(view)
         del view
         groups, _ = _native.group_durations(views, Base)
-        print(sorted(name[:4] for _, name, _, _ in groups))
+        print(groups)
         """
     )
-    assert out.strip() == str(sorted("".join(["op", str(i)] * 30)[:4] for i in range(20)))
+    assert out.strip() == str({("rebound", "rebound", 1, 0): [1e-08] * 20})
+
+
+def test_group_durations_holds_what_arithmetic_unbinds() -> None:
+    # end - start on int subclasses: end.__sub__ unbinds start from the view and declines, so
+    # Python goes on to start.__rsub__, which needs start alive.
+    out = _in_child(
+        """
+        class End(int):
+            def __sub__(self, other):
+                self.view.start_ns = 0
+                return NotImplemented
+        class Start(int):
+            def __rsub__(self, other):
+                return int(other) - int(self)
+        views = []
+        for i in range(20):
+            view = Base()
+            view.name, view.service_name, view.kind, view.status_code, view.weight = "op", "svc", 1, 0, 1.0
+            view.start_ns = Start(int("1" * 40) + i)
+            view.end_ns = End(int("1" * 40) + 2 * i)
+            view.end_ns.view = view
+            views.append(view)
+        del view
+        groups, _ = _native.group_durations(views, Base)
+        print(groups)
+        """
+    )
+    assert out.strip() == str({("svc", "op", 1, 0): [i / 1e9 if i else 0.0 for i in range(20)]})
 
 
 def test_group_durations_called_again_with_another_base_class() -> None:
