@@ -619,6 +619,7 @@ typedef struct {
     size_t limit;
     int check_lengths; /* the body is longer than limit: a value could be too */
     PyObject *weight_of;
+    int weight_of_failed; /* its exception is the caller's, whatever its type */
     PyObject *views; /* list */
 } scan_state;
 
@@ -796,6 +797,7 @@ scan_span(scan_state *st, const uint8_t *p, const uint8_t *end, PyObject *resour
         value = PyObject_CallOneArg(st->weight_of, text);
         Py_DECREF(text);
         if (value == NULL) {
+            st->weight_of_failed = 1;
             goto error;
         }
     }
@@ -932,6 +934,7 @@ scan(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nargs)
     st.limit = (size_t)limit;
     st.check_lengths = PyBytes_GET_SIZE(args[0]) > limit;
     st.weight_of = args[4];
+    st.weight_of_failed = 0;
     st.views = PyList_New(0);
     if (st.views == NULL) {
         return NULL;
@@ -955,8 +958,8 @@ scan(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nargs)
     }
     if (c == SCAN_ERROR) {
         Py_DECREF(st.views);
-        if (!PyErr_ExceptionMatches(PyExc_ValueError)) {
-            return NULL; /* memory, or an error of weight_of */
+        if (st.weight_of_failed || !PyErr_ExceptionMatches(PyExc_ValueError)) {
+            return NULL; /* an error of weight_of (a ValueError included), or memory */
         }
         /* text that is not UTF-8, or a malformed value: bytes upb would refuse, so not ours */
         PyErr_Clear();

@@ -413,6 +413,18 @@ def test_scan_and_grouping_in_threads_with_other_classes() -> None:
     assert out.strip() == "failures 0 []"
 
 
+def test_errors_of_weight_of_reach_the_caller() -> None:
+    # scan() turns its own ValueErrors (text that is not UTF-8) into None, the Python path's turn;
+    # a ValueError of weight_of was taken for one of those and lost.
+    def weight_of(state: str) -> float:
+        raise ValueError(f"bad state {state}")
+
+    with pytest.raises(ValueError, match="bad state ot=th:8"):
+        _native.scan(_request(trace_state="ot=th:8"), ScannedSpanView, *_LIMITS, weight_of)
+    bad_name = _request(5, trace_state="ot=th:8").replace(b"op3", b"o\xff3")
+    assert _native.scan(bad_name, ScannedSpanView, *_LIMITS, _sampling_weight) is None
+
+
 # --- hostile bodies --------------------------------------------------------------------------------
 
 
