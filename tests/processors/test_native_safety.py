@@ -36,6 +36,8 @@ from typing import Any
 import psutil
 import pytest
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+from wire_format import length_delimited as _field
+from wire_format import varint as _varint
 
 from spansignals.processors import _native
 from spansignals.processors.collector.spanscan import ScannedSpanView
@@ -60,23 +62,6 @@ _LIMITS = (128, 1 << 20)
 
 
 # --- encodings ------------------------------------------------------------------------------------
-
-
-def _varint(value: int) -> bytes:
-    out = bytearray()
-    while True:
-        byte = value & 0x7F
-        value >>= 7
-        if value:
-            out.append(byte | 0x80)
-        else:
-            out.append(byte)
-            return bytes(out)
-
-
-def _field(number: int, payload: bytes) -> bytes:
-    """A length-delimited field."""
-    return _varint(number << 3 | 2) + _varint(len(payload)) + payload
 
 
 def _request(

@@ -35,6 +35,9 @@ from spansignals.processors.view import SpanView
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[3] / "benchmarks"))
 from collector_throughput import build_template, stamp
+from wire_format import length_delimited as _len
+from wire_format import tag as _tag
+from wire_format import varint as _varint
 
 
 class _Recorder(SignalSpanProcessor):
@@ -274,26 +277,6 @@ def test_rule_breaking_spans_are_named_by_the_python_path() -> None:
 
 
 # --- encodings protobuf reads by merging, and unusual ones ------------------------------------
-
-
-def _tag(field: int, wire: int) -> bytes:
-    return _varint(field << 3 | wire)
-
-
-def _varint(n: int) -> bytes:
-    out = bytearray()
-    while True:
-        byte = n & 0x7F
-        n >>= 7
-        if n:
-            out.append(byte | 0x80)
-        else:
-            out.append(byte)
-            return bytes(out)
-
-
-def _len(field: int, payload: bytes) -> bytes:
-    return _tag(field, 2) + _varint(len(payload)) + payload
 
 
 def _span(*extra: bytes, name: bytes = b"op") -> bytes:
