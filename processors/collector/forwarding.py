@@ -594,7 +594,7 @@ class TraceForwarding:
             self.pipeline.refuse(transport, spans)
             retry_after = max((w.queue.retry_after for w in forwarder.workers), default=1.0)
             raise QueueFull("the collector's export queue is full; retry later", retry_after)
-        return self.pipeline.ingest(request, transport, body_bytes=body_bytes, body=body)
+        return self.pipeline.ingest(request, transport, body_bytes=body_bytes, body=body, span_count=spans)
 
     def hook(self, transport: str) -> Callable[[Any, bytes, Any], Any]:
         """The ``forward`` callback for the receiver of ``transport``."""

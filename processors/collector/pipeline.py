@@ -114,6 +114,7 @@ class TracePipeline:
         *,
         body_bytes: int = 0,
         body: bytes | None = None,
+        span_count: int | None = None,
     ) -> IngestResult:
         """Redact (if on), drop invalid spans, derive signals from the rest.
 
@@ -121,11 +122,15 @@ class TracePipeline:
         over the limit (see :mod:`.validation`); 0 means unknown (checked via the request size).
         ``body``, the protobuf encoding ``request`` was parsed from, lets derivations rule keys out
         for every span at once (:mod:`.span_offsets`); its length stands for ``body_bytes``.
+        ``span_count`` is :func:`count_spans` of ``request`` when the caller has it already.
         Never raises: a resource that cannot be read is counted as a processor error and its
         spans still count as accepted (they were acknowledged, and derivation is best effort).
         """
+        if body is not None and span_count is None:
+            span_count = count_spans(request)
         if body is not None and not self.redact:
-            fast = self._ingest_scanned(request, transport, body)
+            assert span_count is not None
+            fast = self._ingest_scanned(request, transport, body, span_count)
             if fast is not None:
                 return fast
         modified = False
@@ -134,7 +139,8 @@ class TracePipeline:
         hint: EncodedSpans | None = None
         if body is not None:
             body_bytes = body_bytes or len(body)
-            hint = EncodedSpans(body, count_spans(request))
+            assert span_count is not None
+            hint = EncodedSpans(body, span_count)
         position = 0  # the span's number in the request, as EncodedSpans counts them
         limits = self.limits
         max_attributes = limits.max_attributes
@@ -241,13 +247,14 @@ class TracePipeline:
         return IngestResult(accepted, rejections.total, rejections.message(), modified)
 
     def _ingest_scanned(
-        self, request: ExportTraceServiceRequest, transport: str, body: bytes
+        self, request: ExportTraceServiceRequest, transport: str, body: bytes, span_count: int
     ) -> IngestResult | None:
         """The fast path (:mod:`.spanscan`): views built natively from ``body``; ``None`` when the
         request needs the Python path (the scanner is missing or unsure, or a span breaks a rule).
 
-        The scanner's span count is checked against the parsed message's, so a scanner that read
-        the request differently from upb could never derive from the wrong spans unnoticed."""
+        The scanner's span count is checked against the parsed message's (``span_count``), so a
+        scanner that read the request differently from upb could never derive from the wrong spans
+        unnoticed."""
         try:
             limits = self.limits
             views = scan_views(body, limits.max_attributes, limits.max_attribute_value_bytes)
@@ -257,7 +264,7 @@ class TracePipeline:
         if views is None:
             return None
         accepted = len(views)
-        if accepted != count_spans(request):
+        if accepted != span_count:
             mismatch = RuntimeError("native scanner span count differs from the parsed request")
             self.engine.errors.record("collector.spanscan", mismatch)
             return None
