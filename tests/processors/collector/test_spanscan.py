@@ -70,7 +70,9 @@ class _Recorder(SignalSpanProcessor):
 
 
 class _PythonPath(TracePipeline):
-    def _ingest_scanned(self, request: Any, transport: str, body: bytes) -> IngestResult | None:
+    def _ingest_scanned(
+        self, request: Any, transport: str, body: bytes, span_count: int
+    ) -> IngestResult | None:
         return None
 
 
@@ -248,6 +250,17 @@ def test_a_batch_selects_exactly_the_views_that_might_hold_a_fragment(
     batch = scan_views(_build(resources).SerializeToString(), 1024, 1 << 20)
     if batch is not None:
         assert batch.select_might_hold(fragment) == [v for v in batch if v.might_hold_key(fragment)]
+
+
+def test_a_batch_selects_the_usage_spans_of_the_benchmark_request() -> None:
+    # the generated requests above often hold no hit at all: here a known set does
+    template, offsets = build_template(512)
+    batch = scan_views(stamp(template, offsets, 1), 1024, 1 << 20)
+    assert batch is not None
+    selected = batch.select_might_hold(b"usage.")
+    assert selected == [v for v in batch if v.might_hold_key(b"usage.")]
+    assert [v.name for v in selected] == [v.name for v in batch if v.name.startswith("chat")]
+    assert batch.select_might_hold(b"no such key") == []
 
 
 def test_default_derivations_give_the_same_series_on_both_paths() -> None:
