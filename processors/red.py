@@ -54,7 +54,8 @@ def _group_in_python(
     views: Sequence[SpanView],
 ) -> tuple[dict[tuple[str, str, int, int], list[float]], list[SpanView]]:
     """Durations in seconds per (service, name, kind, status), and apart the views whose weight is
-    not 1. ``_native.group_durations`` does the same in C (~0.1 against ~0.45 µs per span); this is
+    not 1. ``_native.group_durations`` does the same in C (RED's whole batch update went from 0.50 to
+    0.37 µs per span with it, interleaved A/B on the collector benchmark's request); this is
     the reference its tests compare against, and what runs without the compiled module."""
     groups: dict[tuple[str, str, int, int], list[float]] = {}
     weighted: list[SpanView] = []

@@ -36,13 +36,13 @@ from opentelemetry.proto.trace.v1.trace_pb2 import Span
 from ..view import SpanView, _sampling_weight, any_value_to_python
 
 try:
-    from .. import _native as _spanscan
+    from .. import _native
 except ImportError:  # built without a C compiler: the Python path does everything
-    _spanscan = None  # type: ignore[assignment]
+    _native = None  # type: ignore[assignment]
 
 __all__ = ["NATIVE", "ScannedBatch", "ScannedSpanView", "scan_views"]
 
-NATIVE: bool = _spanscan is not None
+NATIVE: bool = _native is not None
 """Whether the native scanner was built and imported."""
 
 
@@ -64,8 +64,8 @@ class ScannedSpanView(SpanView):
     def attributes(self) -> Mapping[str, Any]:  # type: ignore[override]  # read-only, built on first use
         decoded = self._decoded
         if decoded is None:
-            assert _spanscan is not None  # only the scanner builds these views
-            decoded = _spanscan.span_attributes(self._body, self._span_start, self._span_end)
+            assert _native is not None  # only the scanner builds these views
+            decoded = _native.span_attributes(self._body, self._span_start, self._span_end)
             if decoded is None:  # an encoding protobuf reads by merging: let upb read it
                 decoded = _attributes_with_upb(self._body[self._span_start : self._span_end])
             self._decoded = decoded
@@ -126,7 +126,7 @@ def scan_views(
     ``body`` should be bytes upb parsed without error; on others (text that is not UTF-8, say) the
     answer is ``None`` too. Raises only on an internal error (memory) or an error of ``weight_of``.
     """
-    if _spanscan is None:
+    if _native is None:
         return None
-    views = _spanscan.scan(body, ScannedSpanView, max_attributes, max_value_bytes, weight_of)
+    views = _native.scan(body, ScannedSpanView, max_attributes, max_value_bytes, weight_of)
     return None if views is None else ScannedBatch(views, body)
