@@ -68,7 +68,7 @@ from .decoding import (
 from .endpoints import Endpoint, ListenError, bind_tcp
 from .http_protocol import ConnectionLimit, HardenedAppRunner, serve_on
 from .pipeline import IngestResult, TracePipeline
-from .refusals import Refused, abort_grpc_unavailable, http_status_response, http_unavailable
+from .refusals import Refused, http_status_response, http_unavailable, refuse_grpc, refuse_grpc_unavailable
 from .security import BearerAuth, BearerAuthInterceptor, ServerTls, auth_middleware
 
 __all__ = [
@@ -272,15 +272,15 @@ class OtlpGrpcReceiver:
                     await self.forward(request, body, result)
             return export_response(result)
         except Refused as exc:
-            refusal = exc
+            # Without its traceback: this local outlives the block, and the traceback holds this
+            # frame (the body, the parsed request), a cycle only a full GC pass would free.
+            refusal = exc.with_traceback(None)
         except RequestDecodeError as exc:
-            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))  # raises
-            return b""
+            return refuse_grpc(context, grpc.StatusCode.INVALID_ARGUMENT, str(exc))
         except Exception:  # a bug: answered retryably, never UNKNOWN/INTERNAL with our text
             _logger.exception("spansignals collector: unexpected error in TraceService/Export")
             refusal = Refused(_BUG_MESSAGE)
-        await abort_grpc_unavailable(context, refusal.message, refusal.retry_after_s)  # raises
-        return b""
+        return refuse_grpc_unavailable(context, refusal.message, refusal.retry_after_s)
 
 
 class OtlpHttpReceiver:

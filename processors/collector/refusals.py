@@ -25,9 +25,10 @@ from google.rpc import code_pb2, error_details_pb2, status_pb2
 __all__ = [
     "DEFAULT_RETRY_AFTER_S",
     "Refused",
-    "abort_grpc_unavailable",
     "http_status_response",
     "http_unavailable",
+    "refuse_grpc",
+    "refuse_grpc_unavailable",
     "retry_status_details",
 ]
 
@@ -57,12 +58,27 @@ def retry_status_details(message: str, retry_after_s: float) -> bytes:
     return status_pb2.Status(code=code_pb2.UNAVAILABLE, message=message, details=[detail]).SerializeToString()
 
 
-async def abort_grpc_unavailable(
+def refuse_grpc_unavailable(
     context: grpc.aio.ServicerContext, message: str, retry_after_s: float = DEFAULT_RETRY_AFTER_S
-) -> None:
-    """Abort the call with ``UNAVAILABLE`` and ``RetryInfo(retry_delay=retry_after_s)``; raises."""
+) -> bytes:
+    """Set the call's status to ``UNAVAILABLE`` with ``RetryInfo(retry_delay=retry_after_s)``; the
+    handler returns what this returns (grpc sends no message with a non-OK status).
+
+    Not ``context.abort()``: grpc keeps the ``AbortError`` it raises on the call's state, and its
+    traceback holds the handler's frames (the request body, the parsed request) in a reference
+    cycle that only the garbage collector frees. Under overload every refused request left one,
+    and with the collector's rare young collections (``gc_tuning``) they piled up to hundreds of
+    MB (``benchmarks/collector_queue_memory.py``)."""
     context.set_trailing_metadata(((_STATUS_DETAILS_KEY, retry_status_details(message, retry_after_s)),))
-    await context.abort(grpc.StatusCode.UNAVAILABLE, message)
+    return refuse_grpc(context, grpc.StatusCode.UNAVAILABLE, message)
+
+
+def refuse_grpc(context: grpc.aio.ServicerContext, code: grpc.StatusCode, message: str) -> bytes:
+    """End the call with ``code`` and ``message`` without raising (see
+    :func:`refuse_grpc_unavailable`); the handler returns the result."""
+    context.set_code(code)
+    context.set_details(message)
+    return b""
 
 
 def http_status_response(

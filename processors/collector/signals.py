@@ -39,7 +39,7 @@ from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
 from ..families import CounterFamily, MetricFamily
 from .decoding import RequestDecodeError, parse_json_message
 from .queue import SIGNAL_LOGS, SIGNAL_METRICS
-from .refusals import Refused, abort_grpc_unavailable
+from .refusals import Refused, refuse_grpc, refuse_grpc_unavailable
 
 __all__ = ["LOGS_PATH", "METRICS_PATH", "SignalPassThrough", "count_data_points", "count_log_records"]
 
@@ -150,15 +150,15 @@ class SignalPassThrough:
                 await self._accept(signal, "grpc", payload, items)
                 return _SIGNALS[signal][2]
             except RequestDecodeError as exc:
-                await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))  # raises
-                return b""
+                return refuse_grpc(context, grpc.StatusCode.INVALID_ARGUMENT, str(exc))
             except Refused as exc:
-                refusal = exc
+                # Without its traceback: this local outlives the block, and the traceback holds this
+                # frame (the body, the parsed request), a cycle only a full GC pass would free.
+                refusal = exc.with_traceback(None)
             except Exception:  # a bug: answered retryably, never UNKNOWN/INTERNAL with our text
                 _logger.exception("spansignals collector: unexpected error in %s Export", signal)
                 refusal = Refused("temporary collector error (logged); retry later")
-            await abort_grpc_unavailable(context, refusal.message, refusal.retry_after_s)  # raises
-            return b""
+            return refuse_grpc_unavailable(context, refusal.message, refusal.retry_after_s)
 
         return export
 
