@@ -73,6 +73,7 @@ from typing import Any
 
 from ..config.collector import RetryConfig
 from ..families import CounterFamily, GaugeFamily, HistogramFamily, MetricFamily
+from .decoding import parse_protobuf_request
 from .exporter import Attempt, Sender, build_sender
 from .persistent_queue import SqliteQueue
 from .pipeline import count_spans
@@ -114,6 +115,16 @@ class RetryPolicy:
         """Delay before retry number ``attempt`` (1-based), jittered by ± ``randomization``."""
         base = min(self.max_interval, self.initial * self.multiplier ** (attempt - 1))
         return base * (1 - self.randomization + 2 * self.randomization * self._rand())
+
+
+def _unmerge(parts: list[Batch], merged: bytes) -> None:
+    """Give each part of a merged send its own bytes again, cut from the merged ones (a copy:
+    only when the parts must be sent or queued on their own)."""
+    offset = 0
+    for part in parts:
+        if len(part.payload) != part.size:
+            part.payload = merged[offset : offset + part.size]
+        offset += part.size
 
 
 class ExporterFamilies:
@@ -287,32 +298,50 @@ class ExporterWorker:
     async def _consume(self) -> None:
         admit = self._admit if self.consumers > 1 else None  # one consumer: never two in flight
         while not self._stopping.is_set():
-            parts = self._take_more(await self.queue.get(admit))
-            if len(parts) == 1:
-                batch = parts[0]
-            else:  # serialized messages concatenate into one: their repeated fields append
-                payload = b"".join(part.payload for part in parts)
-                batch = Batch(parts[0].signal, payload, sum(part.items for part in parts))
-            pending = list(parts)
-            try:
-                done = await self._deliver(batch, merged=len(parts) > 1)
-                if done is None:  # permanent error on a merged send: one bad request must not
-                    for part in parts:  # take the others with it, so each goes on its own
-                        if not await self._deliver(part):
-                            break
-                        await self.queue.ack_many([pending.pop(0)])
-                    done = not pending
-                elif done:
-                    pending.clear()  # delivered and counted: never released, even if cancelled now
-                    await self.queue.ack_many(parts)
-            except asyncio.CancelledError:  # shutdown timeout: what is not done goes back
-                for part in reversed(pending):
-                    self.queue.release(part)
-                raise
-            if not done:  # stopping with batches unfinished: back to the head for drain accounting
-                for part in reversed(pending):
-                    self.queue.release(part)
+            if not await self._send_next(admit):
                 return
+
+    async def _send_next(self, admit: Callable[[int], bool] | None) -> bool:
+        """Take the oldest batch (merged with those ready behind it), deliver it, acknowledge it;
+        False when stopping left some of it unfinished (released back to the queue's head).
+
+        A call of its own so that nothing it held outlives it: as one loop, each consumer kept
+        its last send (the merged bytes and its parts, up to twice ``max_request_bytes``) while it
+        waited for the next batch, 29 MB for four idle consumers after a full queue drained
+        (``benchmarks/collector_queue_memory.py``)."""
+        parts = self._take_more(await self.queue.get(admit))
+        if len(parts) == 1:
+            batch = parts[0]
+        else:  # serialized messages concatenate into one: their repeated fields append
+            payload = b"".join(part.payload for part in parts)
+            batch = Batch(parts[0].signal, payload, sum(part.items for part in parts))
+            for part in parts:  # the merged bytes hold them while in flight: one copy, not two
+                part.payload = b""
+        pending = list(parts)
+        try:
+            done = await self._deliver(batch, merged=len(parts) > 1)
+            if done is None:  # permanent error on a merged send: one bad request must not
+                _unmerge(parts, batch.payload)  # take the others with it, so each goes on its own
+                for part in parts:
+                    if not await self._deliver(part):
+                        break
+                    await self.queue.ack_many([pending.pop(0)])
+                done = not pending
+            elif done:
+                pending.clear()  # delivered and counted: never released, even if cancelled now
+                await self.queue.ack_many(parts)
+        except asyncio.CancelledError:  # shutdown timeout: what is not done goes back
+            self._release(pending, parts, batch)
+            raise
+        if not done:  # stopping with batches unfinished: back to the head for drain accounting
+            self._release(pending, parts, batch)
+        return bool(done)
+
+    def _release(self, pending: list[Batch], parts: list[Batch], batch: Batch) -> None:
+        if len(parts) > 1:
+            _unmerge(parts, batch.payload)
+        for part in reversed(pending):
+            self.queue.release(part)
 
     async def _deliver(self, batch: Batch, *, merged: bool = False) -> bool | None:
         """Send until delivered or given up (True), or until stopping interrupts a retry (False);
@@ -590,11 +619,23 @@ class TraceForwarding:
         if forwarder is None:
             return self.pipeline.ingest(request, transport, body_bytes=body_bytes, body=body)
         spans = count_spans(request)
-        if not forwarder.has_room(spans, body_bytes or request.ByteSize()):
+        self._ensure_room(forwarder, transport, spans, body_bytes or request.ByteSize())
+        return self.pipeline.ingest(request, transport, body_bytes=body_bytes, body=body, span_count=spans)
+
+    def ingest_received(self, received: Any, transport: str) -> Any:
+        """:meth:`ingest` for what the pipeline's ``receive`` decoded (its span count is known
+        without the message, which may never have been built)."""
+        forwarder = self.forwarder
+        if forwarder is not None:
+            self._ensure_room(forwarder, transport, received.span_count, len(received.body))
+        return self.pipeline.ingest_received(received, transport)
+
+    def _ensure_room(self, forwarder: Forwarder, transport: str, spans: int, nbytes: int) -> None:
+        """Refuse (counted ``refused``) when a queue has no room for the request."""
+        if not forwarder.has_room(spans, nbytes):
             self.pipeline.refuse(transport, spans)
             retry_after = max((w.queue.retry_after for w in forwarder.workers), default=1.0)
             raise QueueFull("the collector's export queue is full; retry later", retry_after)
-        return self.pipeline.ingest(request, transport, body_bytes=body_bytes, body=body, span_count=spans)
 
     def hook(self, transport: str) -> Callable[[Any, bytes, Any], Any]:
         """The ``forward`` callback for the receiver of ``transport``."""
@@ -605,8 +646,13 @@ class TraceForwarding:
                 return
             # A non-empty protobuf ExportTraceServiceRequest starts with field 1's tag (0x0a);
             # anything else (JSON, unusual field order) is re-encoded, which is always correct.
+            # ``request`` is None when the native path read the body without upb (never modified).
             raw = not result.modified and body[:1] == b"\n"
-            payload = body if raw else request.SerializeToString()
+            if raw:
+                payload = body
+            else:
+                message = request if request is not None else parse_protobuf_request(body)
+                payload = message.SerializeToString()
             try:
                 await forwarder.submit(SIGNAL_TRACES, payload, result.accepted)
             except Exception:  # QueueFull / QueueUnavailable: nothing acknowledged

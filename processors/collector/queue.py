@@ -29,7 +29,7 @@ import asyncio
 import collections
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from .refusals import Refused
 
@@ -73,16 +73,20 @@ class QueueUnavailable(Backpressure):
 
 @dataclass(eq=False)
 class Batch:
-    """One request on its way downstream: ``payload`` is an OTLP ``Export*ServiceRequest``."""
+    """One request on its way downstream: ``payload`` is an OTLP ``Export*ServiceRequest``.
+
+    ``size`` is the payload's length when the batch was made, and stays what the queue counts
+    even while a sender has swapped the payload out (see :meth:`.forwarding.ExporterWorker._send_next`:
+    a merged send holds the bytes of its parts, so the parts need not)."""
 
     signal: str
     payload: bytes
     items: int
     id: int = 0  # the persistent queue's row id
+    size: int = field(init=False)
 
-    @property
-    def size(self) -> int:
-        return len(self.payload)
+    def __post_init__(self) -> None:
+        self.size = len(self.payload)
 
 
 Admit = Callable[[int], bool]

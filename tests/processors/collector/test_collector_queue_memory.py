@@ -5,7 +5,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import gc
+import time
+import tracemalloc
 import types
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -13,16 +16,29 @@ from pathlib import Path
 from typing import Any
 
 import grpc
-from fake_otlp import FakeOtlpServer
+from fake_otlp import Delay, FakeOtlpServer
 from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportMetricsServiceRequest
 from otlp_builders import SPAN_KIND_SERVER, build_request
 
 import spansignals
+import spansignals.processors
+from spansignals.processors.collector import forwarding
+from spansignals.processors.collector.forwarding import Forwarder
 from spansignals.processors.config import load_config
+from spansignals.processors.config.collector import CollectorConfig
 
 TRACES = "/opentelemetry.proto.collector.trace.v1.TraceService/Export"
 METRICS = "/opentelemetry.proto.collector.metrics.v1.MetricsService/Export"
-PACKAGE = str(Path(spansignals.__file__).resolve().parent)
+PACKAGES = tuple(str(Path(m.__file__).parent) for m in (spansignals, spansignals.processors))
+FORWARDING = forwarding.__file__
+
+
+async def _until(predicate: Any, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise TimeoutError("condition not reached")
+        await asyncio.sleep(0.01)  # polling the forwarder's progress
 
 
 def _unique_request(start: int, spans: int = 4) -> bytes:
@@ -64,7 +80,7 @@ def _held_by_cycles(garbage: list[Any]) -> list[str]:
     held = [
         f"frame {o.f_code.co_name} ({Path(o.f_code.co_filename).name})"
         for o in garbage
-        if isinstance(o, types.FrameType) and o.f_code.co_filename.startswith(PACKAGE)
+        if isinstance(o, types.FrameType) and o.f_code.co_filename.startswith(PACKAGES)
     ]
     held += [f"exception {type(o).__name__}" for o in garbage if isinstance(o, BaseException)]
     return held
@@ -105,3 +121,44 @@ async def test_grpc_refusals_leave_no_cycle_holding_the_request(
     assert codes == [grpc.StatusCode.UNAVAILABLE] * 4 + [grpc.StatusCode.INVALID_ARGUMENT]
     assert collector.pipeline.receiver_spans.value(("grpc", "refused")) == 12
     assert _held_by_cycles(garbage) == []
+
+
+def _traced_bytes(snapshot: tracemalloc.Snapshot, path: str) -> int:
+    """Bytes still allocated by code in ``path`` (tracemalloc's innermost frame)."""
+    traces = snapshot.filter_traces([tracemalloc.Filter(True, path)])
+    return sum(stat.size for stat in traces.statistics("filename"))
+
+
+async def test_a_merged_send_holds_one_copy_while_in_flight_and_none_after(
+    fake_otlp: FakeOtlpServer,
+) -> None:
+    """Queued requests merged into one send: while it awaits the downstream, the merged bytes
+    are the only copy (the parts' own bytes are released), and once it is answered the consumer
+    keeps nothing of it while it waits for the next batch. Before, four consumers each held
+    their last send twice over: up to 8 x ``max_request_bytes`` after a full queue drained."""
+    config = CollectorConfig.model_validate(
+        {"exporters": {"down": {"endpoint": fake_otlp.grpc_endpoint, "max_request_bytes": 8 << 20}}}
+    )
+    forwarder = Forwarder.from_config(config)
+    worker = forwarder.workers[0]
+    fake_otlp.script(Delay(1.0))
+    tracemalloc.start()
+    try:
+        for i in range(3):
+            await forwarder.submit("traces", _unique_request(10_000 * (i + 1), spans=2000), 2000)
+        queued = worker.queue.size_bytes
+        assert queued > 3 * 100_000
+        await forwarder.start()
+        await _until(lambda: worker.in_flight == 1)
+        in_flight = tracemalloc.take_snapshot()
+        await _until(lambda: worker.queue.empty() and worker.in_flight == 0)
+        await asyncio.sleep(0.05)  # the consumer is back waiting for a batch
+        idle = tracemalloc.take_snapshot()
+    finally:
+        tracemalloc.stop()
+        await forwarder.stop(0.5)
+    assert [seen.items for seen in fake_otlp.requests] == [6000]  # one merged send
+    assert _traced_bytes(in_flight, __file__) < queued / 10  # the requests' own bytes: released
+    assert queued <= _traced_bytes(in_flight, FORWARDING) < queued * 1.1  # the merged copy
+    assert _traced_bytes(idle, FORWARDING) < queued / 10
+    assert forwarder.families.spans.value(("down", "sent")) == 6000
