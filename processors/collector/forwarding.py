@@ -73,6 +73,7 @@ from typing import Any
 
 from ..config.collector import RetryConfig
 from ..families import CounterFamily, GaugeFamily, HistogramFamily, MetricFamily
+from .admission import release_free_memory
 from .decoding import parse_protobuf_request
 from .exporter import Attempt, Sender, build_sender
 from .persistent_queue import SqliteQueue
@@ -506,7 +507,12 @@ class Forwarder:
                     synchronous=q.synchronous,
                 )
             else:
-                queue = MemoryQueue(max_items=q.max_items, max_bytes=q.max_bytes, retry_after=q.retry_after)
+                queue = MemoryQueue(
+                    max_items=q.max_items,
+                    max_bytes=q.max_bytes,
+                    retry_after=q.retry_after,
+                    on_drained=release_free_memory,
+                )
             workers.append(
                 ExporterWorker(
                     name,

@@ -20,6 +20,12 @@ exporter worker uses it to hold a send back while another is in flight, so batch
 ``asyncio.Condition``: nothing else waits on the queue, so the condition's lock was pure overhead
 on every request.
 
+Once a queue that held at least :data:`RECLAIM_AFTER_BYTES` has given nearly all of it back, it
+calls ``on_drained`` (the forwarder passes :func:`.admission.release_free_memory`): glibc keeps the
+freed requests' pages (fragmented between live blocks, so its own trimming of the heap's top does
+not return them), and a full queue that drained left the collector ~30 MB over its baseline
+for good (``benchmarks/collector_queue_memory.py``).
+
 The persistent variant lives in :mod:`.persistent_queue` and has the same interface.
 """
 
@@ -28,12 +34,14 @@ from __future__ import annotations
 import asyncio
 import collections
 import logging
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from .refusals import Refused
 
 __all__ = [
+    "RECLAIM_AFTER_BYTES",
     "SIGNAL_LOGS",
     "SIGNAL_METRICS",
     "SIGNAL_TRACES",
@@ -48,6 +56,11 @@ __all__ = [
 _logger = logging.getLogger(__name__)
 
 SIGNAL_TRACES, SIGNAL_METRICS, SIGNAL_LOGS = "traces", "metrics", "logs"
+RECLAIM_AFTER_BYTES = 8 * 1024 * 1024
+"""A queue that held at least this much calls ``on_drained`` once it is down to a sixteenth of
+its peak: smaller peaks leave too little behind to be worth a ``malloc_trim`` (a few ms)."""
+RECLAIM_INTERVAL_S = 1.0
+"""At most one ``on_drained`` call a second, however often a queue fills and drains."""
 
 
 class Backpressure(Refused):
@@ -135,16 +148,26 @@ class MemoryQueue:
     given to refused clients. Use from one event loop."""
 
     def __init__(
-        self, *, max_items: int = 200_000, max_bytes: int = 256 * 1024 * 1024, retry_after: float = 1.0
+        self,
+        *,
+        max_items: int = 200_000,
+        max_bytes: int = 256 * 1024 * 1024,
+        retry_after: float = 1.0,
+        on_drained: Callable[[], None] | None = None,
+        clock: Callable[[], float] = time.monotonic,
     ):
         self.max_items = max_items
         self.max_bytes = max_bytes
         self.retry_after = retry_after
+        self.on_drained = on_drained
         self.items = 0  # queued + in flight (not yet acknowledged by the sender)
         self.size_bytes = 0
         self.ready_bytes = 0  # queued and not in flight
         self._ready: collections.deque[Batch] = collections.deque()
         self._waiters = Waiters()
+        self._peak_bytes = 0  # the most held since on_drained was last called (or not needed)
+        self._clock = clock
+        self._drained_at = float("-inf")
 
     def fits(self, items: int, nbytes: int) -> bool:
         """Whether a batch of this size would be accepted now."""
@@ -159,6 +182,7 @@ class MemoryQueue:
         self.items += batch.items
         self.size_bytes += batch.size
         self.ready_bytes += batch.size
+        self._peak_bytes = max(self._peak_bytes, self.size_bytes)
         self._ready.append(batch)
         self._waiters.wake_one()
 
@@ -192,12 +216,30 @@ class MemoryQueue:
         """The batch is done with (delivered, or dropped and counted)."""
         self.items -= batch.items
         self.size_bytes -= batch.size
+        self._check_drained()
 
     async def ack_many(self, batches: list[Batch]) -> None:
         """:meth:`ack` for each; never suspends, so a cancellation cannot split it."""
         for batch in batches:
             self.items -= batch.items
             self.size_bytes -= batch.size
+        self._check_drained()
+
+    def _check_drained(self) -> None:
+        """Call ``on_drained`` once a large peak is nearly all given back (module docstring)."""
+        peak = self._peak_bytes
+        if peak < RECLAIM_AFTER_BYTES or self.size_bytes > peak // 16:
+            return
+        now = self._clock()
+        if now - self._drained_at < RECLAIM_INTERVAL_S:
+            return
+        self._drained_at = now
+        self._peak_bytes = self.size_bytes
+        if self.on_drained is not None:
+            try:
+                self.on_drained()
+            except Exception:  # reclaiming memory is an optimisation: never fail an ack over it
+                _logger.exception("spansignals collector: releasing free memory failed")
 
     def empty(self) -> bool:
         return self.items == 0

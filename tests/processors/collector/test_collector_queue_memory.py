@@ -23,7 +23,9 @@ from otlp_builders import SPAN_KIND_SERVER, build_request
 import spansignals
 import spansignals.processors
 from spansignals.processors.collector import forwarding
+from spansignals.processors.collector.admission import release_free_memory
 from spansignals.processors.collector.forwarding import Forwarder
+from spansignals.processors.collector.queue import RECLAIM_AFTER_BYTES, Batch, MemoryQueue
 from spansignals.processors.config import load_config
 from spansignals.processors.config.collector import CollectorConfig
 
@@ -162,3 +164,40 @@ async def test_a_merged_send_holds_one_copy_while_in_flight_and_none_after(
     assert queued <= _traced_bytes(in_flight, FORWARDING) < queued * 1.1  # the merged copy
     assert _traced_bytes(idle, FORWARDING) < queued / 10
     assert forwarder.families.spans.value(("down", "sent")) == 6000
+
+
+async def test_a_large_queue_that_drains_releases_free_memory_once() -> None:
+    """``on_drained`` runs once a queue that held RECLAIM_AFTER_BYTES or more is down to a
+    sixteenth of that peak, not for smaller peaks, and at most once a second."""
+    now = [0.0]
+    calls: list[int] = []
+    queue = MemoryQueue(max_bytes=1 << 30, max_items=1 << 30, clock=lambda: now[0])
+    queue.on_drained = lambda: calls.append(queue.size_bytes)
+    chunk = RECLAIM_AFTER_BYTES // 8
+
+    async def fill(count: int) -> list[Batch]:
+        for _ in range(count):
+            await queue.put(Batch("traces", bytes(chunk), 1))
+        return [await queue.get() for _ in range(count)]
+
+    await queue.ack_many(await fill(7))  # a peak under the threshold: nothing to release
+    assert calls == []
+    batches = await fill(16)  # 2 x RECLAIM_AFTER_BYTES
+    await queue.ack_many(batches[:14])
+    assert calls == []  # 2 of 16 left: more than a sixteenth
+    await queue.ack(batches[14])
+    assert calls == [chunk]  # a sixteenth left: released once
+    await queue.ack(batches[15])
+    assert calls == [chunk]
+    await queue.ack_many(await fill(16))  # full again and drained within the same second
+    assert calls == [chunk]
+    now[0] += 1.0
+    await queue.ack_many(await fill(16))
+    assert calls == [chunk, 0]
+
+
+async def test_the_forwarder_releases_free_memory_after_its_memory_queue_drains() -> None:
+    config = CollectorConfig.model_validate({"exporters": {"down": {"endpoint": "127.0.0.1:9"}}})
+    (worker,) = Forwarder.from_config(config).workers
+    assert isinstance(worker.queue, MemoryQueue)
+    assert worker.queue.on_drained is release_free_memory
