@@ -594,16 +594,17 @@ def _collector_gc() -> Any:
 def derivation_costs(
     template: bytes, base_config: dict[str, Any], rounds: int = 40, repeats: int = 5
 ) -> list[tuple[str, float]]:
-    """In-process µs per span of each step of the collector's span path on ``template``:
-    protobuf parse, span views (built by the native scanner when it is built and takes the request,
-    else with the request-bytes hint the receivers give), then each
-    derivation of the default engine on its own over the request's views as one batch; the median
-    of ``repeats`` timings of ``rounds`` requests, under the collector's GC settings."""
+    """In-process µs per span of each step of the collector's span path on ``template``: the
+    native wire check (or upb's parse when that is not built), span views (built by the native
+    scanner when it is built and takes the request, else with the request-bytes hint the receivers
+    give), then each derivation of the default engine on its own over the request's views as one
+    batch; the median of ``repeats`` timings of ``rounds`` requests, under the collector's GC
+    settings."""
     import statistics
 
     from spansignals.processors.collector.decoding import parse_protobuf_request
     from spansignals.processors.collector.span_offsets import EncodedSpans
-    from spansignals.processors.collector.spanscan import NATIVE, scan_views
+    from spansignals.processors.collector.spanscan import NATIVE, WIRECHECK, scan_views
     from spansignals.processors.collector.validation import (
         DEFAULT_MAX_ATTRIBUTE_VALUE_BYTES,
         DEFAULT_MAX_ATTRIBUTES,
@@ -655,7 +656,12 @@ def derivation_costs(
         return statistics.median(runs)
 
     with _collector_gc():
-        costs = [("parse", timed(lambda: parse_protobuf_request(template)))]
+        if WIRECHECK:  # what the receivers run before the scanner instead of upb's parse
+            from spansignals.processors import _wirecheck
+
+            costs = [("wire check", timed(lambda: _wirecheck.trace_request(template)))]
+        else:
+            costs = [("parse", timed(lambda: parse_protobuf_request(template)))]
         view_cost = timed(views)
         costs.append(("span view", view_cost))
         for processor in build_engine(load_config(base_config)).processors:
@@ -665,28 +671,28 @@ def derivation_costs(
 
 
 def ingest_cost(template: bytes, base_config: dict[str, Any], rounds: int = 40, repeats: int = 5) -> float:
-    """In-process µs per span of what the gRPC handler runs per request: parse, validation, views
-    and every derivation sharing one attribute index per span, with the request's bytes, under the
-    collector process's garbage-collector settings (:mod:`~spansignals.processors.collector.gc_tuning`);
+    """In-process µs per span of what the gRPC handler runs per request: decoding (the wire check
+    and scanner, or upb's parse), validation, views and every derivation sharing one attribute
+    index per span, with the request's bytes, under the collector process's garbage-collector
+    settings (:mod:`~spansignals.processors.collector.gc_tuning`);
     the median of ``repeats`` runs of ``rounds`` requests. The per-derivation figures each pay the
     attribute index on their own but leave out validation and the engine's dispatch, so the two do
     not add up exactly."""
     import statistics
 
-    from spansignals.processors.collector.decoding import parse_protobuf_request
     from spansignals.processors.collector.pipeline import TracePipeline
     from spansignals.processors.config import load_config
     from spansignals.processors.factory import build_engine
 
     pipeline = TracePipeline(build_engine(load_config(base_config)))
-    pipeline.ingest(parse_protobuf_request(template), "grpc", body=template)
-    spans = pipeline.ingest(parse_protobuf_request(template), "grpc", body=template).accepted
+    pipeline.ingest_received(pipeline.receive(template), "grpc")
+    spans = pipeline.ingest_received(pipeline.receive(template), "grpc").accepted
     with _collector_gc():
         runs = []
         for _ in range(repeats):
             start = time.process_time()
             for _ in range(rounds):
-                pipeline.ingest(parse_protobuf_request(template), "grpc", body=template)
+                pipeline.ingest_received(pipeline.receive(template), "grpc")
             runs.append((time.process_time() - start) / (rounds * spans) * 1e6)
     return statistics.median(runs)
 
@@ -768,9 +774,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         else "no downstream (spans dropped after derivation)"
     )
     print(f"  spansignals ({source}) derivations: {derivations}; {downstream}")
-    from spansignals.processors.collector.spanscan import NATIVE
+    from spansignals.processors.collector.spanscan import NATIVE, WIRECHECK
 
-    print(f"  span path: {'native scanner' if NATIVE else 'Python only (native module not built)'}")
+    if not NATIVE:
+        span_path = "Python only (native module not built)"
+    elif WIRECHECK:
+        span_path = "native scanner, requests checked without a protobuf parse"
+    else:
+        span_path = "native scanner, requests parsed by upb first (wire check not built)"
+    print(f"  span path: {span_path}")
     if rotel is None:
         print("  rotel: not installed (pip install rotel==0.0.1a15) or --no-rotel: skipped")
     if not args.no_breakdown:

@@ -61,10 +61,11 @@ def test_wheel_maps_sdk_and_processors_under_spansignals(wheel: Path):
     assert "spansignals/py.typed" in names
 
 
-def test_wheel_carries_the_native_module(wheel: Path):
-    """The span path's C module is compiled into the wheel (optional only without a compiler)."""
+@pytest.mark.parametrize("module", ["_native", "_wirecheck"])
+def test_wheel_carries_the_native_modules(wheel: Path, module: str):
+    """The span path's C modules are compiled into the wheel (optional only without a compiler)."""
     names = zipfile.ZipFile(wheel).namelist()
-    built = [n for n in names if n.startswith("spansignals/processors/_native.")]
+    built = [n for n in names if n.startswith(f"spansignals/processors/{module}.")]
     assert built and all(n.endswith((".so", ".pyd", ".pyi")) for n in built), built
     assert any(n.endswith((".so", ".pyd")) for n in built), built
 

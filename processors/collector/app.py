@@ -49,6 +49,7 @@ from .security import BearerAuth, ServerTls
 from .server import MetricsServer, PrometheusExposition
 from .signals import SignalPassThrough
 from .spanscan import NATIVE as SCANNER_BUILT
+from .spanscan import WIRECHECK as WIRECHECK_BUILT
 from .validation import SpanLimits
 
 __all__ = ["Collector", "CollectorSettings", "run"]
@@ -430,11 +431,12 @@ async def _serve(collector: Collector) -> int:
         downstream = collector.forwarder.describe()
     else:
         downstream = "downstream: none set (collector.exporters); spans are dropped after derivation"
-    span_path = (
-        "span path: native scanner"
-        if SCANNER_BUILT
-        else "span path: Python only (the native scanner was not built: no C compiler at install?)"
-    )
+    if not SCANNER_BUILT:
+        span_path = "span path: Python only (the native scanner was not built: no C compiler at install?)"
+    elif WIRECHECK_BUILT:
+        span_path = "span path: native scanner, requests checked without a protobuf parse"
+    else:
+        span_path = "span path: native scanner, requests parsed by upb first (the wire check was not built)"
     print(
         f"spansignals collector listening on\n{_indent(collector.describe())}\n{downstream}\n{span_path}",
         file=sys.stderr,

@@ -21,6 +21,8 @@ Whether the request still equals the received bytes afterwards is :attr:`IngestR
 from __future__ import annotations
 
 import logging
+import os
+from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
@@ -28,9 +30,10 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 from ..engine import SignalEngine
 from ..families import CounterFamily, MetricFamily
 from ..view import OtlpAttributes, OtlpSpanView, SpanView, _sampling_weight
+from .decoding import parse_protobuf_request
 from .redaction_stage import redact_request
 from .span_offsets import EncodedSpans
-from .spanscan import scan_views
+from .spanscan import ScannedBatch, scan_unparsed, scan_views
 from .validation import Rejections, SpanLimits, span_rule_broken, values_too_long
 
 __all__ = [
@@ -38,6 +41,7 @@ __all__ = [
     "OUTCOME_REFUSED",
     "OUTCOME_REJECTED",
     "IngestResult",
+    "ReceivedTraces",
     "TracePipeline",
     "count_spans",
 ]
@@ -71,6 +75,33 @@ class IngestResult(NamedTuple):
     to forward."""
 
 
+VERIFY_NATIVE_ENV = "SPANSIGNALS_VERIFY_NATIVE"
+"""Set to 1, every request the native path took without upb is parsed with upb as well, and a
+difference (upb refusing it, or another span count) is logged and counted as a processor error
+(``collector.wirecheck``), the request then taking the Python path. The collector tests run with
+it on; it doubles the decoding cost."""
+
+
+@dataclass(slots=True)
+class ReceivedTraces:
+    """A received protobuf body, decoded as far as the pipeline needs (:meth:`TracePipeline.receive`).
+
+    ``views`` are the native scanner's when it read the body (then ``request`` may be ``None``: no
+    message was built); otherwise ``request`` is upb's parse and the Python path derives from it.
+    """
+
+    body: bytes
+    span_count: int
+    request: ExportTraceServiceRequest | None
+    views: ScannedBatch | None
+
+    def message(self) -> ExportTraceServiceRequest:
+        """The parsed request (parsed now if the native path skipped it)."""
+        if self.request is None:
+            self.request = parse_protobuf_request(self.body)
+        return self.request
+
+
 class TracePipeline:
     """Feeds every valid span of a request to ``engine`` and counts what the receivers took in.
 
@@ -86,6 +117,7 @@ class TracePipeline:
         self.engine = engine
         self.limits = limits or SpanLimits()
         self.redact = redact
+        self.verify_native = os.environ.get(VERIFY_NATIVE_ENV, "").strip() == "1"
         self.receiver_spans = CounterFamily(
             "spansignals.receiver.spans",
             "Spans received by the collector, by transport and outcome (accepted, rejected, refused).",
@@ -106,6 +138,60 @@ class TracePipeline:
     def consume(self, request: ExportTraceServiceRequest, transport: str) -> int:
         """:meth:`ingest` returning only the number of spans accepted."""
         return self.ingest(request, transport).accepted
+
+    def receive(self, body: bytes) -> ReceivedTraces:
+        """Decode a protobuf ``ExportTraceServiceRequest`` for :meth:`ingest_received`; raises
+        :class:`~.decoding.RequestDecodeError` when it is not one.
+
+        The receivers' way in. Without redaction, the native wire check and scanner read the body
+        first (:func:`~.spanscan.scan_unparsed`); when they take it, upb never parses it. Otherwise
+        upb parses it, and the scanner still tries on the bytes upb accepted, its span count checked
+        against upb's. A request either leaves with views takes the Python path in
+        :meth:`ingest_received`.
+        """
+        if not self.redact:
+            limits = self.limits
+            try:
+                checked, views = scan_unparsed(body, limits.max_attributes, limits.max_attribute_value_bytes)
+            except Exception as exc:  # memory, or a scanner bug: upb and the Python path still work
+                self.engine.errors.record("collector.spanscan", exc)
+                checked, views = False, None
+            if views is not None:
+                if not self.verify_native:
+                    return ReceivedTraces(body, len(views), None, views)
+                return self._verified(body, views)
+            if checked:  # the scanner declined (a rule broken, say): the Python path names it
+                request = parse_protobuf_request(body)
+                return ReceivedTraces(body, count_spans(request), request, None)
+        request = parse_protobuf_request(body)
+        span_count = count_spans(request)
+        views = None if self.redact else self._scan(body, span_count)
+        return ReceivedTraces(body, span_count, request, views)
+
+    def _verified(self, body: bytes, views: ScannedBatch) -> ReceivedTraces:
+        """:data:`VERIFY_NATIVE_ENV`'s check of a request the native path took without upb."""
+        try:
+            request = parse_protobuf_request(body)
+        except Exception as exc:
+            problem: Exception = RuntimeError(f"the wire check accepted a body upb refuses ({exc})")
+        else:
+            span_count = count_spans(request)
+            if span_count == len(views):
+                return ReceivedTraces(body, span_count, request, views)
+            problem = RuntimeError(f"native scanner read {len(views)} spans, upb {span_count}")
+        _logger.error("spansignals collector: %s", problem)
+        self.engine.errors.record("collector.wirecheck", problem)
+        request = parse_protobuf_request(body)  # upb decides, as without the native path
+        return ReceivedTraces(body, count_spans(request), request, None)
+
+    def ingest_received(self, received: ReceivedTraces, transport: str) -> IngestResult:
+        """:meth:`ingest` for what :meth:`receive` decoded."""
+        if received.views is not None:
+            return self._derive_scanned(received.views, transport)
+        assert received.request is not None  # receive() parsed whatever the scanner did not take
+        return self._ingest_parsed(
+            received.request, transport, len(received.body), received.body, received.span_count
+        )
 
     def ingest(
         self,
@@ -130,9 +216,20 @@ class TracePipeline:
             span_count = count_spans(request)
         if body is not None and not self.redact:
             assert span_count is not None
-            fast = self._ingest_scanned(request, transport, body, span_count)
-            if fast is not None:
-                return fast
+            views = self._scan(body, span_count)
+            if views is not None:
+                return self._derive_scanned(views, transport)
+        return self._ingest_parsed(request, transport, body_bytes, body, span_count)
+
+    def _ingest_parsed(
+        self,
+        request: ExportTraceServiceRequest,
+        transport: str,
+        body_bytes: int,
+        body: bytes | None,
+        span_count: int | None,
+    ) -> IngestResult:
+        """The Python path: validation of every span, views over upb's message, derivation."""
         modified = False
         if self.redact and redact_request(request):
             modified = True
@@ -246,28 +343,26 @@ class TracePipeline:
         self.receiver_spans.add((transport, OUTCOME_REJECTED), rejections.total)
         return IngestResult(accepted, rejections.total, rejections.message(), modified)
 
-    def _ingest_scanned(
-        self, request: ExportTraceServiceRequest, transport: str, body: bytes, span_count: int
-    ) -> IngestResult | None:
-        """The fast path (:mod:`.spanscan`): views built natively from ``body``; ``None`` when the
-        request needs the Python path (the scanner is missing or unsure, or a span breaks a rule).
-
-        The scanner's span count is checked against the parsed message's (``span_count``), so a
-        scanner that read the request differently from upb could never derive from the wrong spans
-        unnoticed."""
+    def _scan(self, body: bytes, span_count: int) -> ScannedBatch | None:
+        """The native views of ``body``, which upb parsed into ``span_count`` spans; ``None`` when
+        the request needs the Python path (the scanner is missing or unsure, or a span breaks a
+        rule). The scanner's span count is checked against upb's, so a scanner that read the
+        request differently from upb could never derive from the wrong spans unnoticed."""
         try:
             limits = self.limits
             views = scan_views(body, limits.max_attributes, limits.max_attribute_value_bytes)
         except Exception as exc:  # memory, or a scanner bug: the Python path still derives
             self.engine.errors.record("collector.spanscan", exc)
             return None
-        if views is None:
-            return None
-        accepted = len(views)
-        if accepted != span_count:
+        if views is not None and len(views) != span_count:
             mismatch = RuntimeError("native scanner span count differs from the parsed request")
             self.engine.errors.record("collector.spanscan", mismatch)
             return None
+        return views
+
+    def _derive_scanned(self, views: ScannedBatch, transport: str) -> IngestResult:
+        """The fast path (:mod:`.spanscan`): every span valid, views built natively."""
+        accepted = len(views)
         if views:
             self.engine.process_batch(views)
             self.receiver_spans.add((transport, OUTCOME_ACCEPTED), accepted)

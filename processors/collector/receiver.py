@@ -63,7 +63,6 @@ from .decoding import (
     RequestTooLarge,
     gunzip_limited,
     parse_json_request,
-    parse_protobuf_request,
 )
 from .endpoints import Endpoint, ListenError, bind_tcp
 from .http_protocol import ConnectionLimit, HardenedAppRunner, serve_on
@@ -102,9 +101,10 @@ _EMPTY_RESPONSE = ExportTraceServiceResponse().SerializeToString()
 _EMPTY_RESPONSE_JSON = b"{}"
 _BUG_MESSAGE = "temporary collector error (logged); retry later"
 
-Forward = Callable[[ExportTraceServiceRequest, bytes, IngestResult], Awaitable[None]]
+Forward = Callable[[ExportTraceServiceRequest | None, bytes, IngestResult], Awaitable[None]]
 """Called after derivation with the request, the received (decoded) bytes and what ingest did;
-forwards ``bytes`` when ``not result.modified`` and re-encodes the request otherwise. May raise
+forwards ``bytes`` when ``not result.modified`` and re-encodes the request otherwise (the request
+is ``None`` when the native path read the bytes without upb: they are then never modified). May raise
 :class:`~.refusals.Refused` (queue full), answered with a retry hint."""
 
 
@@ -266,10 +266,10 @@ class OtlpGrpcReceiver:
     async def _handle_export(self, body: bytes, context: grpc.aio.ServicerContext) -> bytes:
         try:
             with self._admission.hold(len(body)):
-                request = parse_protobuf_request(body)
-                result = self._pipeline.ingest(request, self.transport, body_bytes=len(body), body=body)
+                received = self._pipeline.receive(body)
+                result = self._pipeline.ingest_received(received, self.transport)
                 if self.forward is not None:
-                    await self.forward(request, body, result)
+                    await self.forward(received.request, body, result)
             return export_response(result)
         except Refused as exc:
             # Without its traceback: this local outlives the block, and the traceback holds this
@@ -417,12 +417,14 @@ class OtlpHttpReceiver:
         body = await self.read_body(request)
         as_json = request.content_type == _JSON
         with self._admission.hold(len(body)):
-            export: ExportTraceServiceRequest = (
-                parse_json_request(body) if as_json else parse_protobuf_request(body)
-            )
-            result = self._pipeline.ingest(
-                export, self.transport, body_bytes=len(body), body=None if as_json else body
-            )
+            export: ExportTraceServiceRequest | None
+            if as_json:
+                export = parse_json_request(body)
+                result = self._pipeline.ingest(export, self.transport, body_bytes=len(body))
+            else:
+                received = self._pipeline.receive(body)
+                export = received.request  # None when the native path read it without upb
+                result = self._pipeline.ingest_received(received, self.transport)
             if self.forward is not None:
                 await self.forward(export, body, result)
         return web.Response(

@@ -6,8 +6,11 @@ and building each span's view, was the largest share of the collector's CPU per 
 derivations themselves; no protobuf library exposes a cheaper way to get a few fields of every
 span, so :file:`processors/_native.c` walks the OTLP wire format by hand. It is small on purpose:
 
-* It runs only on bytes upb has already parsed (so the request is known to be well-formed protobuf
-  and valid UTF-8), and only when no stage rewrites spans (redaction takes the Python path).
+* It runs only on bytes known to be a request upb accepts (well-formed protobuf, valid UTF-8):
+  bytes upb has parsed, or bytes :file:`processors/_wirecheck.c` checked without building a
+  message (:func:`scan_unparsed`, what the receivers use; it is stricter than upb, and when it is
+  not sure upb parses as before). And only when no stage rewrites spans (redaction takes the
+  Python path).
 * :func:`scan_views` returns views only when every span and resource passes the rules of
   :mod:`.validation` and the encoding is one whose meaning it reads exactly as upb does. Anything
   else (a rule broken, a resource attribute that protobuf would read by merging, a wire type it
@@ -39,11 +42,17 @@ try:
     from .. import _native
 except ImportError:  # built without a C compiler: the Python path does everything
     _native = None  # type: ignore[assignment]
+try:
+    from .. import _wirecheck
+except ImportError:  # the same: every request is parsed with upb first
+    _wirecheck = None  # type: ignore[assignment]
 
-__all__ = ["NATIVE", "ScannedBatch", "ScannedSpanView", "scan_views"]
+__all__ = ["NATIVE", "WIRECHECK", "ScannedBatch", "ScannedSpanView", "scan_unparsed", "scan_views"]
 
 NATIVE: bool = _native is not None
 """Whether the native scanner was built and imported."""
+WIRECHECK: bool = NATIVE and _wirecheck is not None
+"""Whether requests can be scanned without parsing them with upb first (:func:`scan_unparsed`)."""
 
 
 class ScannedSpanView(SpanView):
@@ -130,3 +139,21 @@ def scan_views(
         return None
     views = _native.scan(body, ScannedSpanView, max_attributes, max_value_bytes, weight_of)
     return None if views is None else ScannedBatch(views, body)
+
+
+def scan_unparsed(
+    body: bytes,
+    max_attributes: int,
+    max_value_bytes: int,
+    weight_of: Callable[[str], float] = _sampling_weight,
+) -> tuple[bool, ScannedBatch | None]:
+    """:func:`scan_views` for bytes nobody has parsed: ``(checked, views)``.
+
+    ``checked`` is whether ``processors/_wirecheck.c`` found ``body`` to be a request upb accepts
+    (it is stricter than upb: false means "not sure", and the caller parses with upb, which
+    decides). Only then does the scanner run, and ``views`` is what :func:`scan_views` answers.
+    Skipping upb's parse is the point: it built a whole message that nothing read on this path.
+    """
+    if _wirecheck is None or _native is None or not _wirecheck.trace_request(body):
+        return False, None
+    return True, scan_views(body, max_attributes, max_value_bytes, weight_of)

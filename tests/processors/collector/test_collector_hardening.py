@@ -138,7 +138,8 @@ async def test_unexpected_error_is_retryable_not_internal(hardened: Collector) -
     def boom(*args: object, **kwargs: object) -> None:
         raise RuntimeError(f"bug holding {CANARY}")
 
-    hardened.pipeline.ingest = boom  # type: ignore[method-assign]
+    hardened.pipeline.ingest = boom  # type: ignore[method-assign]  # JSON bodies
+    hardened.pipeline.ingest_received = boom  # type: ignore[method-assign]  # protobuf bodies
     status, headers, body = await _post(hardened, build_request().SerializeToString())
     assert status == 503 and "Retry-After" in headers
     assert CANARY.encode() not in body

@@ -26,7 +26,7 @@ from opentelemetry.proto.common.v1.common_pb2 import AnyValue
 
 from spansignals.processors.collector import spanscan
 from spansignals.processors.collector.pipeline import IngestResult, TracePipeline
-from spansignals.processors.collector.spanscan import ScannedSpanView, scan_views
+from spansignals.processors.collector.spanscan import ScannedBatch, ScannedSpanView, scan_views
 from spansignals.processors.collector.validation import SpanLimits
 from spansignals.processors.config import load_config
 from spansignals.processors.engine import SignalEngine, SignalSpanProcessor
@@ -70,9 +70,7 @@ class _Recorder(SignalSpanProcessor):
 
 
 class _PythonPath(TracePipeline):
-    def _ingest_scanned(
-        self, request: Any, transport: str, body: bytes, span_count: int
-    ) -> IngestResult | None:
+    def _scan(self, body: bytes, span_count: int) -> ScannedBatch | None:
         return None
 
 
@@ -98,6 +96,11 @@ def _both(body: bytes, limits: SpanLimits | None = None) -> tuple[Any, Any, _Rec
         request.ParseFromString(body)
         results.append(pipeline.ingest(request, "grpc", body=body))
         recorders.append(recorder)
+    # and as the receivers take it: the wire check and the scanner before (or instead of) upb
+    recorder = _Recorder()
+    pipeline = TracePipeline(SignalEngine([recorder]), limits=limits)
+    assert pipeline.ingest_received(pipeline.receive(body), "grpc") == results[0]
+    assert recorder.seen == recorders[0].seen
     return results[0], results[1], recorders[0], recorders[1]
 
 
