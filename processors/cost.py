@@ -295,8 +295,19 @@ class CostSpanProcessor(SignalSpanProcessor):
             candidates = views_that_might_hold(views, _USAGE_FRAGMENT)
         except Exception as exc:  # a view that is not one (never seen): ask span by span
             self.errors.record(self.processor_name, exc)
-            candidates = views
-        super().observe_batch(candidates)
+            super().observe_batch(views)
+            return
+        remaining = iter(candidates)  # each may hold usage: no second search (see observe)
+        while True:
+            try:
+                for view in remaining:
+                    attrs = view.attributes
+                    usage = usage_from_attributes(attrs)
+                    if usage is not None:
+                        self._observe_llm(view, attrs, usage)
+                return
+            except Exception as exc:  # resume after the span that failed
+                self.errors.record(self.processor_name, exc)
 
     def observe(self, view: SpanView) -> None:
         # On OTLP spans might_hold_key answers without building the attribute mapping at all.

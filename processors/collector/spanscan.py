@@ -117,9 +117,12 @@ class ScannedBatch(list[SpanView]):
         while at >= 0:
             k = bisect_right(starts, at) - 1
             if k > last and at + width <= views[k]._span_end:
-                selected.append(views[k])
+                view = views[k]
+                selected.append(view)
                 last = k
-            at = body.find(fragment, at + 1)
+                at = body.find(fragment, view._span_end)  # the span's other hits change nothing
+            else:
+                at = body.find(fragment, at + 1)
         return selected
 
 
