@@ -5,7 +5,7 @@ A :class:`Batch` is one received request, kept as the protobuf bytes that will b
 Collector's exporterhelper, so a slow downstream never holds back another.
 
 :class:`MemoryQueue` (the default) is bounded by items (spans, metric data points or log records)
-and by bytes (the config's defaults: 100k items, 64 MiB; about 200 requests of 512 spans). A batch
+and by bytes (the config's defaults: 100k items, 24 MiB; about 200 requests of 512 spans). A batch
 stays counted until the sender acknowledges it (delivered or dropped), so ``items`` is exactly
 what is "still queued" in the accounting ``acked = delivered + dropped + still_queued``. When a
 batch does not fit, :meth:`put` raises :class:`QueueFull`, which receivers answer with a retryable

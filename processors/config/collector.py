@@ -105,7 +105,12 @@ class QueueConfig(StrictModel):
 
     kind: Literal["memory", "persistent"] = "memory"
     max_items: int = Field(100_000, ge=1)
-    max_bytes: int = Field(64 * 1024 * 1024, ge=1024)
+    max_bytes: int = Field(24 * 1024 * 1024, ge=1024)
+    """The bound that is memory: a full queue costs about this much RSS plus ~20-25 MB of sends in
+    flight and refused requests (``benchmarks/collector_queue_memory.py``). 24 MiB meets
+    ``max_items`` at ~250 bytes per span (the benchmark's 512-span requests: 219), so typical
+    spans stop at the item bound and heavier ones at this one: full-queue RSS 143-149 MB either
+    way, against 191 MB with the former 64 MiB once spans average over ~670 bytes."""
     path: str | None = None
     synchronous: Literal["full", "normal"] = "full"
     consumers: int | None = Field(None, ge=1, le=64)
