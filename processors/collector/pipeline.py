@@ -1,4 +1,9 @@
-"""The collector's span path: a decoded OTLP trace request in, derived signals out.
+"""The collector's span path: an OTLP trace request in, derived signals out.
+
+The receivers hand protobuf bodies to :meth:`TracePipeline.receive`, which lets the native wire
+check and scanner read them without building a protobuf message when they can (see
+:mod:`.spanscan`), and has upb parse them otherwise; :meth:`TracePipeline.ingest_received` then
+derives. :meth:`TracePipeline.ingest` takes a parsed request (OTLP/JSON, tests) and the same rules.
 
 For each ``ResourceSpans`` the resource attributes are indexed and the service name resolved once;
 each span then becomes a :class:`~spansignals.processors.view.SpanView` (attributes indexed lazily,
