@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import subprocess
+import sys
 import time
 import tracemalloc
 import types
@@ -16,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import grpc
+import pytest
 from fake_otlp import Delay, FakeOtlpServer
 from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportMetricsServiceRequest
 from otlp_builders import SPAN_KIND_SERVER, build_request
@@ -33,6 +36,7 @@ TRACES = "/opentelemetry.proto.collector.trace.v1.TraceService/Export"
 METRICS = "/opentelemetry.proto.collector.metrics.v1.MetricsService/Export"
 PACKAGES = tuple(str(Path(m.__file__).parent) for m in (spansignals, spansignals.processors))
 FORWARDING = forwarding.__file__
+BENCHMARK = Path(__file__).resolve().parents[3] / "benchmarks" / "collector_queue_memory.py"
 
 
 async def _until(predicate: Any, timeout: float = 10.0) -> None:
@@ -201,3 +205,21 @@ async def test_the_forwarder_releases_free_memory_after_its_memory_queue_drains(
     (worker,) = Forwarder.from_config(config).workers
     assert isinstance(worker.queue, MemoryQueue)
     assert worker.queue.on_drained is release_free_memory
+
+
+@pytest.mark.integration
+def test_queue_memory_benchmark_runs_fills_the_queue_and_accounts_for_every_span() -> None:
+    """A short run of benchmarks/collector_queue_memory.py: the slow sink fills the queue (clients
+    are refused retryably), it drains, and acknowledged = accepted = sent + dropped."""
+    result = subprocess.run(
+        [sys.executable, str(BENCHMARK), "--baseline", "1", "--full", "2", "--after", "1"],
+        capture_output=True,
+        text=True,
+        timeout=180,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    out = result.stdout
+    assert "accounting ok" in out, out
+    assert "UNAVAILABLE: the collector's export queue is full" in out, out
+    assert "RSS with the queue full (peak):" in out and "at the end of full" in out, out
