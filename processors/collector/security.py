@@ -28,7 +28,7 @@ import grpc
 from aiohttp import web
 from google.rpc import code_pb2
 
-from .refusals import http_status_response
+from .refusals import http_status_response, refuse_grpc
 
 __all__ = ["BearerAuth", "BearerAuthInterceptor", "ServerTls", "TlsConfigError", "auth_middleware"]
 
@@ -101,8 +101,9 @@ class BearerAuthInterceptor(grpc.aio.ServerInterceptor):
 
     @staticmethod
     async def _unauthenticated(request: bytes, context: grpc.aio.ServicerContext) -> bytes:
-        await context.abort(grpc.StatusCode.UNAUTHENTICATED, _UNAUTHENTICATED_MESSAGE)
-        return b""
+        # not context.abort(): its error would tie the request body into a reference cycle that
+        # only a garbage collection frees, and a flood of such calls would pile up (refusals.py)
+        return refuse_grpc(context, grpc.StatusCode.UNAUTHENTICATED, _UNAUTHENTICATED_MESSAGE)
 
 
 def _read(path: str, what: str) -> bytes:

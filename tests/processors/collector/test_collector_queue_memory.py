@@ -129,6 +129,20 @@ async def test_grpc_refusals_leave_no_cycle_holding_the_request(
     assert _held_by_cycles(garbage) == []
 
 
+async def test_unauthenticated_grpc_calls_leave_no_cycle(make_collector: Any) -> None:
+    """The bearer-auth refusal (UNAUTHENTICATED) leaves nothing for the cycle collector either: a
+    flood of calls without the token must not keep their bodies alive until a collection."""
+    collector = await make_collector(bearer_token="t0ken-for-the-cycle-test")
+    async with grpc.aio.insecure_channel(str(collector.grpc_endpoint)) as channel:
+        traces = channel.unary_unary(TRACES)
+        with _cyclic_garbage() as garbage:
+            for i in range(3):
+                with pytest.raises(grpc.aio.AioRpcError) as info:
+                    await traces(_unique_request(10 * i))
+                assert info.value.code() == grpc.StatusCode.UNAUTHENTICATED
+    assert _held_by_cycles(garbage) == []
+
+
 def _traced_bytes(snapshot: tracemalloc.Snapshot, path: str) -> int:
     """Bytes still allocated by code in ``path`` (tracemalloc's innermost frame)."""
     traces = snapshot.filter_traces([tracemalloc.Filter(True, path)])
