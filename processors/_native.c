@@ -2,7 +2,7 @@
  * spansignals.processors._native: the span path's hot loops in C.
  *
  * Two parts. The OTLP span scanner (scan, span_attributes) is explained in collector/spanscan.py,
- * the module that wraps it; RED's batch grouping (group_durations) in red.py. The scanner's story,
+ * the module that wraps it; RED's batch update (bucket_durations) in red.py. The scanner's story,
  * in short: upb (the protobuf runtime the receivers parse with) builds a Python wrapper for every
  * field read, which made reading each span's fields and building its view the largest share of
  * the collector's per-span CPU. This scanner walks the request bytes that upb has already
@@ -21,6 +21,7 @@
 #include <structmember.h>
 #include <stdint.h>
 #include <string.h>
+#include <math.h>
 
 #define MAX_DEPTH 32
 
@@ -973,18 +974,22 @@ scan(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nargs)
 }
 
 
-/* --- group_durations(views, base_type) -> (groups, weighted) | None -------------------------- */
+/* --- bucket_durations(views, base_type, bounds) -> (groups, weighted) | None ----------------- */
 
-/* RED's batch grouping (red.RedSpanProcessor.observe_batch): durations in seconds per
- * (service_name, name, kind, status_code), and apart the views whose weight is not 1. It reads the
- * slots SpanView declares, at the offsets every subclass shares; None when a view is not a
- * SpanView or has an unset slot (red.py then runs its Python loop, which is the reference). */
+/* RED's batch update (red.RedSpanProcessor.observe_batch): the views whose weight is 1 grouped per
+ * (service_name, name, kind, status_code), each group being what HistogramFamily.record_many would
+ * add to its series from the group's durations in seconds (red._group_in_python's lists, the
+ * reference): ({bucket index: count}, n, sum, min, max), with no float object, list or Python
+ * loop per span (HistogramFamily.record_bucketed merges it); and apart the views whose weight is
+ * not 1. It reads the slots SpanView declares, at the offsets every subclass shares; None when a
+ * view is not a SpanView or has an unset slot, or a duration is not a float (red.py then runs its
+ * Python loop). */
 enum { BASE_NAME, BASE_KIND, BASE_START, BASE_END, BASE_STATUS, BASE_SERVICE, BASE_WEIGHT, BASE_COUNT };
 static const char *const base_names[BASE_COUNT] = {
     "name", "kind", "start_ns", "end_ns", "status_code", "service_name", "weight",
 };
 static PyObject *base_name_objects[BASE_COUNT]; /* interned, as slot_name_objects */
-/* The last base type group_durations was given and its offsets (a strong reference to the type);
+/* The last base type bucket_durations was given and its offsets (a strong reference to the type);
  * each call copies the offsets, as scan() does its layout, since Python code may run during a call
  * (a weight's __eq__, a name's __hash__, a finalizer) and group with another base type. */
 static PyTypeObject *base_type;
@@ -1040,19 +1045,32 @@ weight_is_one(PyObject *weight)
     return equal;
 }
 
+/* end - start as exact 64-bit ints: 1 and *seconds = elapsed / 1e9 if elapsed > 0 else 0.0, or 0
+ * when either is not an int of 64 signed bits. e - s is exact in 64 unsigned bits when e > s, and
+ * its conversion to double rounds as Python's int-to-float conversion does. */
+static int
+duration_fast(PyObject *start, PyObject *end, double *seconds)
+{
+    if (!PyLong_CheckExact(start) || !PyLong_CheckExact(end)) {
+        return 0;
+    }
+    int start_over, end_over;
+    long long s = PyLong_AsLongLongAndOverflow(start, &start_over);
+    long long e = PyLong_AsLongLongAndOverflow(end, &end_over);
+    if (start_over || end_over) {
+        return 0;
+    }
+    *seconds = e > s ? (double)((unsigned long long)e - (unsigned long long)s) / 1e9 : 0.0;
+    return 1;
+}
+
 /* elapsed / 1e9 if elapsed > 0 else 0.0, with elapsed = end - start, as Python computes it */
 static PyObject *
 duration_s(PyObject *start, PyObject *end)
 {
-    if (PyLong_CheckExact(start) && PyLong_CheckExact(end)) {
-        int start_over, end_over;
-        long long s = PyLong_AsLongLongAndOverflow(start, &start_over);
-        long long e = PyLong_AsLongLongAndOverflow(end, &end_over);
-        if (!start_over && !end_over) {
-            /* e - s is exact in 64 unsigned bits when e > s; the conversion rounds as Python's */
-            return PyFloat_FromDouble(e > s ? (double)((unsigned long long)e - (unsigned long long)s) / 1e9 : 0.0);
-        }
-        /* past 64 signed bits: Python's arithmetic below */
+    double seconds;
+    if (duration_fast(start, end, &seconds)) {
+        return PyFloat_FromDouble(seconds);
     }
     Py_INCREF(start); /* held: their methods may unbind them from the view */
     Py_INCREF(end);
@@ -1086,89 +1104,404 @@ slot_at(PyObject *view, Py_ssize_t offset) /* borrowed, may be NULL */
     return *(PyObject **)((char *)view + offset);
 }
 
-/* One view into groups or weighted: 1, 0 when a slot is unset, or -1 with an exception set.
- * Python code can run from here (a weight's __eq__, arithmetic on int subclasses, the hash of a
- * name, a finalizer the garbage collector calls when the key is allocated) and rebind the view's
- * slots: each slot is read when it is used, as the Python loop reads them, with no Python code
- * between the read and the use or the new reference taken. */
+/* One group: what record_many computes from the group's list of values. */
+typedef struct {
+    PyObject *key; /* strong */
+    Py_ssize_t n; /* values counted; a NaN (only Python arithmetic can give one) is not, as there */
+    double hi, lo; /* their sum as sum() adds them: lo is the compensation of Python 3.12+ */
+    double low, high; /* min() and max(): the first of equal values, as they keep */
+} value_group;
+
+/* A front cache of the groups dict by identity: the key's four objects -> the group's index. The
+ * scanner's views share one str per text and small ints are singletons, so almost every view finds
+ * its group here without building, hashing and comparing a key tuple. Only exact str and int: their
+ * hash and equality cannot run Python code, so objects identical to a key's are in the group the
+ * dict would give them. Each entry holds its objects, so no address is reused during the call. */
+typedef struct {
+    PyObject *items[4]; /* strong; items[0] == NULL: empty */
+    Py_ssize_t index;
+} identity_entry;
+
+typedef struct {
+    PyObject *groups; /* dict: key -> index into `stats` */
+    PyObject *weighted; /* list */
+    Py_ssize_t offsets[BASE_COUNT];
+    double *bounds; /* a copy: a list given may change while Python code runs */
+    Py_ssize_t bucket_count; /* len(bounds) + 1 */
+    value_group *stats;
+    Py_ssize_t *counts; /* bucket_count per group */
+    Py_ssize_t used, allocated;
+    identity_entry *identities; /* a power of two of them, at most half used */
+    size_t identity_mask, identity_used;
+} grouping;
+
+/* bisect.bisect_left(bounds, value), step for step (so even unsorted bounds give its answer) */
+static inline Py_ssize_t
+bucket_of(const grouping *g, double value)
+{
+    size_t lo = 0, hi = (size_t)g->bucket_count - 1;
+    while (lo < hi) {
+        size_t mid = (lo + hi) / 2;
+        if (g->bounds[mid] < value) {
+            lo = mid + 1;
+        }
+        else {
+            hi = mid;
+        }
+    }
+    return (Py_ssize_t)lo;
+}
+
+static inline size_t
+identity_hash(PyObject *const items[4])
+{
+    size_t h = 0;
+    for (int k = 0; k < 4; k++) {
+        h = (h ^ ((uintptr_t)items[k] >> 4)) * (size_t)0x9E3779B97F4A7C15ULL;
+    }
+    return h ^ (h >> 29);
+}
+
+/* The slot of `items` in the table: its entry, or the empty one where it would go. */
+static identity_entry *
+identity_slot(const grouping *g, PyObject *const items[4])
+{
+    size_t i = identity_hash(items) & g->identity_mask;
+    for (;; i = (i + 1) & g->identity_mask) {
+        identity_entry *e = &g->identities[i];
+        if (e->items[0] == NULL || (e->items[0] == items[0] && e->items[1] == items[1]
+                                    && e->items[2] == items[2] && e->items[3] == items[3])) {
+            return e;
+        }
+    }
+}
+
+/* Remember that `items` (exact str, str, int, int) are in group `index`; 0, or -1 on error. */
 static int
-group_one(PyObject *groups, PyObject *weighted, PyObject *view, const Py_ssize_t offsets[BASE_COUNT])
+identity_add(grouping *g, PyObject *const items[4], Py_ssize_t index)
+{
+    if (g->identities == NULL || 2 * (g->identity_used + 1) > g->identity_mask + 1) {
+        identity_entry *old = g->identities;
+        size_t old_size = old == NULL ? 0 : g->identity_mask + 1, size = old == NULL ? 64 : 2 * old_size;
+        if (size > PY_SSIZE_T_MAX / sizeof(identity_entry)) {
+            PyErr_NoMemory();
+            return -1;
+        }
+        g->identities = PyMem_Calloc(size, sizeof(identity_entry));
+        if (g->identities == NULL) {
+            g->identities = old;
+            PyErr_NoMemory();
+            return -1;
+        }
+        g->identity_mask = size - 1;
+        for (size_t i = 0; i < old_size; i++) {
+            if (old[i].items[0] != NULL) {
+                *identity_slot(g, old[i].items) = old[i];
+            }
+        }
+        PyMem_Free(old);
+    }
+    identity_entry *e = identity_slot(g, items);
+    if (e->items[0] == NULL) {
+        for (int k = 0; k < 4; k++) {
+            e->items[k] = Py_NewRef(items[k]);
+        }
+        e->index = index;
+        g->identity_used++;
+    }
+    return 0;
+}
+
+/* A new group for `key` at index g->used, registered in g->groups; its index, or -1 on error. */
+static Py_ssize_t
+new_group(grouping *g, PyObject *key)
+{
+    if (g->used == g->allocated) {
+        Py_ssize_t allocated = g->allocated ? 2 * g->allocated : 16;
+        if ((size_t)allocated > PY_SSIZE_T_MAX / sizeof(Py_ssize_t) / (size_t)g->bucket_count) {
+            PyErr_NoMemory();
+            return -1;
+        }
+        value_group *stats = PyMem_Realloc(g->stats, (size_t)allocated * sizeof *stats);
+        if (stats == NULL) {
+            PyErr_NoMemory();
+            return -1;
+        }
+        g->stats = stats;
+        Py_ssize_t *counts = PyMem_Realloc(g->counts, (size_t)allocated * (size_t)g->bucket_count * sizeof *counts);
+        if (counts == NULL) {
+            PyErr_NoMemory();
+            return -1;
+        }
+        g->counts = counts;
+        g->allocated = allocated;
+    }
+    Py_ssize_t index = g->used;
+    PyObject *number = PyLong_FromSsize_t(index);
+    if (number == NULL) {
+        return -1;
+    }
+    int rc = PyDict_SetItem(g->groups, key, number); /* may run the key's __eq__ */
+    Py_DECREF(number);
+    if (rc < 0) {
+        return -1;
+    }
+    value_group *stats = &g->stats[index];
+    stats->key = Py_NewRef(key);
+    stats->n = 0;
+    stats->hi = stats->lo = stats->low = stats->high = 0.0;
+    memset(&g->counts[index * g->bucket_count], 0, (size_t)g->bucket_count * sizeof *g->counts);
+    g->used = index + 1;
+    return index;
+}
+
+/* The index of the group of the key made of `items`, made when new; or -1 with an exception set. */
+static Py_ssize_t
+group_of(grouping *g, PyObject *const items[4])
+{
+    int cacheable = PyUnicode_CheckExact(items[0]) && PyUnicode_CheckExact(items[1]) && PyLong_CheckExact(items[2])
+                    && PyLong_CheckExact(items[3]);
+    if (cacheable && g->identities != NULL) {
+        identity_entry *e = identity_slot(g, items);
+        if (e->items[0] != NULL) {
+            return e->index;
+        }
+    }
+    for (int k = 0; k < 4; k++) { /* held: allocating the key may run code (a collection) */
+        Py_INCREF(items[k]);
+    }
+    PyObject *key = PyTuple_New(4);
+    if (key == NULL) {
+        for (int k = 0; k < 4; k++) {
+            Py_DECREF(items[k]);
+        }
+        return -1;
+    }
+    for (int k = 0; k < 4; k++) {
+        PyTuple_SET_ITEM(key, k, items[k]); /* takes the reference taken above */
+    }
+    Py_ssize_t index;
+    PyObject *found = PyDict_GetItemWithError(g->groups, key); /* borrowed */
+    if (found != NULL) {
+        /* Python code can reach the dict through the garbage collector and put anything in it */
+        index = PyLong_CheckExact(found) ? PyLong_AsSsize_t(found) : -1;
+        if (index < 0 || index >= g->used) {
+            PyErr_Clear();
+            PyErr_SetString(PyExc_RuntimeError, "bucket_durations' groups changed during the call");
+            index = -1;
+        }
+    }
+    else if (PyErr_Occurred()) { /* an unhashable name, say */
+        index = -1;
+    }
+    else {
+        index = new_group(g, key);
+    }
+    if (index >= 0 && cacheable && identity_add(g, items, index) < 0) {
+        index = -1;
+    }
+    Py_DECREF(key);
+    return index;
+}
+
+/* What record_many adds for `value`: its bucket, and the count, sum, min and max. */
+static inline void
+add_value(grouping *g, Py_ssize_t index, double value)
+{
+    if (value != value) {
+        return;
+    }
+    value_group *stats = &g->stats[index];
+    g->counts[index * g->bucket_count + bucket_of(g, value)]++;
+    if (stats->n++ == 0) {
+        stats->hi = 0.0 + value; /* sum()'s start is the int 0 */
+        stats->low = stats->high = value;
+        return;
+    }
+#if PY_VERSION_HEX >= 0x030C0000
+    /* sum() of floats since Python 3.12: Neumaier's compensated summation */
+    double t = stats->hi + value;
+    if (fabs(stats->hi) >= fabs(value)) {
+        stats->lo += (stats->hi - t) + value;
+    }
+    else {
+        stats->lo += (value - t) + stats->hi;
+    }
+    stats->hi = t;
+#else
+    stats->hi += value;
+#endif
+    if (value < stats->low) {
+        stats->low = value;
+    }
+    if (value > stats->high) {
+        stats->high = value;
+    }
+}
+
+static double
+group_sum(const value_group *stats)
+{
+#if PY_VERSION_HEX >= 0x030C0000
+    /* as sum() ends: no sign lost on a zero, no NaN from an infinite sum */
+    if (stats->lo != 0.0 && isfinite(stats->lo)) {
+        return stats->hi + stats->lo;
+    }
+#endif
+    return stats->hi;
+}
+
+/* The answer: {key: ({bucket index: count}, n, sum, min, max)} in the order the groups were first
+ * seen (the order in which record_many would have made their series). */
+static PyObject *
+bucketed_groups(const grouping *g)
+{
+    PyObject *out = PyDict_New();
+    if (out == NULL) {
+        return NULL;
+    }
+    for (Py_ssize_t i = 0; i < g->used; i++) {
+        const value_group *stats = &g->stats[i];
+        if (stats->n == 0) {
+            continue; /* only NaN values: record_many makes no series */
+        }
+        PyObject *counts = PyDict_New();
+        if (counts == NULL) {
+            goto error;
+        }
+        const Py_ssize_t *row = &g->counts[i * g->bucket_count];
+        for (Py_ssize_t b = 0; b < g->bucket_count; b++) {
+            if (row[b] == 0) {
+                continue;
+            }
+            PyObject *bucket = PyLong_FromSsize_t(b);
+            PyObject *count = PyLong_FromSsize_t(row[b]);
+            int rc = bucket == NULL || count == NULL ? -1 : PyDict_SetItem(counts, bucket, count);
+            Py_XDECREF(bucket);
+            Py_XDECREF(count);
+            if (rc < 0) {
+                Py_DECREF(counts);
+                goto error;
+            }
+        }
+        PyObject *group = Py_BuildValue("(Nnddd)", counts, stats->n, group_sum(stats), stats->low, stats->high);
+        if (group == NULL) {
+            goto error;
+        }
+        int rc = PyDict_SetItem(out, stats->key, group);
+        Py_DECREF(group);
+        if (rc < 0) {
+            goto error;
+        }
+    }
+    return out;
+error:
+    Py_DECREF(out);
+    return NULL;
+}
+
+/* One view into its group or weighted: 1, 0 when a slot is unset or a duration is not a float, or
+ * -1 with an exception set. Python code can run from here (a weight's __eq__, arithmetic on int
+ * subclasses, the hash of a name, a finalizer the garbage collector calls when the key is
+ * allocated) and rebind the view's slots: each slot is read when it is used, as the Python loop
+ * reads them, with no Python code between the read and the use or the new reference taken. */
+static int
+group_one(grouping *g, PyObject *view)
 {
     static const int key_slots[4] = {BASE_SERVICE, BASE_NAME, BASE_KIND, BASE_STATUS};
+    const Py_ssize_t *offsets = g->offsets;
     PyObject *weight = slot_at(view, offsets[BASE_WEIGHT]);
     if (weight == NULL) {
         return 0;
     }
     int one_weight = weight_is_one(weight);
     if (one_weight <= 0) {
-        return one_weight < 0 || PyList_Append(weighted, view) < 0 ? -1 : 1;
+        return one_weight < 0 || PyList_Append(g->weighted, view) < 0 ? -1 : 1;
     }
     PyObject *start = slot_at(view, offsets[BASE_START]), *end = slot_at(view, offsets[BASE_END]);
     if (start == NULL || end == NULL) {
         return 0;
     }
-    PyObject *duration = duration_s(start, end);
-    if (duration == NULL) {
-        return -1;
-    }
-    PyObject *key = PyTuple_New(4); /* before reading the slots it holds: allocating may run code */
-    if (key == NULL) {
+    double seconds;
+    if (!duration_fast(start, end, &seconds)) {
+        PyObject *duration = duration_s(start, end);
+        if (duration == NULL) {
+            return -1;
+        }
+        int is_float = PyFloat_CheckExact(duration); /* else record_many would bisect and add it */
+        seconds = is_float ? PyFloat_AS_DOUBLE(duration) : 0.0;
         Py_DECREF(duration);
-        return -1;
-    }
-    for (int k = 0; k < 4; k++) {
-        PyObject *value = slot_at(view, offsets[key_slots[k]]);
-        if (value == NULL) {
-            Py_DECREF(key);
-            Py_DECREF(duration);
+        if (!is_float) {
             return 0;
         }
-        PyTuple_SET_ITEM(key, k, Py_NewRef(value));
     }
-    PyObject *durations = PyDict_GetItemWithError(groups, key); /* borrowed */
-    int rc;
-    if (durations != NULL) {
-        rc = PyList_Append(durations, duration);
-    }
-    else if (PyErr_Occurred()) { /* an unhashable name, say */
-        rc = -1;
-    }
-    else {
-        PyObject *fresh = PyList_New(1);
-        if (fresh == NULL) {
-            rc = -1;
-        }
-        else {
-            PyList_SET_ITEM(fresh, 0, Py_NewRef(duration));
-            rc = PyDict_SetItem(groups, key, fresh);
-            Py_DECREF(fresh);
+    PyObject *items[4];
+    for (int k = 0; k < 4; k++) {
+        if ((items[k] = slot_at(view, offsets[key_slots[k]])) == NULL) {
+            return 0;
         }
     }
-    Py_DECREF(key);
-    Py_DECREF(duration);
-    return rc < 0 ? -1 : 1;
+    Py_ssize_t index = group_of(g, items);
+    if (index < 0) {
+        return -1;
+    }
+    add_value(g, index, seconds);
+    return 1;
+}
+
+/* The bounds as doubles into g (bounds must be exact floats, as HistogramFamily keeps them: a
+ * float subclass could compare in its own way); 0, or -1 with an exception set. */
+static int
+copy_bounds(grouping *g, PyObject *bounds)
+{
+    PyObject *seq = PySequence_Fast(bounds, "bounds must be a sequence of floats");
+    if (seq == NULL) {
+        return -1;
+    }
+    Py_ssize_t n = PySequence_Fast_GET_SIZE(seq);
+    g->bounds = PyMem_Malloc((size_t)(n ? n : 1) * sizeof(double));
+    if (g->bounds == NULL) {
+        Py_DECREF(seq);
+        PyErr_NoMemory();
+        return -1;
+    }
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *bound = PySequence_Fast_GET_ITEM(seq, i);
+        if (!PyFloat_CheckExact(bound)) {
+            Py_DECREF(seq);
+            PyErr_Format(PyExc_TypeError, "bounds must be floats, not %.100s", Py_TYPE(bound)->tp_name);
+            return -1;
+        }
+        g->bounds[i] = PyFloat_AS_DOUBLE(bound);
+    }
+    g->bucket_count = n + 1;
+    Py_DECREF(seq);
+    return 0;
 }
 
 static PyObject *
-group_durations(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nargs)
+bucket_durations(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nargs)
 {
-    if (nargs != 2 || !PyType_Check(args[1])) {
-        PyErr_SetString(PyExc_TypeError, "group_durations(views: Sequence[SpanView], base_type: type)");
+    if (nargs != 3 || !PyType_Check(args[1])) {
+        PyErr_SetString(PyExc_TypeError,
+                        "bucket_durations(views: Sequence[SpanView], base_type: type, bounds: Sequence[float])");
         return NULL;
     }
     PyTypeObject *type = (PyTypeObject *)args[1]; /* the caller holds it */
-    Py_ssize_t offsets[BASE_COUNT];
-    if (find_base_layout(type, offsets) < 0) {
+    grouping g = {0};
+    PyObject *result = NULL;
+    if (find_base_layout(type, g.offsets) < 0 || copy_bounds(&g, args[2]) < 0) {
+        PyMem_Free(g.bounds);
         return NULL;
     }
     PyObject *seq = PySequence_Fast(args[0], "views must be a sequence");
     if (seq == NULL) {
+        PyMem_Free(g.bounds);
         return NULL;
     }
-    PyObject *groups = PyDict_New();
-    PyObject *weighted = PyList_New(0);
-    PyObject *result = NULL;
-    if (groups == NULL || weighted == NULL) {
+    g.groups = PyDict_New();
+    g.weighted = PyList_New(0);
+    if (g.groups == NULL || g.weighted == NULL) {
         goto done;
     }
     /* `views` may be the caller's list, and Python code run from here (see group_one) may change
@@ -1179,14 +1512,14 @@ group_durations(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t n
         if (PyObject_TypeCheck(view, type)) {
             rc = 1;
             for (int k = 0; k < BASE_COUNT; k++) { /* every slot set, else the Python loop decides */
-                if (slot_at(view, offsets[k]) == NULL) {
+                if (slot_at(view, g.offsets[k]) == NULL) {
                     rc = 0;
                 }
             }
         }
         if (rc) {
             Py_INCREF(view);
-            rc = group_one(groups, weighted, view, offsets);
+            rc = group_one(&g, view);
             Py_DECREF(view);
         }
         if (rc < 0) {
@@ -1197,11 +1530,29 @@ group_durations(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t n
             goto done;
         }
     }
-    result = PyTuple_Pack(2, groups, weighted);
+    PyObject *bucketed = bucketed_groups(&g);
+    if (bucketed != NULL) {
+        result = PyTuple_Pack(2, bucketed, g.weighted);
+        Py_DECREF(bucketed);
+    }
 done:
     Py_DECREF(seq);
-    Py_XDECREF(groups);
-    Py_XDECREF(weighted);
+    Py_XDECREF(g.groups);
+    Py_XDECREF(g.weighted);
+    for (Py_ssize_t i = 0; i < g.used; i++) {
+        Py_DECREF(g.stats[i].key);
+    }
+    if (g.identities != NULL) {
+        for (size_t i = 0; i <= g.identity_mask; i++) {
+            for (int k = 0; k < 4; k++) {
+                Py_XDECREF(g.identities[i].items[k]);
+            }
+        }
+    }
+    PyMem_Free(g.identities);
+    PyMem_Free(g.stats);
+    PyMem_Free(g.counts);
+    PyMem_Free(g.bounds);
     return result;
 }
 
@@ -1212,9 +1563,10 @@ static PyMethodDef methods[] = {
     {"span_attributes", (PyCFunction)(void (*)(void))span_attributes, METH_FASTCALL,
      "span_attributes(body, start, end) -> dict of the attributes of the Span encoded at body[start:end], "
      "or None when protobuf would read them by merging (decode those with upb)."},
-    {"group_durations", (PyCFunction)(void (*)(void))group_durations, METH_FASTCALL,
-     "group_durations(views, base_type) -> ({(service, name, kind, status): [seconds]}, weighted views) "
-     "or None when a view is not a base_type with every slot set."},
+    {"bucket_durations", (PyCFunction)(void (*)(void))bucket_durations, METH_FASTCALL,
+     "bucket_durations(views, base_type, bounds) -> ({(service, name, kind, status): ({bucket index: count}, n, "
+     "sum, min, max)}, weighted views), or None when a view is not a base_type with every slot set, or a "
+     "duration is not a float."},
     {NULL, NULL, 0, NULL},
 };
 

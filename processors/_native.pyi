@@ -1,9 +1,10 @@
 """Types of the native module (_native.c); see collector/spanscan.py and red.py.
 
 ``scan`` raises TypeError for a ``view_type`` that is not a class written in Python over
-``object`` with ``__slots__`` (and no ``__dict__``) holding every slot it sets; ``group_durations``
-for a ``base_type`` without the seven slots it reads. A slot must be the class's own or a base's:
-one borrowed from another class is refused (its offset is in that class's layout).
+``object`` with ``__slots__`` (and no ``__dict__``) holding every slot it sets; ``bucket_durations``
+for a ``base_type`` without the seven slots it reads, or ``bounds`` that are not a sequence of
+exact floats. A slot must be the class's own or a base's: one borrowed from another class is
+refused (its offset is in that class's layout).
 """
 
 from collections.abc import Callable, Sequence
@@ -17,6 +18,8 @@ def scan(
     weight_of: Callable[[str], float],
 ) -> list[Any] | None: ...
 def span_attributes(body: bytes, start: int, end: int) -> dict[str, Any] | None: ...
-def group_durations(
-    views: Sequence[Any], base_type: type[Any]
-) -> tuple[dict[tuple[str, str, int, int], list[float]], list[Any]] | None: ...
+def bucket_durations(
+    views: Sequence[Any], base_type: type[Any], bounds: Sequence[float]
+) -> (
+    tuple[dict[tuple[str, str, int, int], tuple[dict[int, int], int, float, float, float]], list[Any]] | None
+): ...

@@ -7,8 +7,9 @@ reference too many per call would crash or slowly leak the service. The equivale
 survives, and leaves nothing behind:
 
 * callers that break its assumptions: a view class whose slots are another class's, or that is a
-  C type underneath (dict); Python code run in the middle of a call (weight_of, a weight's
-  ``__eq__``) that drops the views, rebinds their slots, or calls it again with another class, in
+  C type underneath (dict); bounds that are not floats; Python code run in the middle of a call
+  (weight_of, a weight's ``__eq__``, a name's ``__hash__``) that drops the views, rebinds their
+  slots, changes the bounds or the groups being built, or calls it again with another class, in
   the same thread or in another. Those that crashed before the fixes run in a child process with
   PYTHONMALLOC=debug, which overwrites freed memory so that a use after free crashes instead of
   passing by luck (the child loads only the compiled module, so it starts in ~0.1 s);
@@ -23,6 +24,7 @@ valgrind (minutes: not part of the default suite).
 
 from __future__ import annotations
 
+import decimal
 import gc
 import os
 import random
@@ -30,6 +32,7 @@ import subprocess
 import sys
 import textwrap
 import tracemalloc
+from bisect import bisect_left
 from collections.abc import Callable
 from typing import Any
 
@@ -41,7 +44,7 @@ from wire_format import varint as _varint
 
 from spansignals.processors import _native
 from spansignals.processors.collector.spanscan import ScannedSpanView
-from spansignals.processors.red import _group_in_python
+from spansignals.processors.red import DEFAULT_BUCKETS_S, _group_in_python
 from spansignals.processors.view import SpanView, _sampling_weight
 
 _SLOTS = (
@@ -59,6 +62,7 @@ _SLOTS = (
     "_decoded",
 )
 _LIMITS = (128, 1 << 20)
+_BOUNDS = DEFAULT_BUCKETS_S
 
 
 # --- encodings ------------------------------------------------------------------------------------
@@ -107,6 +111,19 @@ def _nested_array(depth: int) -> bytes:
     return value
 
 
+def _bucketed(values: list[float], bounds: tuple[float, ...] = _BOUNDS) -> tuple[Any, ...]:
+    """What bucket_durations gives for a group of these values (record_many's reading of them)."""
+    counts: dict[int, int] = {}
+    for value in values:
+        counts[bisect_left(bounds, value)] = counts.get(bisect_left(bounds, value), 0) + 1
+    return (counts, len(values), sum(values), min(values), max(values))
+
+
+def _reference(views: list[SpanView]) -> tuple[dict[Any, Any], list[SpanView]]:
+    groups, weighted = _group_in_python(views)
+    return {key: _bucketed(values) for key, values in groups.items()}, weighted
+
+
 # --- callers that break its assumptions ------------------------------------------------------------
 
 
@@ -125,6 +142,7 @@ class View:
 class Base:
     __slots__ = ("name", "kind", "start_ns", "end_ns", "status_code", "service_name", "weight")
 BODY = bytes.fromhex({_request(3, trace_state="ot=th:8").hex()!r})
+BOUNDS = {_BOUNDS!r}
 """
     env = {**os.environ}
     env.setdefault("PYTHONMALLOC", "debug")
@@ -159,8 +177,8 @@ def test_scan_refuses_slots_taken_from_another_class() -> None:
     assert out.startswith("TypeError name of Small is not a plain object slot"), out
 
 
-def test_group_durations_refuses_slots_taken_from_another_class() -> None:
-    # The same with group_durations' base type: it read past the end of every view.
+def test_bucket_durations_refuses_slots_taken_from_another_class() -> None:
+    # The same with bucket_durations' base type: it read past the end of every view.
     out = _in_child(
         """
         class Big:
@@ -170,7 +188,7 @@ def test_group_durations_refuses_slots_taken_from_another_class() -> None:
         for name in Base.__slots__:
             setattr(Foreign, name, Big.__dict__[name])
         try:
-            _native.group_durations([Foreign() for _ in range(1000)], Foreign)
+            _native.bucket_durations([Foreign() for _ in range(1000)], Foreign, BOUNDS)
         except TypeError as exc:
             print("TypeError", exc)
         """
@@ -201,7 +219,7 @@ def test_scan_refuses_view_classes_it_cannot_build() -> None:
     with pytest.raises(TypeError):
         _native.scan(_request(), int, *_LIMITS, float)
     with pytest.raises(TypeError):
-        _native.group_durations([], int)
+        _native.bucket_durations([], int, _BOUNDS)
     # a Python subclass of the view class is fine, and its instances are what it returns
     views = _native.scan(_request(), _ScannedSubclass, *_LIMITS, float)
     assert views is not None and len(views) == 3
@@ -246,8 +264,8 @@ def test_scan_called_again_from_weight_of_with_another_view_class() -> None:
     assert out.strip() == "['View'] [2.0, 2.0, 2.0]"
 
 
-def test_group_durations_survives_views_list_emptied_mid_call() -> None:
-    # group_durations walked the caller's list through a pointer taken before the loop; a
+def test_bucket_durations_survives_views_list_emptied_mid_call() -> None:
+    # bucket_durations walked the caller's list through a pointer taken before the loop; a
     # weight's __eq__ emptying that list freed it under the loop.
     out = _in_child(
         """
@@ -263,15 +281,15 @@ def test_group_durations_survives_views_list_emptied_mid_call() -> None:
             view.status_code, view.service_name, view.weight = 0, "svc" * 40, Weight(1.0)
             views.append(view)
         del view
-        groups, weighted = _native.group_durations(views, Base)
-        print(sum(len(d) for d in groups.values()), len(weighted))
+        groups, weighted = _native.bucket_durations(views, Base, BOUNDS)
+        print(sum(n for _, n, *_ in groups.values()), len(weighted))
         """
     )
     assert out.split() == ["1", "0"]
 
 
-def test_group_durations_reads_slot_values_a_weight_rebinds() -> None:
-    # A weight's __eq__ that rebinds the view's name freed the name group_durations was about to
+def test_bucket_durations_reads_slot_values_a_weight_rebinds() -> None:
+    # A weight's __eq__ that rebinds the view's name freed the name bucket_durations was about to
     # put in the key. The key has the names read after the weight, as the Python loop reads them.
     out = _in_child(
         """
@@ -290,14 +308,14 @@ def test_group_durations_reads_slot_values_a_weight_rebinds() -> None:
             view.weight.view = view
             views.append(view)
         del view
-        groups, _ = _native.group_durations(views, Base)
+        groups, _ = _native.bucket_durations(views, Base, BOUNDS)
         print(groups)
         """
     )
-    assert out.strip() == str({("rebound", "rebound", 1, 0): [1e-08] * 20})
+    assert out.strip() == str({("rebound", "rebound", 1, 0): _bucketed([1e-08] * 20)})
 
 
-def test_group_durations_holds_what_arithmetic_unbinds() -> None:
+def test_bucket_durations_holds_what_arithmetic_unbinds() -> None:
     # end - start on int subclasses: end.__sub__ unbinds start from the view and declines, so
     # Python goes on to start.__rsub__, which needs start alive.
     out = _in_child(
@@ -318,14 +336,14 @@ def test_group_durations_holds_what_arithmetic_unbinds() -> None:
             view.end_ns.view = view
             views.append(view)
         del view
-        groups, _ = _native.group_durations(views, Base)
+        groups, _ = _native.bucket_durations(views, Base, BOUNDS)
         print(groups)
         """
     )
-    assert out.strip() == str({("svc", "op", 1, 0): [i / 1e9 if i else 0.0 for i in range(20)]})
+    assert out.strip() == str({("svc", "op", 1, 0): _bucketed([i / 1e9 if i else 0.0 for i in range(20)])})
 
 
-def test_group_durations_called_again_with_another_base_class() -> None:
+def test_bucket_durations_called_again_with_another_base_class() -> None:
     class Other:
         __slots__ = ("end_ns", "kind", "name", "service_name", "start_ns", "status_code", "weight")
 
@@ -338,14 +356,100 @@ def test_group_durations_called_again_with_another_base_class() -> None:
         __hash__ = float.__hash__
 
         def __eq__(self, value: object) -> bool:
-            assert _native.group_durations([other], Other) is not None
+            assert _native.bucket_durations([other], Other, (1.0,)) is not None
             return float(self) == value
 
     views = [
         SpanView(f"op{i % 2}", 1, 0, 10 + i, 0, {}, {}, service_name="svc", weight=Weight(1.0))
         for i in range(6)
     ]
-    assert _native.group_durations(views, SpanView) == _group_in_python(views)
+    assert _native.bucket_durations(views, SpanView, _BOUNDS) == _reference(views)
+
+
+def test_bucket_durations_keeps_the_bounds_it_was_given() -> None:
+    # The bounds are read once: a list emptied (or filled with non-floats) by a weight's __eq__
+    # in the middle of the call changes nothing, and reads nothing freed.
+    out = _in_child(
+        """
+        bounds = list(BOUNDS)
+        class Weight(float):
+            __hash__ = float.__hash__
+            def __eq__(self, other):
+                bounds.clear()
+                bounds.extend(["x"] * 100)
+                return float(self) == other
+        def views(weight):
+            made = []
+            for i in range(30):
+                view = Base()
+                view.name, view.kind, view.start_ns, view.end_ns = f"op{i % 3}", 1, 0, 1_000_000 * i
+                view.status_code, view.service_name, view.weight = 0, "svc", weight()
+                made.append(view)
+            return made
+        changed = _native.bucket_durations(views(lambda: Weight(1.0)), Base, bounds)
+        print(changed == _native.bucket_durations(views(lambda: 1.0), Base, BOUNDS), len(bounds))
+        """
+    )
+    assert out.split() == ["True", "100"]
+
+
+def test_bucket_durations_survives_a_hash_that_rebinds_the_slots() -> None:
+    # A name's __hash__ runs while the key is looked up: it rebinds the view's name and service
+    # (dropping the view's references to the objects in the key) and the key still holds them.
+    # The group is the one the Python loop gives: its key is built before it is hashed.
+    out = _in_child(
+        """
+        class Name(str):
+            def __hash__(self):
+                view, self.view = self.view, None
+                if view is not None:  # the first hash of this name
+                    view.name = "".join(["rebound", str(id(self))])
+                    view.service_name = "".join(["gone", str(id(self))])
+                return str.__hash__(self)
+        views = []
+        for i in range(40):
+            view = Base()
+            view.name = Name("".join(["op", str(i % 4)] * 20))
+            view.name.view = view
+            view.service_name = "".join(["svc"] * 30)
+            view.kind, view.start_ns, view.end_ns, view.status_code, view.weight = 1, 0, 10 + i, 0, 1.0
+            views.append(view)
+        del view
+        groups, weighted = _native.bucket_durations(views, Base, BOUNDS)
+        print(sorted((key[1][:4], n) for key, (_, n, *_) in groups.items()), len(weighted))
+        """
+    )
+    assert out.strip() == "[('op0o', 10), ('op1o', 10), ('op2o', 10), ('op3o', 10)] 0"
+
+
+def test_bucket_durations_groups_changed_through_the_garbage_collector() -> None:
+    # Python code run mid-call can find the dict of groups being built (gc.get_objects) and put
+    # anything in it: a group index out of range would write outside the counts. It is refused.
+    out = _in_child(
+        """
+        class Name(str):  # not an exact str: looked up in the dict at every view
+            pass
+        class Weight(float):
+            __hash__ = float.__hash__
+            def __eq__(self, other):
+                for held in gc.get_objects():
+                    if type(held) is dict and held and all(type(k) is tuple and len(k) == 4 for k in held):
+                        for key in held:
+                            held[key] = 10**6
+                return float(self) == other
+        views = []
+        for i in range(10):
+            view = Base()
+            view.name, view.kind, view.start_ns, view.end_ns = Name("op"), 1, 0, 10 + i
+            view.status_code, view.service_name, view.weight = 0, "svc", Weight(1.0)
+            views.append(view)
+        try:
+            _native.bucket_durations(views, Base, BOUNDS)
+        except RuntimeError as exc:
+            print("RuntimeError", exc)
+        """
+    )
+    assert out.startswith("RuntimeError bucket_durations' groups changed during the call"), out
 
 
 def test_scan_and_grouping_in_threads_with_other_classes() -> None:
@@ -383,7 +487,7 @@ def test_scan_and_grouping_in_threads_with_other_classes() -> None:
                 scanned = _native.scan(BODY, view_cls, 128, 1 << 20, weight_of)
                 if [type(v) for v in scanned] != [view_cls] * 3 or [v.weight for v in scanned] != [2.0] * 3:
                     failures.append(("scan", view_cls.__name__))
-                grouped = _native.group_durations(views, base_cls)
+                grouped = _native.bucket_durations(views, base_cls, BOUNDS)
                 expected = expected or grouped
                 if grouped is None or grouped != expected:
                     failures.append(("group", base_cls.__name__, grouped))
@@ -508,6 +612,25 @@ class _NoSlots:
     __slots__ = ()
 
 
+class _Name(str):
+    """A name the identity cache does not take (only exact str): the key tuple's path."""
+
+    __slots__ = ()
+
+
+class _DecimalEnd(int):
+    """An end whose elapsed time divides into a Decimal: a duration record_many would not bucket
+    as a float, so bucket_durations answers None."""
+
+    def __sub__(self, other: object) -> Any:
+        return _Elapsed(int(self) - int(other))  # type: ignore[call-overload]
+
+
+class _Elapsed(int):
+    def __truediv__(self, other: object) -> Any:
+        return decimal.Decimal(int(self)) / decimal.Decimal(str(other))
+
+
 def _cases() -> dict[str, Callable[[], object]]:
     valid = _request(20, trace_state="ot=th:8")
     late_bail = _request(20, trace_id=bytes(16))  # the last span breaks a rule: 19 views built, then dropped
@@ -526,6 +649,14 @@ def _cases() -> dict[str, Callable[[], object]]:
     unset = [*views, SpanView.__new__(SpanView)]
     unhashable = [SpanView(["op"], 1, 0, 10, 0, {}, {})]  # type: ignore[arg-type,unused-ignore]
     big = [SpanView("op", 1, -(2**70), 2**70 + i, 0, {}, {}) for i in range(5)]
+    many = [SpanView(f"op{i}", 1, 0, 10 * i, 0, {}, {}) for i in range(1_000)]  # tables grow
+    subclassed = [
+        SpanView(_Name(f"op{i % 3}"), 1, 0, 10 + i, 0, {}, {}) for i in range(20)
+    ]  # no identity cache
+    not_float = [*views[:3], SpanView("op", 1, 0, _DecimalEnd(10), 0, {}, {})]  # None after three views
+
+    def bucket(batch: list[SpanView], bounds: Any = _BOUNDS) -> Callable[[], object]:
+        return lambda: _native.bucket_durations(batch, SpanView, bounds)
 
     def scan(
         body: bytes, cls: type = ScannedSpanView, weight_of: Callable[[str], float] = _sampling_weight
@@ -566,13 +697,19 @@ def _cases() -> dict[str, Callable[[], object]]:
         "span_attributes not UTF-8": raises(
             lambda: _native.span_attributes(bad_key, 0, len(bad_key)), ValueError
         ),
-        "group_durations": lambda: _native.group_durations(views, SpanView),
-        "group_durations unset slot": lambda: _native.group_durations(unset, SpanView),
-        "group_durations unhashable": raises(
-            lambda: _native.group_durations(unhashable, SpanView), TypeError
+        "bucket_durations": bucket(views),
+        "bucket_durations unset slot": bucket(unset),
+        "bucket_durations unhashable": raises(bucket(unhashable), TypeError),
+        "bucket_durations past 64 bits": bucket(big),
+        "bucket_durations refused base": raises(
+            lambda: _native.bucket_durations(views, _NoSlots, _BOUNDS), TypeError
         ),
-        "group_durations past 64 bits": lambda: _native.group_durations(big, SpanView),
-        "group_durations refused base": raises(lambda: _native.group_durations(views, _NoSlots), TypeError),
+        "bucket_durations bounds not floats": raises(bucket(views, (0.5, 1)), TypeError),
+        "bucket_durations bounds not a sequence": raises(bucket(views, 0.5), TypeError),  # type: ignore[arg-type]
+        "bucket_durations 10,000 bounds": bucket(views, tuple(float(i) / 1e9 for i in range(10_000))),
+        "bucket_durations 1,000 groups": bucket(many),
+        "bucket_durations names not exact str": bucket(subclassed),
+        "bucket_durations duration not a float": bucket(not_float),
     }
 
 
@@ -644,6 +781,18 @@ def test_cached_texts_are_not_over_referenced() -> None:
             view.attributes  # noqa: B018 - decodes the keys
     del views, view
     assert [sys.getrefcount(text) for text in (name, key, resource_key, service)] == counts
+
+
+def test_bucket_durations_releases_what_its_tables_hold() -> None:
+    # The identity cache holds the key objects of each entry, and each group its key, during the
+    # call: all released at its end, whichever way it ends.
+    views = [SpanView(f"op{i % 5}", i % 2, 0, 10 + i, 0, {}, {}, service_name="svc") for i in range(300)]
+    shared = [views[0].service_name, *(view.name for view in views[:5]), views[0].kind, views[1].kind]
+    counts = [sys.getrefcount(obj) for obj in shared]
+    for _ in range(1_000):
+        assert _native.bucket_durations(views, SpanView, _BOUNDS) is not None
+        assert _native.bucket_durations([*views, object()], SpanView, _BOUNDS) is None
+    assert [sys.getrefcount(obj) for obj in shared] == counts
 
 
 @pytest.mark.skipif(
