@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# The native module's tests under AddressSanitizer + UndefinedBehaviorSanitizer, and under valgrind
-# memcheck. Slow (ASan ~1 min, valgrind ~15 min on 2 cores), so not part of the default suite.
+# The native modules' tests (_native.c, and _wirecheck.c, which reads the untrusted request bytes
+# first) under AddressSanitizer + UndefinedBehaviorSanitizer, and under valgrind memcheck. Slow (ASan ~1 min, valgrind ~15 min on 2 cores), so not part of the default suite.
 #
 #   scripts/native_sanitize.sh [asan|valgrind|all] [pytest args...]     (default: all)
 #
@@ -22,43 +22,50 @@ mode=${1:-all}
 [ $# -gt 0 ] && shift
 PYTHON=${PYTHON:-python}
 SOURCE=${NATIVE_SOURCE:-processors/_native.c}
-TESTS=${TESTS:-tests/processors/test_native_safety.py tests/processors/collector/test_spanscan.py tests/processors/test_red_grouping.py}
+TESTS=${TESTS:-tests/processors/test_native_safety.py tests/processors/collector/test_spanscan.py tests/processors/test_red_grouping.py tests/processors/collector/test_wirecheck.py}
 
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 cp "$SOURCE" "$work/_native.c" # so that reports name _native.c whichever file was given
+cp processors/_wirecheck.c "$work/_wirecheck.c"
 SOURCE_NAME=$SOURCE
 SOURCE="$work/_native.c"
 include=$("$PYTHON" -c 'import sysconfig; print(sysconfig.get_paths()["include"])')
 suffix=$("$PYTHON" -c 'import sysconfig; print(sysconfig.get_config_var("EXT_SUFFIX"))')
 
 cat >"$work/native_under_test.py" <<'EOF'
-"""pytest plugin: import spansignals.processors._native from $SPANSIGNALS_NATIVE_SO."""
+"""pytest plugin: import spansignals.processors._native from $SPANSIGNALS_NATIVE_SO, and
+spansignals.processors._wirecheck from the same folder."""
 import importlib.util
 import os
 import sys
 
-_NAME = "spansignals.processors._native"
 _PATH = os.environ["SPANSIGNALS_NATIVE_SO"]
+_PATHS = {
+    "spansignals.processors._native": _PATH,
+    "spansignals.processors._wirecheck": _PATH.replace("/_native", "/_wirecheck"),
+}
 
 
 class _Finder:
     @staticmethod
     def find_spec(name, path=None, target=None):
-        return importlib.util.spec_from_file_location(name, _PATH) if name == _NAME else None
+        where = _PATHS.get(name)
+        return importlib.util.spec_from_file_location(name, where) if where else None
 
 
 sys.meta_path.insert(0, _Finder)
 
 
 def pytest_report_header(config):
-    return f"native module under test: {_PATH}"
+    return f"native modules under test: {', '.join(_PATHS.values())}"
 
 
 def pytest_sessionfinish(session, exitstatus):
-    module = sys.modules.get(_NAME)
-    if module is not None and module.__file__ != _PATH:
-        raise SystemExit(f"the tests used {module.__file__}, not {_PATH}")
+    for name, where in _PATHS.items():
+        module = sys.modules.get(name)
+        if module is not None and module.__file__ != where:
+            raise SystemExit(f"the tests used {module.__file__}, not {where}")
 EOF
 
 pytest_options=()
@@ -72,9 +79,11 @@ status=0
 if [ "$mode" = asan ] || [ "$mode" = all ]; then
     so="$work/asan/_native$suffix"
     mkdir -p "$work/asan"
-    gcc -shared -fPIC -g -O1 -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=all \
-        -Wall -Wextra -Wno-unused-parameter -Wno-missing-field-initializers -Wno-cast-function-type \
-        -I"$include" "$SOURCE" -o "$so"
+    for module in _native _wirecheck; do
+        gcc -shared -fPIC -g -O1 -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=all \
+            -Wall -Wextra -Wno-unused-parameter -Wno-missing-field-initializers -Wno-cast-function-type \
+            -I"$include" "$work/$module.c" -o "$work/asan/$module$suffix"
+    done
     echo "== AddressSanitizer + UBSan: $SOURCE_NAME"
     SPANSIGNALS_NATIVE_SO="$so" SPANSIGNALS_SANITIZER=asan LD_PRELOAD="$(gcc -print-file-name=libasan.so)" \
         ASAN_OPTIONS=detect_leaks=0:abort_on_error=1:print_summary=1 UBSAN_OPTIONS=print_stacktrace=1 \
@@ -85,7 +94,9 @@ fi
 if [ "$mode" = valgrind ] || [ "$mode" = all ]; then
     so="$work/plain/_native$suffix"
     mkdir -p "$work/plain"
-    gcc -shared -fPIC -g -O1 -fno-omit-frame-pointer -I"$include" "$SOURCE" -o "$so"
+    for module in _native _wirecheck; do
+        gcc -shared -fPIC -g -O1 -fno-omit-frame-pointer -I"$include" "$work/$module.c" -o "$work/plain/$module$suffix"
+    done
     suppressions=()
     for supp in /usr/lib/valgrind/python3.supp "$(dirname "$include")/../lib/valgrind-python.supp"; do
         [ -f "$supp" ] && suppressions+=("--suppressions=$supp")
@@ -106,16 +117,16 @@ if [ "$mode" = valgrind ] || [ "$mode" = all ]; then
     # failing. Any other report, or definite loss, whose stack passes through the module fails.
     records() { awk '/^==[0-9]+== *$/ {if (rec != "") print rec "\n\x1e"; rec = ""; next} {rec = rec "\n" $0} END {print rec}' "$work"/valgrind.*.log; }
     echo "== reports outside the module, by kind:"
-    records | awk 'BEGIN {RS = "\x1e"} (!/\(_native\.c:[0-9]+\)/ || /_tracemalloc\.c/) && /(Invalid|uninitialised|Mismatched|overlap|Syscall param|definitely lost)/ {
+    records | awk 'BEGIN {RS = "\x1e"} (!/\((_native|_wirecheck)\.c:[0-9]+\)/ || /_tracemalloc\.c/) && /(Invalid|uninitialised|Mismatched|overlap|Syscall param|definitely lost)/ {
         if (match($0, /== (Invalid [a-z]+|Conditional jump|Use of uninitialised|Mismatched|Source and destination|Syscall param|[0-9,]+ bytes in [0-9,]+ blocks are definitely lost)/))
             print substr($0, RSTART + 3, RLENGTH - 3)}' | sort | uniq -c
-    ours=$(records | awk 'BEGIN {RS = "\x1e"} /\(_native\.c:[0-9]+\)/ && !/_tracemalloc\.c/')
+    ours=$(records | awk 'BEGIN {RS = "\x1e"} /\((_native|_wirecheck)\.c:[0-9]+\)/ && !/_tracemalloc\.c/')
     if [ -n "$ours" ]; then
-        echo "== reports through _native.c:"
+        echo "== reports through _native.c or _wirecheck.c:"
         echo "$ours"
         vstatus=98
     else
-        echo "== reports through _native.c: none"
+        echo "== reports through _native.c or _wirecheck.c: none"
     fi
     if [ -n "${LOG_DIR:-}" ]; then
         mkdir -p "$LOG_DIR" && cp "$work"/valgrind.*.log "$LOG_DIR"/
