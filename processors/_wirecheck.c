@@ -180,9 +180,10 @@ utf8_valid(const uint8_t *p, size_t n)
     return 1;
 }
 
-/* 1 when [p, end) is a message of `type` as the contract above accepts it, else 0. */
+/* 1 when [p, end) is a message of `type` as the contract above accepts it, else 0; counts the
+Span messages met into *spans. */
 static int
-check_message(const uint8_t *p, const uint8_t *end, int type, int depth)
+check_message(const uint8_t *p, const uint8_t *end, int type, int depth, Py_ssize_t *spans)
 {
     if (depth > MAX_DEPTH) {
         return 0;
@@ -231,8 +232,12 @@ check_message(const uint8_t *p, const uint8_t *end, int type, int depth)
                 }
             }
             else if (schema->kind[number] == K_MESSAGE) {
-                if (!check_message(data, p, schema->child[number], depth + 1)) {
+                int child = schema->child[number];
+                if (!check_message(data, p, child, depth + 1, spans)) {
                     return 0;
+                }
+                if (child == M_SPAN) {
+                    (*spans)++;
                 }
             }
             break;
@@ -244,17 +249,39 @@ check_message(const uint8_t *p, const uint8_t *end, int type, int depth)
     return 1;
 }
 
-static PyObject *
-trace_request(PyObject *Py_UNUSED(module), PyObject *body)
+/* The number of spans of `body` when the contract above accepts it, else -1 (-2: an error set). */
+static Py_ssize_t
+check_request(PyObject *body)
 {
     Py_buffer view;
     if (PyObject_GetBuffer(body, &view, PyBUF_SIMPLE) < 0) {
-        return NULL;
+        return -2;
     }
     const uint8_t *p = (const uint8_t *)view.buf;
-    int ok = check_message(p, p + view.len, M_REQUEST, 0);
+    Py_ssize_t spans = 0;
+    int ok = check_message(p, p + view.len, M_REQUEST, 0, &spans);
     PyBuffer_Release(&view);
-    return PyBool_FromLong(ok);
+    return ok ? spans : -1;
+}
+
+static PyObject *
+trace_request(PyObject *Py_UNUSED(module), PyObject *body)
+{
+    Py_ssize_t spans = check_request(body);
+    return spans == -2 ? NULL : PyBool_FromLong(spans >= 0);
+}
+
+static PyObject *
+trace_spans(PyObject *Py_UNUSED(module), PyObject *body)
+{
+    Py_ssize_t spans = check_request(body);
+    if (spans == -2) {
+        return NULL;
+    }
+    if (spans < 0) {
+        Py_RETURN_NONE;
+    }
+    return PyLong_FromSsize_t(spans);
 }
 
 /* {message full name: {field number: kind}} with kind "string", "message:<full name>", ...: for
@@ -299,6 +326,8 @@ static PyMethodDef methods[] = {
     {"trace_request", trace_request, METH_O,
      "trace_request(body) -> True when upb would accept body as an ExportTraceServiceRequest "
      "(a well-formed encoding of the known fields, valid UTF-8); False when not sure."},
+    {"trace_spans", trace_spans, METH_O,
+     "trace_spans(body) -> the number of spans when trace_request(body) is True, else None."},
     {"schema", schema, METH_NOARGS, "schema() -> {message name: {field number: kind}} this module accepts."},
     {NULL, NULL, 0, NULL},
 };

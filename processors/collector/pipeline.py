@@ -35,10 +35,10 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 from ..engine import SignalEngine
 from ..families import CounterFamily, MetricFamily
 from ..view import OtlpAttributes, OtlpSpanView, SpanView, _sampling_weight
-from .decoding import parse_protobuf_request
+from .decoding import RequestDecodeError, parse_protobuf_request
 from .redaction_stage import redact_request
 from .span_offsets import EncodedSpans
-from .spanscan import ScannedBatch, scan_unparsed, scan_views
+from .spanscan import ScannedBatch, count_unparsed, scan_views
 from .validation import Rejections, SpanLimits, span_rule_broken, values_too_long
 
 __all__ = [
@@ -81,24 +81,23 @@ class IngestResult(NamedTuple):
 
 
 VERIFY_NATIVE_ENV = "SPANSIGNALS_VERIFY_NATIVE"
-"""Set to 1, every request the native path took without upb is parsed with upb as well, and a
+"""Set to 1, every request the native wire check accepted is parsed with upb as well, and a
 difference (upb refusing it, or another span count) is logged and counted as a processor error
-(``collector.wirecheck``), the request then taking the Python path. The collector tests run with
-it on; it doubles the decoding cost."""
+(``collector.wirecheck``); upb's answer then counts. A diagnostic switch: it adds upb's parse
+to every request."""
 
 
 @dataclass(slots=True)
 class ReceivedTraces:
-    """A received protobuf body, decoded as far as the pipeline needs (:meth:`TracePipeline.receive`).
-
-    ``views`` are the native scanner's when it read the body (then ``request`` may be ``None``: no
-    message was built); otherwise ``request`` is upb's parse and the Python path derives from it.
+    """A received protobuf body, decoded as far as admitting it needs (:meth:`TracePipeline.receive`):
+    its span count, and ``request``, upb's parse, unless the native wire check found the body to
+    be a request upb accepts without building one (then ``request`` is ``None`` until
+    :meth:`message` is called).
     """
 
     body: bytes
     span_count: int
     request: ExportTraceServiceRequest | None
-    views: ScannedBatch | None
 
     def message(self) -> ExportTraceServiceRequest:
         """The parsed request (parsed now if the native path skipped it)."""
@@ -145,58 +144,54 @@ class TracePipeline:
         return self.ingest(request, transport).accepted
 
     def receive(self, body: bytes) -> ReceivedTraces:
-        """Decode a protobuf ``ExportTraceServiceRequest`` for :meth:`ingest_received`; raises
-        :class:`~.decoding.RequestDecodeError` when it is not one.
+        """Check and count a protobuf ``ExportTraceServiceRequest`` for :meth:`ingest_received`;
+        raises :class:`~.decoding.RequestDecodeError` when it is not one.
 
-        The receivers' way in. Without redaction, the native wire check and scanner read the body
-        first (:func:`~.spanscan.scan_unparsed`); when they take it, upb never parses it. Otherwise
-        upb parses it, and the scanner still tries on the bytes upb accepted, its span count checked
-        against upb's. A request either leaves with views takes the Python path in
-        :meth:`ingest_received`.
+        The receivers' way in: cheap, so that a request refused for want of queue room (see
+        ``TraceForwarding``) costs little more than this. Without redaction the native wire check
+        (:func:`~.spanscan.count_unparsed`) answers without building a message; when it is not
+        sure, or with redaction, upb parses the body.
         """
         if not self.redact:
-            limits = self.limits
             try:
-                checked, views = scan_unparsed(body, limits.max_attributes, limits.max_attribute_value_bytes)
-            except Exception as exc:  # memory, or a scanner bug: upb and the Python path still work
-                self.engine.errors.record("collector.spanscan", exc)
-                checked, views = False, None
-            if views is not None:
-                if not self.verify_native:
-                    return ReceivedTraces(body, len(views), None, views)
-                return self._verified(body, views)
-            if checked:  # the scanner declined (a rule broken, say): the Python path names it
-                request = parse_protobuf_request(body)
-                return ReceivedTraces(body, count_spans(request), request, None)
+                span_count = count_unparsed(body)
+            except Exception as exc:  # memory, say: upb still decides
+                self.engine.errors.record("collector.wirecheck", exc)
+                span_count = None
+            if span_count is not None:
+                if self.verify_native:
+                    return self._verified(body, span_count)
+                return ReceivedTraces(body, span_count, None)
         request = parse_protobuf_request(body)
-        span_count = count_spans(request)
-        views = None if self.redact else self._scan(body, span_count)
-        return ReceivedTraces(body, span_count, request, views)
+        return ReceivedTraces(body, count_spans(request), request)
 
-    def _verified(self, body: bytes, views: ScannedBatch) -> ReceivedTraces:
-        """:data:`VERIFY_NATIVE_ENV`'s check of a request the native path took without upb."""
+    def _verified(self, body: bytes, span_count: int) -> ReceivedTraces:
+        """:data:`VERIFY_NATIVE_ENV`'s check of a body the wire check accepted: upb parses it too,
+        and any difference is logged and counted; upb's answer is the one that counts."""
         try:
             request = parse_protobuf_request(body)
-        except Exception as exc:
-            problem: Exception = RuntimeError(f"the wire check accepted a body upb refuses ({exc})")
-        else:
-            span_count = count_spans(request)
-            if span_count == len(views):
-                return ReceivedTraces(body, span_count, request, views)
-            problem = RuntimeError(f"native scanner read {len(views)} spans, upb {span_count}")
-        _logger.error("spansignals collector: %s", problem)
-        self.engine.errors.record("collector.wirecheck", problem)
-        request = parse_protobuf_request(body)  # upb decides, as without the native path
-        return ReceivedTraces(body, count_spans(request), request, None)
+        except RequestDecodeError:
+            self._native_differs(f"the wire check accepted a body upb refuses ({len(body)} bytes)")
+            raise
+        upb_count = count_spans(request)
+        if upb_count != span_count:
+            self._native_differs(f"the wire check counted {span_count} spans, upb {upb_count}")
+        return ReceivedTraces(body, upb_count, request)
+
+    def _native_differs(self, what: str) -> None:
+        _logger.error("spansignals collector: %s", what)
+        self.engine.errors.record("collector.wirecheck", RuntimeError(what))
 
     def ingest_received(self, received: ReceivedTraces, transport: str) -> IngestResult:
-        """:meth:`ingest` for what :meth:`receive` decoded."""
-        if received.views is not None:
-            return self._derive_scanned(received.views, transport)
-        assert received.request is not None  # receive() parsed whatever the scanner did not take
-        return self._ingest_parsed(
-            received.request, transport, len(received.body), received.body, received.span_count
-        )
+        """:meth:`ingest` for what :meth:`receive` checked: the native scanner's views when it
+        takes the request (its span count checked against the wire check's or upb's), else the
+        Python path over upb's parse (made now if the wire check had spared it)."""
+        body = received.body
+        if not self.redact:
+            views = self._scan(body, received.span_count)
+            if views is not None:
+                return self._derive_scanned(views, transport)
+        return self._ingest_parsed(received.message(), transport, len(body), body, received.span_count)
 
     def ingest(
         self,

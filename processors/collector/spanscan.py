@@ -8,7 +8,7 @@ span, so :file:`processors/_native.c` walks the OTLP wire format by hand. It is 
 
 * It runs only on bytes known to be a request upb accepts (well-formed protobuf, valid UTF-8):
   bytes upb has parsed, or bytes :file:`processors/_wirecheck.c` checked without building a
-  message (:func:`scan_unparsed`, what the receivers use; it is stricter than upb, and when it is
+  message (:func:`count_unparsed`, what the receivers use; it is stricter than upb, and when it is
   not sure upb parses as before). And only when no stage rewrites spans (redaction takes the
   Python path).
 * :func:`scan_views` returns views only when every span and resource passes the rules of
@@ -47,12 +47,12 @@ try:
 except ImportError:  # the same: every request is parsed with upb first
     _wirecheck = None  # type: ignore[assignment]
 
-__all__ = ["NATIVE", "WIRECHECK", "ScannedBatch", "ScannedSpanView", "scan_unparsed", "scan_views"]
+__all__ = ["NATIVE", "WIRECHECK", "ScannedBatch", "ScannedSpanView", "count_unparsed", "scan_views"]
 
 NATIVE: bool = _native is not None
 """Whether the native scanner was built and imported."""
 WIRECHECK: bool = NATIVE and _wirecheck is not None
-"""Whether requests can be scanned without parsing them with upb first (:func:`scan_unparsed`)."""
+"""Whether requests can be scanned without parsing them with upb first (:func:`count_unparsed`)."""
 
 
 class ScannedSpanView(SpanView):
@@ -144,19 +144,12 @@ def scan_views(
     return None if views is None else ScannedBatch(views, body)
 
 
-def scan_unparsed(
-    body: bytes,
-    max_attributes: int,
-    max_value_bytes: int,
-    weight_of: Callable[[str], float] = _sampling_weight,
-) -> tuple[bool, ScannedBatch | None]:
-    """:func:`scan_views` for bytes nobody has parsed: ``(checked, views)``.
-
-    ``checked`` is whether ``processors/_wirecheck.c`` found ``body`` to be a request upb accepts
-    (it is stricter than upb: false means "not sure", and the caller parses with upb, which
-    decides). Only then does the scanner run, and ``views`` is what :func:`scan_views` answers.
-    Skipping upb's parse is the point: it built a whole message that nothing read on this path.
-    """
-    if _wirecheck is None or _native is None or not _wirecheck.trace_request(body):
-        return False, None
-    return True, scan_views(body, max_attributes, max_value_bytes, weight_of)
+def count_unparsed(body: bytes) -> int | None:
+    """The number of spans of ``body``, bytes nobody has parsed, when ``processors/_wirecheck.c``
+    finds it to be a request upb accepts; ``None`` when it is not sure (it is stricter than upb),
+    or without the native modules: the caller then parses with upb, which decides. Once counted,
+    ``body`` may go to :func:`scan_views` as it is. Skipping upb's parse is the point: it built
+    a whole message that nothing read on the fast path."""
+    if _wirecheck is None or _native is None:
+        return None
+    return _wirecheck.trace_spans(body)

@@ -1,9 +1,10 @@
 """The native wire check (``processors/_wirecheck.c``) against upb, the parser it stands in for.
 
 Its promise: ``trace_request(body)`` is True only when upb parses ``body`` as an
-``ExportTraceServiceRequest`` without error. It may say False for bodies upb takes (it is stricter
-on purpose: the receivers then parse with upb), but every valid request an OTLP exporter sends
-must pass, or the collector would lose its fast path.
+``ExportTraceServiceRequest`` without error, and ``trace_spans(body)`` is then upb's span count.
+It may say False for bodies upb takes (it is stricter on purpose: the receivers then parse with
+upb), but every valid request an OTLP exporter sends must pass, or the collector would lose its
+fast path.
 """
 
 from __future__ import annotations
@@ -21,9 +22,12 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
+from spansignals.processors.collector import pipeline as pipeline_module
 from spansignals.processors.collector import spanscan
 from spansignals.processors.collector.decoding import RequestDecodeError
+from spansignals.processors.collector.forwarding import TraceForwarding
 from spansignals.processors.collector.pipeline import VERIFY_NATIVE_ENV, TracePipeline
+from spansignals.processors.collector.queue import QueueFull
 from spansignals.processors.engine import SignalEngine
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[3] / "benchmarks"))
@@ -104,8 +108,11 @@ def test_the_benchmark_request_passes_and_is_not_parsed_by_upb() -> None:
     template, offsets = build_template(512)
     body = stamp(template, offsets, 1)
     assert _wirecheck.trace_request(body)
-    received = TracePipeline(SignalEngine([])).receive(body)
-    assert received.request is None and received.views is not None and received.span_count == 512
+    pipeline = TracePipeline(SignalEngine([]))
+    received = pipeline.receive(body)
+    assert received.request is None and received.span_count == 512 == _wirecheck.trace_spans(body)
+    assert pipeline.ingest_received(received, "grpc").accepted == 512
+    assert received.request is None  # the scanner took it: still no message built
     assert _wirecheck.trace_request(b"")  # an empty request is a valid one
     assert _wirecheck.trace_request(bytearray(body)) and _wirecheck.trace_request(memoryview(body))
 
@@ -113,7 +120,12 @@ def test_the_benchmark_request_passes_and_is_not_parsed_by_upb() -> None:
 @settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(_RESOURCES)
 def test_every_request_protobuf_writes_passes(resources: list[Any]) -> None:
-    assert _wirecheck.trace_request(_build(resources).SerializeToString())
+    request = _build(resources)
+    body = request.SerializeToString()
+    assert _wirecheck.trace_request(body)
+    assert _wirecheck.trace_spans(body) == sum(
+        len(ss.spans) for rs in request.resource_spans for ss in rs.scope_spans
+    )
 
 
 def test_every_field_of_the_schema_passes() -> None:
@@ -171,6 +183,7 @@ NOT_SURE = {
 def test_what_it_is_not_sure_of_goes_to_upb(name: str) -> None:
     body = _request_of(NOT_SURE[name])
     assert not _wirecheck.trace_request(body)
+    assert _wirecheck.trace_spans(body) is None
     if _upb_accepts(body):  # the receivers still take it, the way they did before the wire check
         result = TracePipeline(SignalEngine([])).receive(body)
         assert result.request is not None and result.span_count == 1
@@ -280,9 +293,13 @@ def test_mutated_requests_pass_only_when_upb_takes_them() -> None:
         data = bytes(body)
         if _wirecheck.trace_request(data):
             passed += 1
-            assert _upb_accepts(data), data.hex()
+            parsed = ExportTraceServiceRequest()
+            parsed.ParseFromString(data)  # raises if upb refuses what the check took
+            spans = sum(len(ss.spans) for rs in parsed.resource_spans for ss in rs.scope_spans)
+            assert _wirecheck.trace_spans(data) == spans, data.hex()
         else:
             refused += 1
+            assert _wirecheck.trace_spans(data) is None
     assert passed > 100 and refused > 1000  # both answers exercised
 
 
@@ -294,8 +311,34 @@ def test_verify_mode_parses_with_upb_too_and_agrees(monkeypatch: pytest.MonkeyPa
     pipeline = TracePipeline(SignalEngine([]))
     template, offsets = build_template(64)
     received = pipeline.receive(stamp(template, offsets, 2))
-    assert received.views is not None and received.request is not None and received.span_count == 64
+    assert received.request is not None and received.span_count == 64
+    assert pipeline.ingest_received(received, "grpc").accepted == 64
     assert pipeline.engine.errors.count("collector.wirecheck") == 0
+
+
+class _FullForwarder:
+    """Only what TraceForwarding asks a forwarder before queueing: whether there is room."""
+
+    workers: tuple[Any, ...] = ()
+
+    def has_room(self, spans: int, nbytes: int) -> bool:
+        return False
+
+
+def test_a_request_refused_for_queue_room_is_only_wire_checked(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Under overload a refused request costs the wire check, not the scan or upb's parse: the
+    span count the queue's room is judged by comes from the check."""
+    pipeline = TracePipeline(SignalEngine([]))
+    forwarding = TraceForwarding(pipeline, _FullForwarder())  # type: ignore[arg-type]
+    built = []
+    monkeypatch.setattr(pipeline, "_scan", lambda *args: built.append("views"))
+    monkeypatch.setattr(pipeline_module, "parse_protobuf_request", lambda body: built.append("message"))
+    template, offsets = build_template(32)
+    received = forwarding.receive(stamp(template, offsets, 5))
+    with pytest.raises(QueueFull):
+        forwarding.ingest_received(received, "grpc")
+    assert built == []
+    assert pipeline.receiver_spans.value(("grpc", "refused")) == 32
 
 
 def test_a_body_upb_refuses_is_refused() -> None:
