@@ -206,6 +206,16 @@ class _HistogramSeries:
         self.min = float("inf")
         self.max = float("-inf")
 
+    def add_values(self, n: int, total: float, low: float, high: float) -> None:
+        """Count ``n`` values of weight 1 summing to ``total`` (their buckets are the caller's)."""
+        self.count += n
+        self.weighted += n
+        self.sum += total
+        if low < self.min:
+            self.min = low
+        if high > self.max:
+            self.max = high
+
 
 class HistogramFamily(MetricFamily):
     """Explicit-bucket histograms per label set (exported as a cumulative OTel ``Histogram``).
@@ -274,13 +284,7 @@ class HistogramFamily(MetricFamily):
             counts = series.counts
             for v in values:
                 counts[bisect_left(bounds, v)] += 1
-            series.count += n
-            series.weighted += n
-            series.sum += total
-            if low < series.min:
-                series.min = low
-            if high > series.max:
-                series.max = high
+            series.add_values(n, total, low, high)
 
     def record_bucketed(self, labels: tuple[Any, ...], bucketed: Bucketed) -> None:
         """Merge values already bucketed against :attr:`bounds` into one series: the state
@@ -300,13 +304,7 @@ class HistogramFamily(MetricFamily):
             buckets = series.counts
             for index, count in counts.items():  # the few buckets a group's values fell in
                 buckets[index] += count
-            series.count += n
-            series.weighted += n
-            series.sum += total
-            if low < series.min:
-                series.min = low
-            if high > series.max:
-                series.max = high
+            series.add_values(n, total, low, high)
 
     def _series_of(self, labels: tuple[Any, ...]) -> _HistogramSeries:
         """The series ``labels`` go to (made when new; the overflow series past the cap).
