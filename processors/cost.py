@@ -297,32 +297,27 @@ class CostSpanProcessor(SignalSpanProcessor):
             self.errors.record(self.processor_name, exc)
             super().observe_batch(views)
             return
-        remaining = iter(candidates)  # each may hold usage: no second search (see observe)
-        while True:
-            try:
-                for view in remaining:
-                    attrs = view.attributes
-                    usage = usage_from_attributes(attrs)
-                    if usage is not None:
-                        self._observe_llm(view, attrs, usage)
-                return
-            except Exception as exc:  # resume after the span that failed
-                self.errors.record(self.processor_name, exc)
+        self._observe_each(candidates, self._observe_usage)  # no second search per span
 
     def observe(self, view: SpanView) -> None:
         # On OTLP spans might_hold_key answers without building the attribute mapping at all.
-        if view.might_hold_key(_USAGE_FRAGMENT):
-            attrs = view.attributes
-            usage = usage_from_attributes(attrs)
-            if usage is not None:
-                self._observe_llm(view, attrs, usage)
-                return
+        if view.might_hold_key(_USAGE_FRAGMENT) and self._observe_usage(view):
+            return
         if self._api_providers and (view.kind == KIND_CLIENT or view.might_hold_key(_PROVIDER_KEY_FRAGMENT)):
             # only a client span, or one naming its provider, can have a per-request price: on
             # OTLP spans the others are ruled out without indexing their attributes
             self._observe_api(view, view.attributes)
 
     # --- LLM ------------------------------------------------------------------------------------
+
+    def _observe_usage(self, view: SpanView) -> bool:
+        """Derive from the token usage ``view`` reports; False when it reports none."""
+        attrs = view.attributes
+        usage = usage_from_attributes(attrs)
+        if usage is None:
+            return False
+        self._observe_llm(view, attrs, usage)
+        return True
 
     def _llm_inputs(
         self, view: SpanView, attrs: Mapping[str, Any]

@@ -16,7 +16,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from opentelemetry.sdk.trace import SpanProcessor
@@ -135,9 +135,13 @@ class SignalSpanProcessor(SpanProcessor):
         than its spans one by one (RED updates each series once per batch); an override must keep
         the promise above.
         """
-        observe = self.observe
         kinds = self.observed_kinds
-        remaining = iter(views if kinds is None else [v for v in views if v.kind in kinds])
+        self._observe_each(views if kinds is None else [v for v in views if v.kind in kinds], self.observe)
+
+    def _observe_each(self, views: Iterable[SpanView], observe: Callable[[SpanView], object]) -> None:
+        """``observe`` each view in order; a failure is counted in ``errors`` and the views after
+        it are still observed (the promise of :meth:`observe_batch`, for overrides to reuse)."""
+        remaining = iter(views)
         while True:
             try:
                 for view in remaining:
