@@ -659,7 +659,7 @@ def derivation_costs(
         if WIRECHECK:  # what the receivers run before the scanner instead of upb's parse
             from spansignals.processors import _wirecheck
 
-            costs = [("wire check", timed(lambda: _wirecheck.trace_request(template)))]
+            costs = [("wire check", timed(lambda: _wirecheck.trace_spans(template)))]
         else:
             costs = [("parse", timed(lambda: parse_protobuf_request(template)))]
         view_cost = timed(views)

@@ -8,10 +8,10 @@
  * for a message nothing then read. No protobuf library offers "validate without building", so this
  * module walks the wire format against the trace schema and checks what upb checks.
  *
- * The contract: trace_request(body) is True only when upb would parse `body` as an
+ * The contract: trace_spans(body) is a number (of spans) only when upb would parse `body` as an
  * ExportTraceServiceRequest without error (well-formed wire format, every proto3 string valid
- * UTF-8, nesting within bounds). It is stricter than upb on purpose, and False then means "not
- * sure", never "invalid": the caller parses with upb, which decides. It answers False for
+ * UTF-8, nesting within bounds). It is stricter than upb on purpose, and None then means "not
+ * sure", never "invalid": the caller parses with upb, which decides. It answers None for
  *   - a field number the schema below does not declare (upb would keep it as an unknown field),
  *     and KeyValue.key_strindex / AnyValue.string_value_strindex (profile dictionary references,
  *     never sent with traces, which the span scanner does not read);
@@ -265,13 +265,6 @@ check_request(PyObject *body)
 }
 
 static PyObject *
-trace_request(PyObject *Py_UNUSED(module), PyObject *body)
-{
-    Py_ssize_t spans = check_request(body);
-    return spans == -2 ? NULL : PyBool_FromLong(spans >= 0);
-}
-
-static PyObject *
 trace_spans(PyObject *Py_UNUSED(module), PyObject *body)
 {
     Py_ssize_t spans = check_request(body);
@@ -323,11 +316,9 @@ schema(PyObject *Py_UNUSED(module), PyObject *Py_UNUSED(ignored))
 }
 
 static PyMethodDef methods[] = {
-    {"trace_request", trace_request, METH_O,
-     "trace_request(body) -> True when upb would accept body as an ExportTraceServiceRequest "
-     "(a well-formed encoding of the known fields, valid UTF-8); False when not sure."},
     {"trace_spans", trace_spans, METH_O,
-     "trace_spans(body) -> the number of spans when trace_request(body) is True, else None."},
+     "trace_spans(body) -> the number of spans when upb would accept body as an ExportTraceServiceRequest "
+     "(a well-formed encoding of the known fields, valid UTF-8); None when not sure."},
     {"schema", schema, METH_NOARGS, "schema() -> {message name: {field number: kind}} this module accepts."},
     {NULL, NULL, 0, NULL},
 };
