@@ -25,8 +25,8 @@ wake-ups) whatever its size: under ``benchmarks/collector_throughput.py``'s load
 that each took whatever was ready sent ~1.4-1.9 received requests per send; held back, ~4, and
 the collector's CPU outside the receiver handler fell from 0.96 to 0.77 ms per request (means of
 three interleaved 8 s runs each, load ~3.8; ``benchmarks/collector_forward.py`` times the
-forwarding path alone). Holding back longer merges
-more (a whole ``max_request_bytes`` and 50 ms: ~15 per send) but keeps far more in the queue
+forwarding path alone). Holding back longer merges more (a whole ``max_request_bytes`` and
+50 ms: ~15 per send) but keeps far more in the queue
 (against the benchmark's sink, a fifth of the default bound in steady state, and the whole bound
 when that sink slowed down: clients were refused), because one big send at a time leaves the
 downstream idle between answer and next send; the two limits above keep the queue within a few

@@ -344,10 +344,11 @@ class TracePipeline:
         return IngestResult(accepted, rejections.total, rejections.message(), modified)
 
     def _scan(self, body: bytes, span_count: int) -> ScannedBatch | None:
-        """The native views of ``body``, which upb parsed into ``span_count`` spans; ``None`` when
-        the request needs the Python path (the scanner is missing or unsure, or a span breaks a
-        rule). The scanner's span count is checked against upb's, so a scanner that read the
-        request differently from upb could never derive from the wrong spans unnoticed."""
+        """The native views of ``body``, which upb or the wire check found to hold ``span_count``
+        spans; ``None`` when the request needs the Python path (the scanner is missing or unsure,
+        or a span breaks a rule). The scanner's span count is checked against that count, so a
+        scanner that read the request differently could never derive from the wrong spans
+        unnoticed."""
         try:
             limits = self.limits
             views = scan_views(body, limits.max_attributes, limits.max_attribute_value_bytes)
